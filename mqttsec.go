@@ -1,0 +1,356 @@
+package mqttsec
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Access is what a client asks to do with a topic. The values are bits so
+// that a [Grant] can name several.
+type Access uint8
+
+// The accesses a decision is about.
+const (
+	// Publish is a PUBLISH from the client (and its will message).
+	Publish Access = 1 << iota
+	// Subscribe is a SUBSCRIBE with a topic filter.
+	Subscribe
+	// Receive is the delivery of a published message to a subscriber.
+	Receive
+)
+
+// String returns "publish", "subscribe", "receive", or a "|"-joined list.
+func (a Access) String() string {
+	var s string
+	for _, v := range [...]struct {
+		a    Access
+		name string
+	}{{Publish, "publish"}, {Subscribe, "subscribe"}, {Receive, "receive"}} {
+		if a&v.a != 0 {
+			if s != "" {
+				s += "|"
+			}
+			s += v.name
+		}
+	}
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// Method names how an [Identity] was authenticated.
+type Method string
+
+// The authentication methods of this module.
+const (
+	MethodPassword  Method = "password"
+	MethodJWT       Method = "jwt"
+	MethodX509      Method = "x509"
+	MethodAnonymous Method = "anonymous"
+)
+
+// Identity is who a connection was authenticated as. An Identity is built
+// once at CONNECT and must not be modified afterwards; it is read by every
+// later decision for the connection.
+type Identity struct {
+	// Subject is the authenticated principal: a username, a token subject,
+	// a certificate name. Two connections with the same Subject and Method
+	// are the same principal (client-ID binding relies on it).
+	Subject string
+	// Method is how the subject was authenticated.
+	Method Method
+	// Roles are the groups the subject belongs to, if the authenticator
+	// knows them (a token claim, say). Authorizers may add their own.
+	Roles []string
+	// Expiry is when the credential stops being valid; zero means never.
+	// The Guard asks the broker to disconnect the client with 0xA0 then.
+	Expiry time.Time
+	// Attributes carries authenticator-specific facts (certificate serial,
+	// token issuer, ...). Never a secret.
+	Attributes map[string]string
+	// Grants are permissions carried by the credential itself (a JWT "acl"
+	// claim). Nil means the credential carries none; how grants combine with
+	// the broker's policy is the authorizer's documented choice.
+	Grants []Grant
+}
+
+// Grant is one permission carried by a credential, in the shape of EMQX's
+// JWT "acl" claim.
+type Grant struct {
+	// Allow is true for "allow", false for "deny".
+	Allow bool
+	// Access is the set of accesses the grant applies to. Subscribe grants
+	// also cover Receive.
+	Access Access
+	// Topic is a topic filter; it may contain placeholders (see topic.Expand).
+	Topic string
+	// QoS, when non-empty, limits the grant to these QoS levels.
+	QoS []byte
+	// Retain, when non-nil, limits the grant to publishes with this flag.
+	Retain *bool
+}
+
+// Client is what a decision knows about one connection. The adapter fills
+// it at CONNECT; the Guard adds the Identity.
+type Client struct {
+	// ID is the MQTT client identifier (after the broker assigned one, if
+	// the client sent none).
+	ID string
+	// Username is the user name field of CONNECT, possibly empty.
+	Username string
+	// RemoteAddr is the peer address as "ip:port".
+	RemoteAddr string
+	// Listener names the listener the connection arrived on.
+	Listener string
+	// TLS is the state of the TLS connection, nil for plaintext.
+	TLS *tls.ConnectionState
+	// Protocol is the MQTT protocol level: 3 (3.1), 4 (3.1.1) or 5.
+	Protocol byte
+	// CleanStart is the clean start (clean session) flag.
+	CleanStart bool
+	// Identity is set by the Guard after authentication.
+	Identity *Identity
+}
+
+// IP returns the host part of RemoteAddr, or RemoteAddr itself when it has
+// no port.
+func (c *Client) IP() string {
+	host, _, err := net.SplitHostPort(c.RemoteAddr)
+	if err != nil {
+		return c.RemoteAddr
+	}
+	return host
+}
+
+// Credentials are the secrets of a CONNECT. They are passed to
+// authenticators and never stored by the Guard.
+type Credentials struct {
+	// Password is the password field (a password or a token).
+	Password []byte
+	// AuthMethod and AuthData are MQTT v5 enhanced authentication.
+	AuthMethod string
+	AuthData   []byte
+}
+
+// Message is a PUBLISH (or a will message) as far as a decision needs it.
+// Payload must not be retained or modified by a decision.
+type Message struct {
+	Topic   string
+	Payload []byte
+	QoS     byte
+	Retain  bool
+}
+
+// Authenticator verifies the credentials of a CONNECT. It returns the
+// Identity on success, [ErrAbstain] when it does not apply, or a denial
+// (wrapping [ErrBadCredentials] or another sentinel).
+type Authenticator interface {
+	Authenticate(ctx context.Context, cl *Client, cred Credentials) (*Identity, error)
+}
+
+// AuthenticatorFunc adapts a function to an Authenticator.
+type AuthenticatorFunc func(ctx context.Context, cl *Client, cred Credentials) (*Identity, error)
+
+// Authenticate calls f(ctx, cl, cred).
+func (f AuthenticatorFunc) Authenticate(ctx context.Context, cl *Client, cred Credentials) (*Identity, error) {
+	return f(ctx, cl, cred)
+}
+
+// Authorizer decides whether a client may publish to, subscribe to or
+// receive from a topic. It returns nil to allow, or a denial (wrapping
+// [ErrNotAuthorized]). For Subscribe, topic is a filter (with any $share
+// prefix removed); for Publish and Receive it is a topic name.
+type Authorizer interface {
+	Authorize(ctx context.Context, cl *Client, a Access, topic string) error
+}
+
+// AuthorizerFunc adapts a function to an Authorizer.
+type AuthorizerFunc func(ctx context.Context, cl *Client, a Access, topic string) error
+
+// Authorize calls f(ctx, cl, a, topic).
+func (f AuthorizerFunc) Authorize(ctx context.Context, cl *Client, a Access, topic string) error {
+	return f(ctx, cl, a, topic)
+}
+
+// ClientBinder is implemented by an Authorizer that can do its per-client
+// work (resolving roles, expanding placeholders) once at CONNECT. The Guard
+// calls Bind after authentication and uses the returned Authorizer for every
+// later check of that connection; it calls Bind again after the Guard's
+// parts are swapped. The bound Authorizer must itself notice policy changes
+// (a generation number) so that no decision uses a stale policy.
+type ClientBinder interface {
+	Bind(cl *Client) Authorizer
+}
+
+// MessageAuthorizer is implemented by an Authorizer that also looks at the
+// QoS and retain flag of a PUBLISH. When present, the Guard calls
+// AuthorizeMessage instead of Authorize for publishes and will messages.
+type MessageAuthorizer interface {
+	AuthorizeMessage(ctx context.Context, cl *Client, m *Message) error
+}
+
+// ClientIDPolicy validates a client identifier before authentication.
+type ClientIDPolicy interface {
+	ValidateClientID(cl *Client) error
+}
+
+// ClientIDPolicyFunc adapts a function to a ClientIDPolicy.
+type ClientIDPolicyFunc func(cl *Client) error
+
+// ValidateClientID calls f(cl).
+func (f ClientIDPolicyFunc) ValidateClientID(cl *Client) error { return f(cl) }
+
+// Registry tracks which identity holds which client ID. Claim is called
+// after authentication; it returns a denial when the connection may not
+// take the ID (another identity holds it), and a release function the Guard
+// calls exactly once when the connection ends.
+type Registry interface {
+	Claim(ctx context.Context, cl *Client) (release func(), err error)
+}
+
+// Limit names what a [Limiter] is asked about.
+type Limit uint8
+
+// The limits a Guard asks about.
+const (
+	// LimitConnect is a connection attempt, before authentication (n = 1).
+	LimitConnect Limit = iota + 1
+	// LimitAuthFailure records a failed authentication (n = 1); the result
+	// is ignored.
+	LimitAuthFailure
+	// LimitPublish is a PUBLISH of n payload bytes.
+	LimitPublish
+)
+
+// Limiter enforces rates and quotas. It returns nil to allow or a denial
+// (wrapping [ErrRateTooHigh], [ErrConnectionRate], [ErrQuotaExceeded] or
+// [ErrBanned]).
+type Limiter interface {
+	Allow(cl *Client, l Limit, n int) error
+}
+
+// LimiterFunc adapts a function to a Limiter.
+type LimiterFunc func(cl *Client, l Limit, n int) error
+
+// Allow calls f(cl, l, n).
+func (f LimiterFunc) Allow(cl *Client, l Limit, n int) error { return f(cl, l, n) }
+
+// Disconnector is implemented by a broker adapter: it closes the connection
+// of a session with a reason code (0xA0 when credentials expire, 0x8A for a
+// ban). It must not block and is a no-op for a session that already ended.
+type Disconnector interface {
+	Disconnect(s *Session, code ReasonCode)
+}
+
+// EventKind names a security event.
+type EventKind uint8
+
+// The security events a Guard reports.
+const (
+	EventConnectDenied EventKind = iota + 1
+	EventConnected
+	EventPublishDenied
+	EventSubscribeDenied
+	EventReceiveDenied
+	EventExpired
+	EventDisconnected
+	EventReload
+	EventError
+)
+
+// String returns the event kind in snake case.
+func (k EventKind) String() string {
+	switch k {
+	case EventConnectDenied:
+		return "connect_denied"
+	case EventConnected:
+		return "connected"
+	case EventPublishDenied:
+		return "publish_denied"
+	case EventSubscribeDenied:
+		return "subscribe_denied"
+	case EventReceiveDenied:
+		return "receive_denied"
+	case EventExpired:
+		return "expired"
+	case EventDisconnected:
+		return "disconnected"
+	case EventReload:
+		return "reload"
+	case EventError:
+		return "error"
+	}
+	return "unknown"
+}
+
+// Event is a security event. It never carries a password or token.
+type Event struct {
+	Time       time.Time
+	Kind       EventKind
+	ClientID   string
+	Username   string
+	RemoteAddr string
+	Topic      string
+	Code       ReasonCode
+	Err        error
+}
+
+// EventSink receives security events. Event is called synchronously on the
+// decision path and must not block; it may be called concurrently.
+type EventSink interface {
+	Event(e Event)
+}
+
+// EventSinkFunc adapts a function to an EventSink.
+type EventSinkFunc func(e Event)
+
+// Event calls f(e).
+func (f EventSinkFunc) Event(e Event) { f(e) }
+
+// SlogSink returns an EventSink that writes events to l: denials at Warn,
+// receive denials (one per message per subscriber) at Debug, the rest at
+// Info. A nil l means slog.Default().
+func SlogSink(l *slog.Logger) EventSink {
+	return slogSink{l}
+}
+
+type slogSink struct{ l *slog.Logger }
+
+func (s slogSink) Event(e Event) {
+	l := s.l
+	if l == nil {
+		l = slog.Default()
+	}
+	level := slog.LevelInfo
+	switch e.Kind {
+	case EventConnectDenied, EventPublishDenied, EventSubscribeDenied, EventExpired, EventError:
+		level = slog.LevelWarn
+	case EventReceiveDenied, EventDisconnected:
+		level = slog.LevelDebug
+	}
+	ctx := context.Background()
+	if !l.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{slog.String("client_id", e.ClientID)}
+	if e.Username != "" {
+		attrs = append(attrs, slog.String("username", e.Username))
+	}
+	if e.RemoteAddr != "" {
+		attrs = append(attrs, slog.String("remote", e.RemoteAddr))
+	}
+	if e.Topic != "" {
+		attrs = append(attrs, slog.String("topic", e.Topic))
+	}
+	if e.Code != CodeSuccess {
+		attrs = append(attrs, slog.String("code", e.Code.String()))
+	}
+	if e.Err != nil {
+		attrs = append(attrs, slog.String("error", e.Err.Error()))
+	}
+	l.LogAttrs(ctx, level, "mqttsec "+e.Kind.String(), attrs...)
+}
