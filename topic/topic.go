@@ -167,7 +167,7 @@ func Covers(outer, inner string) bool {
 	if (outer[0] == '+' || outer[0] == '#') && inner[0] == '$' {
 		return false
 	}
-	first := true
+	full := len(inner)
 	for {
 		ol, orest, omore := strings.Cut(outer, "/")
 		if ol == "#" {
@@ -175,10 +175,12 @@ func Covers(outer, inner string) bool {
 		}
 		il, irest, imore := strings.Cut(inner, "/")
 		if il == "#" {
-			// inner matches every name from this level down, and, below the
-			// first level, the parent too. Outer covers that only as "+/#" at
-			// the first level (every name has at least one level).
-			return first && ol == "+" && omore && orest == "#"
+			// inner matches every name from this level down, and the parent
+			// name before "/#" too when there is one (a topic name is never
+			// empty, so "/#" and "#" have none). Outer, which has no '#' at
+			// this level, covers that only as "+/#" when there is no parent.
+			consumed := full - len(inner)
+			return consumed <= 1 && ol == "+" && omore && orest == "#"
 		}
 		if ol != "+" && (il == "+" || il != ol) {
 			return false
@@ -189,6 +191,6 @@ func Covers(outer, inner string) bool {
 		case !imore:
 			return orest == "#"
 		}
-		outer, inner, first = orest, irest, false
+		outer, inner = orest, irest
 	}
 }
