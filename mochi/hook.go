@@ -515,4 +515,3 @@ func (h *Hook) disconnect(cn *conn, code mqttsec.ReasonCode) {
 
 var _ mqttsec.Disconnector = (*Hook)(nil)
 var _ mqtt.Hook = (*Hook)(nil)
-
