@@ -1,0 +1,72 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/mqttsec/mqttsec"
+)
+
+// Chain returns an Authenticator that asks each of authns in order. The
+// first one that does not abstain decides: its Identity is returned, or its
+// denial (given reason code 0x86 if it carries none). When all abstain, or
+// authns is empty, the chain denies with [mqttsec.ErrBadCredentials] (0x86).
+// A chain never allows anonymous access unless an [Anonymous] authenticator
+// is in it. A cancelled ctx stops the chain with ctx's error.
+//
+// The chain is safe for concurrent use if its elements are.
+func Chain(authns ...mqttsec.Authenticator) mqttsec.Authenticator {
+	c := make(chain, 0, len(authns))
+	for _, a := range authns {
+		if a != nil {
+			c = append(c, a)
+		}
+	}
+	return c
+}
+
+type chain []mqttsec.Authenticator
+
+var errAllAbstained = deny("no authenticator accepted the credentials")
+
+func (c chain) Authenticate(ctx context.Context, cl *mqttsec.Client, cred mqttsec.Credentials) (*mqttsec.Identity, error) {
+	for _, a := range c {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("%w: %w", mqttsec.ErrServerBusy, err)
+		}
+		id, err := a.Authenticate(ctx, cl, cred)
+		switch {
+		case err == nil && id != nil:
+			return id, nil
+		case err == nil:
+			return nil, deny("authenticator returned no identity")
+		case errors.Is(err, mqttsec.ErrAbstain):
+			continue
+		}
+		var re *mqttsec.ReasonError
+		if !errors.As(err, &re) {
+			err = fmt.Errorf("%w: %w", mqttsec.ErrBadCredentials, err)
+		}
+		return nil, err
+	}
+	return nil, errAllAbstained
+}
+
+// Anonymous returns an Authenticator that allows a CONNECT carrying no
+// credentials at all (no user name, no password, no enhanced
+// authentication method) as the identity {Subject: "anonymous", Method:
+// MethodAnonymous, Roles: roles}, and abstains for every other CONNECT, so
+// a wrong password is never let in anonymously. Put it last in a [Chain];
+// without it nothing is anonymous.
+//
+// It is safe for concurrent use.
+func Anonymous(roles ...string) mqttsec.Authenticator {
+	id := &mqttsec.Identity{Subject: "anonymous", Method: mqttsec.MethodAnonymous, Roles: append([]string(nil), roles...)}
+	return mqttsec.AuthenticatorFunc(func(_ context.Context, cl *mqttsec.Client, cred mqttsec.Credentials) (*mqttsec.Identity, error) {
+		if cl.Username != "" || len(cred.Password) > 0 || cred.AuthMethod != "" {
+			return nil, mqttsec.ErrAbstain
+		}
+		return id, nil
+	})
+}

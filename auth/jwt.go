@@ -1,0 +1,435 @@
+package auth
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/mqttsec/mqttsec"
+)
+
+// Defaults of [JWTConfig].
+const (
+	DefaultLeeway       = 10 * time.Second
+	DefaultMaxTokenSize = 8 << 10
+	DefaultJWKSRefresh  = time.Hour
+	minHMACSecret       = 32
+)
+
+// JWTConfig configures a [JWT] authenticator. Algorithms and at least one
+// key source are required; every other zero value is the secure default.
+type JWTConfig struct {
+	// Algorithms is the allow-list of signing algorithms ("RS256", "ES256",
+	// "EdDSA", "HS256", ...). "none" is never accepted. A token's algorithm
+	// must be on the list and is verified only with a key of its own family:
+	// HS* with HMACSecret, RS*/PS* with RSA keys, ES* with ECDSA keys of the
+	// matching curve, EdDSA with Ed25519 keys, so a public key can never be
+	// used as an HMAC secret.
+	Algorithms []string `yaml:"algorithms"`
+	// HMACSecret is the shared secret for HS* tokens, at least 32 bytes.
+	// Load it with [HMACSecretFromFile] or [HMACSecretFromEnv]; it is never
+	// printed.
+	HMACSecret []byte `yaml:"-"`
+	// PublicKeys are RSA, ECDSA and Ed25519 verification keys, see
+	// [ParsePublicKeysPEM].
+	PublicKeys []crypto.PublicKey `yaml:"-"`
+	// JWKSURL is a JWK Set URL. Its keys (asymmetric only) are fetched at
+	// construction and refreshed in the background every JWKSRefresh; when a
+	// refresh fails, the keys already fetched stay in use.
+	JWKSURL string `yaml:"jwks_url"`
+	// JWKSRefresh is the JWKS refresh interval; zero means DefaultJWKSRefresh.
+	JWKSRefresh time.Duration `yaml:"jwks_refresh"`
+	// HTTPClient fetches the JWKS. Nil means http.DefaultClient.
+	HTTPClient *http.Client `yaml:"-"`
+	// OnJWKSError is called when a JWKS fetch fails. It must not block.
+	OnJWKSError func(err error) `yaml:"-"`
+	// Issuer, when set, must equal the "iss" claim.
+	Issuer string `yaml:"issuer"`
+	// Audience, when set, must be in the "aud" claim.
+	Audience string `yaml:"audience"`
+	// Leeway is the clock skew allowed for "exp", "nbf" and "iat"; zero
+	// means DefaultLeeway, a negative value none.
+	Leeway time.Duration `yaml:"leeway"`
+	// SubjectClaim names the claim that identifies the client; zero means
+	// "sub". It becomes Identity.Subject.
+	SubjectClaim string `yaml:"subject_claim"`
+	// MatchClientID compares SubjectClaim with the MQTT client ID instead of
+	// the user name. Without it, a non-empty user name must equal the
+	// claim (the user name is optional).
+	MatchClientID bool `yaml:"match_client_id"`
+	// RolesClaim, when set, names a claim holding an array of strings that
+	// becomes Identity.Roles.
+	RolesClaim string `yaml:"roles_claim"`
+	// ACLClaim turns an "acl" claim in EMQX 5.x format (see
+	// [ParseACLClaim]) into Identity.Grants. A malformed claim denies.
+	ACLClaim bool `yaml:"acl_claim"`
+	// MaxTokenSize is the largest token accepted, in bytes; zero means
+	// DefaultMaxTokenSize.
+	MaxTokenSize int `yaml:"max_token_size"`
+	// CacheSize is the number of verified tokens remembered (keyed by the
+	// SHA-256 of the token, never past its "exp"); zero means
+	// DefaultCacheSize, negative disables the cache.
+	CacheSize int `yaml:"cache_size"`
+	// Clock returns the current time. Nil means time.Now.
+	Clock func() time.Time `yaml:"-"`
+}
+
+// JWT authenticates a CONNECT whose password field is a JSON Web Token. It
+// abstains when the password does not have the shape of a JWT (so a
+// [Chain] can try passwords next) and denies, wrapping
+// [mqttsec.ErrBadCredentials], any token that fails verification. The
+// Identity carries the token's expiry, after which the Guard disconnects
+// the client with 0xA0.
+//
+// A JWT is safe for concurrent use. With a JWKSURL it runs a refresh
+// goroutine until [JWT.Close].
+type JWT struct {
+	cfg    JWTConfig
+	parser *jwt.Parser
+	jwks   keyfunc.Keyfunc
+	cancel context.CancelFunc
+	cache  *boundedCache[jwtEntry]
+	now    func() time.Time
+}
+
+type jwtEntry struct {
+	id  *mqttsec.Identity
+	exp time.Time
+}
+
+var knownAlgs = map[string]bool{
+	"HS256": true, "HS384": true, "HS512": true,
+	"RS256": true, "RS384": true, "RS512": true,
+	"PS256": true, "PS384": true, "PS512": true,
+	"ES256": true, "ES384": true, "ES512": true,
+	"EdDSA": true,
+}
+
+// NewJWT returns a JWT authenticator. ctx bounds the first JWKS fetch and
+// the refresh goroutine's requests.
+func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
+	if len(cfg.Algorithms) == 0 {
+		return nil, fmt.Errorf("%w: jwt: no algorithms allowed", ErrConfig)
+	}
+	var hmac, asym bool
+	for _, a := range cfg.Algorithms {
+		if !knownAlgs[a] {
+			return nil, fmt.Errorf("%w: jwt: algorithm %q not supported", ErrConfig, a)
+		}
+		if strings.HasPrefix(a, "HS") {
+			hmac = true
+		} else {
+			asym = true
+		}
+	}
+	if hmac && len(cfg.HMACSecret) < minHMACSecret {
+		return nil, fmt.Errorf("%w: jwt: HS* algorithms need an HMAC secret of at least %d bytes", ErrConfig, minHMACSecret)
+	}
+	if asym && len(cfg.PublicKeys) == 0 && cfg.JWKSURL == "" {
+		return nil, fmt.Errorf("%w: jwt: asymmetric algorithms need public keys or a JWKS URL", ErrConfig)
+	}
+	for _, k := range cfg.PublicKeys {
+		switch k.(type) {
+		case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		default:
+			return nil, fmt.Errorf("%w: jwt: unsupported public key type %T", ErrConfig, k)
+		}
+	}
+	if cfg.SubjectClaim == "" {
+		cfg.SubjectClaim = "sub"
+	}
+	if cfg.MaxTokenSize <= 0 {
+		cfg.MaxTokenSize = DefaultMaxTokenSize
+	}
+	leeway := cfg.Leeway
+	if leeway == 0 {
+		leeway = DefaultLeeway
+	} else if leeway < 0 {
+		leeway = 0
+	}
+	size := cfg.CacheSize
+	if size == 0 {
+		size = DefaultCacheSize
+	}
+	j := &JWT{cfg: cfg, cache: newBoundedCache[jwtEntry](size), now: cfg.Clock}
+	if j.now == nil {
+		j.now = time.Now
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(slices.Clone(cfg.Algorithms)),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(leeway),
+		jwt.WithIssuedAt(),
+		jwt.WithTimeFunc(j.now),
+	}
+	if cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	}
+	if cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.Audience))
+	}
+	j.parser = jwt.NewParser(opts...)
+	if cfg.JWKSURL != "" {
+		refresh := cfg.JWKSRefresh
+		if refresh <= 0 {
+			refresh = DefaultJWKSRefresh
+		}
+		kctx, cancel := context.WithCancel(ctx)
+		noErr := true
+		onErr := func(string) func(context.Context, error) {
+			return func(_ context.Context, err error) {
+				if cfg.OnJWKSError != nil {
+					cfg.OnJWKSError(fmt.Errorf("auth: jwks: %w", err))
+				}
+			}
+		}
+		kf, err := keyfunc.NewDefaultOverrideCtx(kctx, []string{cfg.JWKSURL}, keyfunc.Override{
+			Client:                    cfg.HTTPClient,
+			HTTPTimeout:               10 * time.Second,
+			RefreshInterval:           refresh,
+			RefreshErrorHandlerFunc:   onErr,
+			NoErrorReturnFirstHTTPReq: &noErr,
+		})
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("%w: jwt: jwks: %w", ErrConfig, err)
+		}
+		j.jwks, j.cancel = kf, cancel
+	}
+	return j, nil
+}
+
+// Close stops the JWKS refresh goroutine, if any. It is safe to call more
+// than once.
+func (j *JWT) Close() error {
+	if j.cancel != nil {
+		j.cancel()
+	}
+	return nil
+}
+
+// LooksLikeJWT reports whether s has the shape of a compact JWS: three
+// dot-separated base64url segments (the last may be empty, as in an
+// unsigned token, which is then denied, not ignored).
+func LooksLikeJWT(s []byte) bool {
+	dots := 0
+	seg := 0
+	for _, c := range s {
+		switch {
+		case c == '.':
+			if seg == 0 && dots < 2 {
+				return false
+			}
+			dots++
+			seg = 0
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
+			seg++
+		default:
+			return false
+		}
+	}
+	return dots == 2 && len(s) > 0 && s[0] == 'e' // a JSON header always encodes to "ey"
+}
+
+// Authenticate verifies the token in cred.Password.
+func (j *JWT) Authenticate(ctx context.Context, cl *mqttsec.Client, cred mqttsec.Credentials) (*mqttsec.Identity, error) {
+	tok := cred.Password
+	if !LooksLikeJWT(tok) {
+		return nil, mqttsec.ErrAbstain
+	}
+	if len(tok) > j.cfg.MaxTokenSize {
+		return nil, deny(fmt.Sprintf("token longer than %d bytes", j.cfg.MaxTokenSize))
+	}
+	key := sha256.Sum256(tok)
+	if e, ok := j.cache.get(&key); ok {
+		if !j.now().Before(e.exp) {
+			j.cache.remove(&key)
+			return nil, errTokenExpired
+		}
+		if err := j.match(cl, e.id.Subject); err != nil {
+			return nil, err
+		}
+		return e.id, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %w", mqttsec.ErrServerBusy, err)
+	}
+	var claims tokenClaims
+	if _, err := j.parser.ParseWithClaims(string(tok), &claims, j.keyfunc(ctx)); err != nil {
+		return nil, jwtDenial(err)
+	}
+	id, err := j.identity(&claims)
+	if err != nil {
+		return nil, err
+	}
+	if err := j.match(cl, id.Subject); err != nil {
+		return nil, err
+	}
+	j.cache.put(&key, jwtEntry{id: id, exp: id.Expiry})
+	return id, nil
+}
+
+var errTokenExpired = deny("token expired")
+
+func (j *JWT) match(cl *mqttsec.Client, subject string) error {
+	if j.cfg.MatchClientID {
+		if cl.ID != subject {
+			return deny(fmt.Sprintf("client ID %q does not match the token's %q claim", cl.ID, j.cfg.SubjectClaim))
+		}
+		return nil
+	}
+	if cl.Username != "" && cl.Username != subject {
+		return deny(fmt.Sprintf("user name %q does not match the token's %q claim", cl.Username, j.cfg.SubjectClaim))
+	}
+	return nil
+}
+
+func (j *JWT) identity(c *tokenClaims) (*mqttsec.Identity, error) {
+	var sub string
+	if raw, ok := c.raw[j.cfg.SubjectClaim]; !ok || json.Unmarshal(raw, &sub) != nil || sub == "" {
+		return nil, deny(fmt.Sprintf("token has no string %q claim", j.cfg.SubjectClaim))
+	}
+	id := &mqttsec.Identity{Subject: sub, Method: mqttsec.MethodJWT, Expiry: c.ExpiresAt.Time}
+	if c.Issuer != "" {
+		id.Attributes = map[string]string{"iss": c.Issuer}
+	}
+	if j.cfg.RolesClaim != "" {
+		if raw, ok := c.raw[j.cfg.RolesClaim]; ok {
+			if json.Unmarshal(raw, &id.Roles) != nil {
+				return nil, deny(fmt.Sprintf("token claim %q is not an array of strings", j.cfg.RolesClaim))
+			}
+		}
+	}
+	if j.cfg.ACLClaim {
+		if raw, ok := c.raw["acl"]; ok {
+			g, err := ParseACLClaim(raw)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", mqttsec.ErrBadCredentials, err)
+			}
+			id.Grants = g
+		}
+	}
+	return id, nil
+}
+
+// jwtDenial turns a verification error into a denial with a fixed reason
+// (golang-jwt's messages are kept out, they may quote claims).
+func jwtDenial(err error) error {
+	reason := "token invalid"
+	for _, e := range [...]struct {
+		err    error
+		reason string
+	}{
+		{jwt.ErrTokenExpired, "token expired"},
+		{jwt.ErrTokenNotValidYet, "token not valid yet"},
+		{jwt.ErrTokenUsedBeforeIssued, "token used before issued"},
+		{jwt.ErrTokenRequiredClaimMissing, "token lacks a required claim"},
+		{jwt.ErrTokenInvalidIssuer, "token issuer not accepted"},
+		{jwt.ErrTokenInvalidAudience, "token audience not accepted"},
+		{jwt.ErrTokenSignatureInvalid, "token signature invalid or algorithm not allowed"},
+		{jwt.ErrTokenUnverifiable, "token unverifiable (no key for its algorithm)"},
+		{jwt.ErrTokenMalformed, "token malformed"},
+	} {
+		if errors.Is(err, e.err) {
+			reason = e.reason
+			break
+		}
+	}
+	return deny(reason)
+}
+
+// keyfunc returns the keys that may verify a token, chosen by the family of
+// its (already allow-listed) algorithm, never by what the token says about
+// its key.
+func (j *JWT) keyfunc(ctx context.Context) jwt.Keyfunc {
+	return func(t *jwt.Token) (any, error) {
+		alg := t.Method.Alg()
+		if !slices.Contains(j.cfg.Algorithms, alg) || !knownAlgs[alg] {
+			return nil, fmt.Errorf("algorithm not allowed")
+		}
+		if strings.HasPrefix(alg, "HS") {
+			return j.cfg.HMACSecret, nil
+		}
+		var set jwt.VerificationKeySet
+		for _, k := range j.cfg.PublicKeys {
+			if keyFits(alg, k) {
+				set.Keys = append(set.Keys, k)
+			}
+		}
+		if j.jwks != nil {
+			k, err := j.jwks.KeyfuncCtx(ctx)(t)
+			if err == nil {
+				switch k := k.(type) {
+				case jwt.VerificationKeySet:
+					for _, kk := range k.Keys {
+						if keyFits(alg, kk) {
+							set.Keys = append(set.Keys, kk)
+						}
+					}
+				default:
+					if keyFits(alg, k) {
+						set.Keys = append(set.Keys, k)
+					}
+				}
+			}
+		}
+		if len(set.Keys) == 0 {
+			return nil, fmt.Errorf("no key for algorithm %s", alg)
+		}
+		return set, nil
+	}
+}
+
+// keyFits reports whether key k belongs to the family of algorithm alg.
+func keyFits(alg string, k any) bool {
+	switch alg[:2] {
+	case "RS", "PS":
+		rk, ok := k.(*rsa.PublicKey)
+		return ok && rk.N.BitLen() >= 2048
+	case "ES":
+		ek, ok := k.(*ecdsa.PublicKey)
+		if !ok {
+			return false
+		}
+		switch alg {
+		case "ES256":
+			return ek.Curve == elliptic.P256()
+		case "ES384":
+			return ek.Curve == elliptic.P384()
+		case "ES512":
+			return ek.Curve == elliptic.P521()
+		}
+	case "Ed":
+		_, ok := k.(ed25519.PublicKey)
+		return ok
+	}
+	return false
+}
+
+// tokenClaims are the registered claims plus every claim raw, for the
+// configurable subject, roles and acl claims.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	raw map[string]json.RawMessage
+}
+
+func (c *tokenClaims) UnmarshalJSON(b []byte) error {
+	if err := json.Unmarshal(b, &c.RegisteredClaims); err != nil {
+		return err
+	}
+	return json.Unmarshal(b, &c.raw)
+}
