@@ -211,3 +211,5 @@ func (e *events) find(kind mqttsec.EventKind, target error) bool {
 	}
 	return false
 }
+
+var timeoutDialer = net.Dialer{Timeout: 5 * time.Second}

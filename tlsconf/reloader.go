@@ -314,6 +314,14 @@ func (r *Reloader) getClientCertificate(*tls.CertificateRequestInfo) (*tls.Certi
 // chain against the current CA bundle, then revocation, names, pins and
 // the user's VerifyPeer. crypto/tls calls it on resumed handshakes too.
 func (r *Reloader) verify(m *material, cs tls.ConnectionState, server bool) error {
+	err := r.check(m, cs, server)
+	if err != nil && r.cfg.Events != nil {
+		r.cfg.Events.Event(mqttsec.Event{Time: r.cfg.now(), Kind: mqttsec.EventConnectDenied, Code: mqttsec.CodeOf(err), Err: err})
+	}
+	return err
+}
+
+func (r *Reloader) check(m *material, cs tls.ConnectionState, server bool) error {
 	if len(cs.PeerCertificates) == 0 {
 		// A server with verify-if-given and a client that sent nothing;
 		// crypto/tls already refused it under "require".
