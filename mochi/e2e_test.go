@@ -577,3 +577,46 @@ func TestNewHookArgs(t *testing.T) {
 	_, err = mochi.NewHook(mqttsec.New(mqttsec.Config{}), nil)
 	require.Error(t, err)
 }
+
+func TestPersistentSession(t *testing.T) {
+	f := start(t, testbroker.Options{})
+	opts := func(id, user string, resume bool) testbroker.ClientOptions {
+		return testbroker.ClientOptions{ClientID: id, Username: user, Password: []byte("pw"), SessionExpiry: 300, Resume: resume}
+	}
+	c, _, err := testbroker.Dial(t, f.b.Addr, opts("keep-1", "alice", false))
+	require.NoError(t, err)
+	require.Equal(t, byte(1), c.Sub(t, "ok/#", 1))
+	require.Equal(t, byte(1), c.Sub(t, "hidden/#", 1))
+	require.NoError(t, c.Disconnect(&paho.Disconnect{}))
+	require.Eventually(t, func() bool { return f.events.count(mqttsec.EventDisconnected, "keep-1") == 1 },
+		5*time.Second, 10*time.Millisecond)
+
+	// Messages published while alice is offline are queued for her, after
+	// the receive check.
+	pub := f.dial(t, "pub", "bob")
+	_, err = pub.Pub(t, "hidden/q", []byte("h"), 1)
+	require.NoError(t, err)
+	_, err = pub.Pub(t, "ok/q", []byte("o"), 1)
+	require.NoError(t, err)
+
+	c, ca, err := testbroker.Dial(t, f.b.Addr, opts("keep-1", "alice", true))
+	require.NoError(t, err)
+	require.True(t, ca.SessionPresent)
+	expectOnly(t, c, "ok/q")
+	c.NoMessage(t, 200*time.Millisecond)
+	require.NoError(t, c.Disconnect(&paho.Disconnect{}))
+	require.Eventually(t, func() bool { return f.events.count(mqttsec.EventDisconnected, "keep-1") == 2 },
+		5*time.Second, 10*time.Millisecond)
+
+	// Another identity resuming the kept session gets a fresh one: neither
+	// alice's subscriptions nor her queued messages.
+	_, err = pub.Pub(t, "ok/for-alice", []byte("private"), 1)
+	require.NoError(t, err)
+	m, ca, err := testbroker.Dial(t, f.b.Addr, opts("keep-1", "mallory", true))
+	require.NoError(t, err)
+	require.False(t, ca.SessionPresent)
+	m.NoMessage(t, 300*time.Millisecond)
+	_, err = pub.Pub(t, "ok/after", []byte("x"), 1)
+	require.NoError(t, err)
+	m.NoMessage(t, 300*time.Millisecond)
+}

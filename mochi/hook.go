@@ -76,6 +76,9 @@ type Hook struct {
 	conns sync.Map
 	// sessions maps *mqttsec.Session to *conn, for the Disconnector.
 	sessions sync.Map
+	// offline maps a client ID to the *mqtt.Client of a session mochi
+	// keeps after its connection ended.
+	offline sync.Map
 
 	probing   atomic.Pointer[mqtt.Client]
 	foreignOK atomic.Bool
@@ -86,6 +89,10 @@ type conn struct {
 	cl          *mqtt.Client
 	sess        *mqttsec.Session
 	established atomic.Bool
+	// offline is set when the connection ended but mochi keeps its
+	// session (session expiry > 0): messages are still queued for it,
+	// authorized with the identity that subscribed.
+	offline atomic.Bool
 	// pending holds the Guard's decisions for the SUBSCRIBE being
 	// processed, between OnSubscribe and OnSubscribed. mochi asks
 	// OnACLCheck(cl, filter, false) for subscriptions as well as for
@@ -137,7 +144,7 @@ func (h *Hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnStarted, mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublish,
-		mqtt.OnSubscribe, mqtt.OnSubscribed:
+		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnClientExpired:
 		return true
 	}
 	return false
@@ -221,6 +228,7 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		h.sendConnack(cl, code)
 		return packets.Code{Code: byte(code), Reason: "mqttsec: connect denied: " + code.String()}
 	}
+	h.purgeForeignSession(cl.ID, sess.Identity())
 	cn := &conn{cl: cl, sess: sess}
 	h.conns.Store(cl, cn)
 	h.sessions.Store(sess, cn)
@@ -283,6 +291,30 @@ func tlsState(c net.Conn) *tls.ConnectionState {
 	return nil
 }
 
+// purgeForeignSession discards the session mochi kept for client ID id when
+// it belongs to another identity (or to one this hook never authenticated,
+// such as a session restored from storage): mochi would otherwise hand its
+// subscriptions and queued messages, authorized for the old identity, to
+// the new connection.
+func (h *Hook) purgeForeignSession(id string, who *mqttsec.Identity) {
+	existing, ok := h.s.Clients.Get(id)
+	if !ok || !existing.Closed() {
+		return // none, or a live connection: the Guard's Registry decided
+	}
+	if old := h.lookup(existing); old != nil && sameIdentity(old.sess.Identity(), who) {
+		return
+	}
+	h.s.UnsubscribeClient(existing)
+	existing.ClearInflights()
+	h.s.Clients.Delete(id)
+	h.conns.Delete(existing)
+	h.offline.CompareAndDelete(id, existing)
+}
+
+func sameIdentity(a, b *mqttsec.Identity) bool {
+	return a != nil && b != nil && a.Subject == b.Subject && a.Method == b.Method
+}
+
 // OnConnectAuthenticate allows exactly the connections OnConnect accepted.
 func (h *Hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 	_, ok := h.conns.Load(cl)
@@ -295,24 +327,64 @@ func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if cn := h.lookup(cl); cn != nil {
 		cn.established.Store(true)
 	}
+	// mochi has moved any kept session of this client ID to cl.
+	if v, ok := h.offline.Load(cl.ID); ok && v.(*mqtt.Client) != cl {
+		h.conns.Delete(v)
+		h.offline.CompareAndDelete(cl.ID, v)
+	}
 }
 
 // OnDisconnect ends the client's session with [mqttsec.Guard.Disconnect]. mochi
 // calls it once per connection, including a connection whose session was
 // taken over; sessions are keyed by mochi's *Client, so a takeover never
 // ends the new connection's session.
-func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
-	h.end(cl)
+//
+// When mochi keeps the session (a v5 session expiry interval, or a v3 clean
+// session flag of 0), the hook keeps the identity for authorizing the
+// messages mochi queues for the offline client, until the session expires
+// (OnClientExpired) or a connection takes it over.
+func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	cn := h.lookup(cl)
+	if cn == nil {
+		return
+	}
+	if _, ok := h.sessions.LoadAndDelete(cn.sess); ok {
+		h.g.Disconnect(cn.sess)
+	}
+	if expire || cl.IsTakenOver() || !h.current(cl) {
+		h.conns.Delete(cl)
+		return
+	}
+	cn.offline.Store(true)
+	h.offline.Store(cl.ID, cl)
+	if !h.current(cl) { // taken over meanwhile
+		h.conns.Delete(cl)
+		h.offline.CompareAndDelete(cl.ID, cl)
+	}
 }
 
+// current reports whether cl is the client mochi holds for its ID.
+func (h *Hook) current(cl *mqtt.Client) bool {
+	c, ok := h.s.Clients.Get(cl.ID)
+	return ok && c == cl
+}
+
+// OnClientExpired forgets a kept session mochi has expired.
+func (h *Hook) OnClientExpired(cl *mqtt.Client) {
+	h.conns.Delete(cl)
+	h.offline.CompareAndDelete(cl.ID, cl)
+}
+
+// end ends the session of a connection that never became established.
 func (h *Hook) end(cl *mqtt.Client) {
 	v, ok := h.conns.LoadAndDelete(cl)
 	if !ok {
 		return
 	}
 	cn := v.(*conn)
-	h.sessions.Delete(cn.sess)
-	h.g.Disconnect(cn.sess)
+	if _, ok := h.sessions.LoadAndDelete(cn.sess); ok {
+		h.g.Disconnect(cn.sess)
+	}
 }
 
 func (h *Hook) lookup(cl *mqtt.Client) *conn {
@@ -343,7 +415,14 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return false
 	}
 	if write {
-		return true
+		return !cn.offline.Load()
+	}
+	if cn.offline.Load() {
+		// Queued for an offline session: the identity that subscribed must
+		// still be valid.
+		if exp := cn.sess.Identity().Expiry; !exp.IsZero() && !time.Now().Before(exp) {
+			return false
+		}
 	}
 	if d := cn.pending.Load(); d != nil {
 		for i, f := range d.filters {

@@ -92,6 +92,8 @@ type ClientOptions struct {
 	// SessionExpiry is the v5 session expiry interval; zero means the
 	// session ends with the connection.
 	SessionExpiry uint32
+	// Resume sends CleanStart = false, to resume a kept session.
+	Resume bool
 }
 
 // Conn is a connected paho v5 client.
@@ -163,7 +165,7 @@ func Dial(t testing.TB, addr string, o ClientOptions) (*Conn, *paho.Connack, err
 	cp := &paho.Connect{
 		ClientID:    o.ClientID,
 		KeepAlive:   ka,
-		CleanStart:  true,
+		CleanStart:  !o.Resume,
 		WillMessage: o.Will,
 	}
 	if o.Username != "" {
