@@ -169,4 +169,3 @@ func Configure(cfg *autopaho.ClientConfig, p CredentialProvider) {
 		return prev(cp, u)
 	}
 }
-

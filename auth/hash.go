@@ -118,6 +118,12 @@ func ParseHash(s string) (*Hash, error) {
 	if len(s) > maxHashString {
 		return nil, fmt.Errorf("%w: longer than %d bytes", ErrMalformedHash, maxHashString)
 	}
+	for i := 0; i < len(s); i++ {
+		// base64 decoders skip newlines; a hash is printable ASCII only.
+		if s[i] <= ' ' || s[i] > '~' {
+			return nil, fmt.Errorf("%w: contains a space, control or non-ASCII character", ErrMalformedHash)
+		}
+	}
 	switch {
 	case strings.HasPrefix(s, "$2a$"), strings.HasPrefix(s, "$2b$"), strings.HasPrefix(s, "$2y$"):
 		return parseBcrypt(s)

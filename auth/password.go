@@ -244,4 +244,3 @@ func (p *Passwords) Users() int { return len(p.table.Load().users) }
 
 // cached returns the number of cached successes (for tests).
 func (p *Passwords) cached() int { return p.cache.len() }
-

@@ -59,75 +59,75 @@ type Config struct {
 	// CertFile and KeyFile are the PEM certificate chain (leaf first) and
 	// its private key. Required for a server; optional for a client, which
 	// then presents no certificate.
-	CertFile string `yaml:"cert_file"`
-	KeyFile  string `yaml:"key_file"`
+	CertFile string `yaml:"cert_file,omitempty"`
+	KeyFile  string `yaml:"key_file,omitempty"`
 
 	// CAFile is a PEM bundle. For a server it holds the CAs that sign
 	// client certificates (mTLS); for a client the roots that sign the
 	// server's certificate. Empty means no client certificates for a
 	// server, and the system roots for a client.
-	CAFile string `yaml:"ca_file"`
+	CAFile string `yaml:"ca_file,omitempty"`
 
 	// CRLFiles are certificate revocation lists (PEM or DER). Each must be
 	// signed by a certificate of CAFile. A peer whose chain contains a
 	// listed certificate is refused, on resumed sessions too.
-	CRLFiles []string `yaml:"crl_files"`
+	CRLFiles []string `yaml:"crl_files,omitempty"`
 
 	// ClientAuth is the server's client-certificate policy. Empty means
 	// "require" when CAFile is set and "none" otherwise. Setting
 	// "verify-if-given" or "require" without CAFile is an error. Ignored by
 	// Client.
-	ClientAuth ClientAuth `yaml:"client_auth"`
+	ClientAuth ClientAuth `yaml:"client_auth,omitempty"`
 
 	// MinVersion is the lowest TLS version: "1.2" (the default) or "1.3".
 	// "1.1" is accepted only together with InsecureAllowTLS11.
-	MinVersion string `yaml:"min_version"`
+	MinVersion string `yaml:"min_version,omitempty"`
 
 	// InsecureAllowTLS11 permits MinVersion "1.1", and with it CBC cipher
 	// suites, for devices that cannot do better. TLS 1.1 is deprecated
 	// (RFC 8996); leave this false.
-	InsecureAllowTLS11 bool `yaml:"insecure_allow_tls11"`
+	InsecureAllowTLS11 bool `yaml:"insecure_allow_tls11,omitempty"`
 
 	// ServerName is the name a client verifies in the server's
 	// certificate. Empty means the host of the address dialed (as
 	// tls.Dial does). Server-name verification cannot be switched off.
-	ServerName string `yaml:"server_name"`
+	ServerName string `yaml:"server_name,omitempty"`
 
 	// ALPN lists the application protocols offered, most preferred first.
 	// Empty means ["mqtt"]. A server also accepts clients that offer no
 	// ALPN at all (mosquitto_pub, most devices).
-	ALPN []string `yaml:"alpn"`
+	ALPN []string `yaml:"alpn,omitempty"`
 
 	// PinnedSPKI lists SHA-256 hashes of SubjectPublicKeyInfo, as
 	// "sha256/BASE64" (the form [SPKIPin] returns), plain standard base64,
 	// or hex. When set, the peer's verified chain must contain a public key
 	// with one of these hashes: a client or bridge pins its broker, a
 	// server pins its client devices.
-	PinnedSPKI []string `yaml:"pinned_spki"`
+	PinnedSPKI []string `yaml:"pinned_spki,omitempty"`
 
 	// AllowedNames, when set, are the only peer names accepted: the peer
 	// certificate's subject common name or one of its DNS, email or URI
 	// names must equal one of them. Checked on resumed sessions too.
-	AllowedNames []string `yaml:"allowed_names"`
+	AllowedNames []string `yaml:"allowed_names,omitempty"`
 
 	// ExpiryWarning is how long before notAfter a loaded certificate is
 	// reported through Events (as an [mqttsec.EventError] wrapping
 	// [ErrExpiresSoon]). Zero means 30 days; negative disables warnings.
-	ExpiryWarning time.Duration `yaml:"expiry_warning"`
+	ExpiryWarning time.Duration `yaml:"expiry_warning,omitempty"`
 
 	// DisableSessionTickets turns off session resumption with tickets.
 	// Tickets are on by default: their keys are rotated automatically, and
 	// every resumed session goes through the same revocation, name and pin
 	// checks as a full handshake.
-	DisableSessionTickets bool `yaml:"disable_session_tickets"`
+	DisableSessionTickets bool `yaml:"disable_session_tickets,omitempty"`
 
 	// Watch selects how a [Reloader] notices file changes: "" (fsnotify
 	// plus polling) or "poll".
-	Watch string `yaml:"watch"`
+	Watch string `yaml:"watch,omitempty"`
 
 	// PollInterval is how often a [Reloader] compares file contents. Zero
 	// means 10 seconds.
-	PollInterval time.Duration `yaml:"poll_interval"`
+	PollInterval time.Duration `yaml:"poll_interval,omitempty"`
 
 	// Events receives reloads ([mqttsec.EventReload]), failed reloads and
 	// expiry warnings ([mqttsec.EventError]). Nil discards them.
