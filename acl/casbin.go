@@ -1,0 +1,393 @@
+package acl
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"github.com/casbin/casbin/v2"
+	"github.com/casbin/casbin/v2/model"
+	"github.com/casbin/casbin/v2/persist"
+	"github.com/mqttsec/mqttsec"
+	"github.com/mqttsec/mqttsec/topic"
+)
+
+// GrantMode says how the grants a credential carries ([mqttsec.Grant], a JWT
+// "acl" claim) combine with the policy.
+type GrantMode uint8
+
+const (
+	// GrantsNarrow (the default): when the identity carries grants, a
+	// request must be allowed by the policy and by the first grant that
+	// matches it; no matching grant denies. Grants can only take rights
+	// away.
+	GrantsNarrow GrantMode = iota
+	// GrantsWiden: the first grant that matches a request decides it
+	// (allow or deny); when none matches, the policy decides. A token can
+	// then give rights the policy does not.
+	GrantsWiden
+	// GrantsIgnore: grants are not looked at.
+	GrantsIgnore
+)
+
+// Option configures [NewCasbin].
+type Option func(*options)
+
+type options struct {
+	watcher persist.Watcher
+	grants  GrantMode
+}
+
+// WithWatcher chains a Casbin watcher (a cluster-wide one, say): NewCasbin
+// installs its own watcher on the enforcer, forwards every notification to
+// w, and reloads the policy when w reports a change made elsewhere. Use it
+// instead of calling SetWatcher on the enforcer, which would replace the
+// watcher that keeps the index in sync.
+func WithWatcher(w persist.Watcher) Option { return func(o *options) { o.watcher = w } }
+
+// WithGrants sets how credential grants combine with the policy; the
+// default is [GrantsNarrow].
+func WithGrants(m GrantMode) Option { return func(o *options) { o.grants = m } }
+
+// Casbin is an [mqttsec.Authorizer] whose decisions are exactly those of
+// Enforce(user, client, topic, act) on a Casbin enforcer with [Model], taken
+// from a compiled index instead of a scan of every rule.
+//
+// NewCasbin keeps the index in sync with the enforcer: it wraps the
+// enforcer's adapter (so LoadPolicy, LoadFilteredPolicy and watcher-driven
+// reloads are seen) and installs a watcher (so AddPolicy, RemovePolicy,
+// UpdatePolicy, AddGroupingPolicy and the other policy API calls are seen,
+// each patching the index in place of a rebuild). Changes made behind those
+// hooks — ClearPolicy, SetModel, SetAdapter, SetWatcher, Self* calls, or
+// EnableAutoNotifyWatcher(false) — need a call to [Casbin.Refresh].
+//
+// Every change publishes a new immutable snapshot with a new generation;
+// authorizers returned by [Casbin.Bind] notice it on their next check, so
+// no decision is made on a stale policy.
+//
+// A Casbin is safe for concurrent use. Its checks take no lock and allocate
+// nothing; policy changes are serialized.
+type Casbin struct {
+	e    casbin.IEnforcer
+	opts options
+	seed maphash.Seed
+
+	mu   sync.Mutex // serializes writers of snap
+	snap atomic.Pointer[snapshot]
+}
+
+// NewCasbin registers mqttMatch and mqttAct on e, compiles e's policy and
+// keeps the index in sync with it. e's model must be [Model].
+func NewCasbin(e casbin.IEnforcer, opts ...Option) (*Casbin, error) {
+	if e == nil {
+		return nil, errors.New("acl: nil enforcer")
+	}
+	c := &Casbin{e: e, seed: maphash.MakeSeed()}
+	for _, o := range opts {
+		o(&c.opts)
+	}
+	m := e.GetModel()
+	if err := checkModel(m); err != nil {
+		return nil, err
+	}
+	e.AddFunction("mqttMatch", mqttMatchFunc)
+	e.AddFunction("mqttAct", mqttActFunc)
+	c.rebuild(m)
+	if a := e.GetAdapter(); a != nil {
+		if _, ours := a.(*policyAdapter); !ours {
+			e.SetAdapter(&policyAdapter{c: c, inner: a})
+		}
+	}
+	w := &policyWatcher{c: c, inner: c.opts.watcher}
+	if err := e.SetWatcher(w); err != nil {
+		return nil, err
+	}
+	if w.inner != nil {
+		if err := w.inner.SetUpdateCallback(func(string) { _ = e.LoadPolicy() }); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Enforcer returns the enforcer c mirrors.
+func (c *Casbin) Enforcer() casbin.IEnforcer { return c.e }
+
+// Generation returns the generation of the current compiled policy. It
+// changes on every policy change.
+func (c *Casbin) Generation() uint64 { return c.snap.Load().gen }
+
+// Refresh recompiles the index from the enforcer's current policy. Call it
+// after changing the policy in a way NewCasbin cannot observe (see
+// [Casbin]).
+func (c *Casbin) Refresh() error {
+	c.rebuild(c.e.GetModel())
+	return nil
+}
+
+func policyOf(m model.Model) (p, g [][]string) {
+	if a, ok := m["p"]["p"]; ok {
+		p = a.Policy
+	}
+	if a, ok := m["g"]["g"]; ok {
+		g = a.Policy
+	}
+	return p, g
+}
+
+func (c *Casbin) nextGen() uint64 {
+	if s := c.snap.Load(); s != nil {
+		return s.gen + 1
+	}
+	return 1
+}
+
+func (c *Casbin) rebuild(m model.Model) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, g := policyOf(m)
+	c.snap.Store(build(c.nextGen(), c.seed, p, g))
+}
+
+// change is one rule added (d = 1) or removed (d = -1).
+type change struct {
+	rule []string
+	d    int32
+}
+
+// patch applies changes of section "p" as one new snapshot; changes of
+// other sections recompute the roles.
+func (c *Casbin) patch(sec string, changes ...change) {
+	if sec != "p" {
+		c.regroup()
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.snap.Load()
+	gen := s.gen + 1
+	for _, ch := range changes {
+		s = s.withRule(gen, ch.rule, ch.d)
+	}
+	c.snap.Store(s)
+}
+
+// regroup recomputes the role closure from the enforcer's g lines.
+func (c *Casbin) regroup() {
+	_, g := policyOf(c.e.GetModel())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ns := *c.snap.Load()
+	ns.gen++
+	ns.setGroups(g)
+	c.snap.Store(&ns)
+}
+
+// access maps an mqttsec access to the request act and its decision bits.
+func access(a mqttsec.Access) (allow, deny uint8, ok bool) {
+	switch a {
+	case mqttsec.Publish:
+		return fAllowWrite, fDenyWrite, true
+	case mqttsec.Subscribe, mqttsec.Receive:
+		return fAllowRead, fDenyRead, true
+	}
+	return 0, 0, false
+}
+
+func actBits(act string) (allow, deny uint8, ok bool) {
+	switch act {
+	case ActWrite:
+		return fAllowWrite, fDenyWrite, true
+	case ActRead:
+		return fAllowRead, fDenyRead, true
+	}
+	return 0, 0, false
+}
+
+// decide is the index's answer to Enforce(user, client, t, act).
+func (s *snapshot) decide(user, client, t string, allow, deny uint8) bool {
+	if s.bad > 0 || topic.ValidateFilter(t) != nil {
+		return false
+	}
+	inner, _ := topic.Unshare(t)
+	q := newQuery(user, client, inner)
+	f := q.match(s.subject(user), inner)
+	if f&deny != 0 {
+		return false
+	}
+	for _, r := range s.roles[user] {
+		f |= q.match(s.subject(r), inner)
+		if f&deny != 0 {
+			return false
+		}
+	}
+	if user != Everyone {
+		f |= q.match(s.subject(Everyone), inner)
+	}
+	return f&allow != 0 && f&deny == 0
+}
+
+// Allowed reports whether the policy allows the request: it equals
+// e.Enforce(user, client, t, act) (with an error counted as a denial) for
+// act "read" or "write"; any other act is denied.
+func (c *Casbin) Allowed(user, client, act, t string) bool {
+	allow, deny, ok := actBits(act)
+	if !ok {
+		return false
+	}
+	return c.snap.Load().decide(user, client, t, allow, deny)
+}
+
+// Authorize implements [mqttsec.Authorizer]: user is cl.Username, client is
+// cl.ID, Publish is "write" and Subscribe and Receive are "read". It returns
+// nil to allow or an error wrapping [mqttsec.ErrNotAuthorized]. Grants on
+// cl.Identity combine with the policy as [WithGrants] says.
+func (c *Casbin) Authorize(_ context.Context, cl *mqttsec.Client, a mqttsec.Access, t string) error {
+	allow, deny, ok := access(a)
+	if !ok || !c.snap.Load().decide(cl.Username, cl.ID, t, allow, deny) {
+		if c.grantsDecide(cl, a, t, nil, false) {
+			return nil
+		}
+		return ErrDenied
+	}
+	if c.grantsRestrict(cl, a, t, nil) {
+		return ErrDenied
+	}
+	return nil
+}
+
+// AuthorizeMessage implements [mqttsec.MessageAuthorizer]: the policy
+// decides the topic, and grants may also look at QoS and retain.
+func (c *Casbin) AuthorizeMessage(_ context.Context, cl *mqttsec.Client, m *mqttsec.Message) error {
+	if !c.snap.Load().decide(cl.Username, cl.ID, m.Topic, fAllowWrite, fDenyWrite) {
+		if c.grantsDecide(cl, mqttsec.Publish, m.Topic, m, false) {
+			return nil
+		}
+		return ErrDenied
+	}
+	if c.grantsRestrict(cl, mqttsec.Publish, m.Topic, m) {
+		return ErrDenied
+	}
+	return nil
+}
+
+// Bind implements [mqttsec.ClientBinder]: it resolves the client's roles and
+// subjects once, and the returned authorizer rebinds itself when the policy
+// generation changes.
+func (c *Casbin) Bind(cl *mqttsec.Client) mqttsec.Authorizer {
+	b := &Bound{c: c}
+	if cl.Identity != nil && c.opts.grants != GrantsIgnore && cl.Identity.Grants != nil {
+		b.grants = compileGrants(cl.Identity.Grants, cl.Username, cl.ID)
+		b.hasGrants = true
+	}
+	b.v.Store(c.view(c.snap.Load(), cl.Username, cl.ID))
+	return b
+}
+
+// Bound is the per-connection authorizer [Casbin.Bind] returns. It is safe
+// for concurrent use.
+type Bound struct {
+	c         *Casbin
+	v         atomic.Pointer[view]
+	grants    []grant
+	hasGrants bool
+}
+
+// view is a client's subjects resolved against one snapshot.
+type view struct {
+	s      *snapshot
+	user   string
+	client string
+	subs   []*subject
+	uOK    bool
+	cOK    bool
+}
+
+func (c *Casbin) view(s *snapshot, user, client string) *view {
+	v := &view{s: s, user: user, client: client}
+	add := func(name string) {
+		if sub := s.subject(name); sub != nil {
+			v.subs = append(v.subs, sub)
+		}
+	}
+	add(user)
+	for _, r := range s.roles[user] {
+		add(r)
+	}
+	if user != Everyone {
+		add(Everyone)
+	}
+	return v
+}
+
+func (b *Bound) current() *view {
+	s := b.c.snap.Load()
+	v := b.v.Load()
+	if v.s != s {
+		v = b.c.view(s, v.user, v.client)
+		b.v.Store(v)
+	}
+	return v
+}
+
+func (v *view) decide(t string, allow, deny uint8) bool {
+	if v.s.bad > 0 || topic.ValidateFilter(t) != nil {
+		return false
+	}
+	inner, _ := topic.Unshare(t)
+	q := newQuery(v.user, v.client, inner)
+	var f uint8
+	for _, sub := range v.subs {
+		f |= q.match(sub, inner)
+		if f&deny != 0 {
+			return false
+		}
+	}
+	return f&allow != 0
+}
+
+// Authorize implements [mqttsec.Authorizer] for the bound client. cl must
+// be the client Bind was called with.
+func (b *Bound) Authorize(_ context.Context, cl *mqttsec.Client, a mqttsec.Access, t string) error {
+	allow, deny, ok := access(a)
+	pol := ok && b.current().decide(t, allow, deny)
+	if b.combine(pol, a, t, nil) {
+		return nil
+	}
+	return ErrDenied
+}
+
+// AuthorizeMessage implements [mqttsec.MessageAuthorizer].
+func (b *Bound) AuthorizeMessage(_ context.Context, cl *mqttsec.Client, m *mqttsec.Message) error {
+	pol := b.current().decide(m.Topic, fAllowWrite, fDenyWrite)
+	if b.combine(pol, mqttsec.Publish, m.Topic, m) {
+		return nil
+	}
+	return ErrDenied
+}
+
+func (b *Bound) combine(pol bool, a mqttsec.Access, t string, m *mqttsec.Message) bool {
+	if !b.hasGrants {
+		return pol
+	}
+	g, found := firstGrant(b.grants, a, t, m)
+	switch b.c.opts.grants {
+	case GrantsWiden:
+		if found {
+			return g
+		}
+		return pol
+	default:
+		return pol && found && g
+	}
+}
+
+var (
+	_ mqttsec.Authorizer        = (*Casbin)(nil)
+	_ mqttsec.ClientBinder      = (*Casbin)(nil)
+	_ mqttsec.MessageAuthorizer = (*Casbin)(nil)
+	_ mqttsec.Authorizer        = (*Bound)(nil)
+	_ mqttsec.MessageAuthorizer = (*Bound)(nil)
+)
