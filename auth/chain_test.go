@@ -1,0 +1,102 @@
+package auth_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttsec/mqttsec"
+	"github.com/mqttsec/mqttsec/auth"
+)
+
+func fixed(id *mqttsec.Identity, err error) mqttsec.Authenticator {
+	return mqttsec.AuthenticatorFunc(func(context.Context, *mqttsec.Client, mqttsec.Credentials) (*mqttsec.Identity, error) {
+		return id, err
+	})
+}
+
+func TestChain(t *testing.T) {
+	alice := &mqttsec.Identity{Subject: "alice", Method: mqttsec.MethodPassword}
+	bob := &mqttsec.Identity{Subject: "bob", Method: mqttsec.MethodJWT}
+	abstain := fixed(nil, mqttsec.ErrAbstain)
+	denyIt := fixed(nil, errors.New("backend says no"))
+	busy := fixed(nil, mqttsec.ErrServerBusy)
+	for _, tc := range []struct {
+		name  string
+		chain mqttsec.Authenticator
+		want  *mqttsec.Identity
+		code  mqttsec.ReasonCode
+	}{
+		{"empty", auth.Chain(), nil, mqttsec.CodeBadUsernameOrPassword},
+		{"nil elements", auth.Chain(nil, nil), nil, mqttsec.CodeBadUsernameOrPassword},
+		{"all abstain", auth.Chain(abstain, abstain), nil, mqttsec.CodeBadUsernameOrPassword},
+		{"first allows", auth.Chain(fixed(alice, nil), fixed(bob, nil)), alice, mqttsec.CodeSuccess},
+		{"abstain then allow", auth.Chain(abstain, fixed(bob, nil)), bob, mqttsec.CodeSuccess},
+		{"deny wins over later allow", auth.Chain(denyIt, fixed(bob, nil)), nil, mqttsec.CodeBadUsernameOrPassword},
+		{"reason code kept", auth.Chain(abstain, busy, fixed(bob, nil)), nil, mqttsec.CodeServerBusy},
+		{"nil identity denies", auth.Chain(fixed(nil, nil)), nil, mqttsec.CodeBadUsernameOrPassword},
+		{"no anonymous by default", auth.Chain(abstain), nil, mqttsec.CodeBadUsernameOrPassword},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := tc.chain.Authenticate(context.Background(), &mqttsec.Client{ID: "c"}, mqttsec.Credentials{})
+			require.Equal(t, tc.code, mqttsec.CodeOf(err))
+			require.Equal(t, tc.want, id)
+			if err != nil {
+				require.False(t, errors.Is(err, mqttsec.ErrAbstain), "a chain never abstains")
+			}
+		})
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := auth.Chain(fixed(alice, nil)).Authenticate(ctx, &mqttsec.Client{}, mqttsec.Credentials{})
+	require.ErrorIs(t, err, context.Canceled)
+}
+
+func TestAnonymous(t *testing.T) {
+	p := auth.NewPasswords(fileWith(t, "alice", "wonderland"), auth.PasswordsConfig{})
+	c := auth.Chain(p, auth.Anonymous("guest"))
+	id, err := c.Authenticate(context.Background(), &mqttsec.Client{ID: "c"}, mqttsec.Credentials{})
+	require.NoError(t, err)
+	require.Equal(t, mqttsec.MethodAnonymous, id.Method)
+	require.Equal(t, []string{"guest"}, id.Roles)
+
+	_, err = login(c, "alice", "wrong")
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "a wrong password is not let in anonymously")
+	_, err = c.Authenticate(context.Background(), &mqttsec.Client{ID: "c"}, mqttsec.Credentials{Password: []byte("x")})
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "a password without user name is not anonymous")
+	_, err = c.Authenticate(context.Background(), &mqttsec.Client{ID: "c"}, mqttsec.Credentials{AuthMethod: "SCRAM"})
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
+	id, err = login(c, "alice", "wonderland")
+	require.NoError(t, err)
+	require.Equal(t, "alice", id.Subject)
+}
+
+// TestGuardChain runs a chain inside the Guard: denials carry 0x86 and
+// reach the failed-authentication limiter once per failure.
+func TestGuardChain(t *testing.T) {
+	p := auth.NewPasswords(fileWith(t, "alice", "wonderland"), auth.PasswordsConfig{})
+	failures := 0
+	g := mqttsec.New(mqttsec.Config{
+		Authenticator: auth.Chain(p),
+		Authorizer:    mqttsec.AuthorizerFunc(func(context.Context, *mqttsec.Client, mqttsec.Access, string) error { return nil }),
+		Limiter: mqttsec.LimiterFunc(func(_ *mqttsec.Client, l mqttsec.Limit, _ int) error {
+			if l == mqttsec.LimitAuthFailure {
+				failures++
+			}
+			return nil
+		}),
+		Events: mqttsec.EventSinkFunc(func(mqttsec.Event) {}),
+	})
+	s, err := g.Connect(context.Background(), mqttsec.Client{ID: "c1", Username: "alice"}, mqttsec.Credentials{Password: []byte("wonderland")}, nil)
+	require.NoError(t, err)
+	require.Equal(t, "alice", s.Identity().Subject)
+	g.Disconnect(s)
+	_, err = g.Connect(context.Background(), mqttsec.Client{ID: "c1", Username: "alice"}, mqttsec.Credentials{Password: []byte("nope")}, nil)
+	require.Equal(t, mqttsec.CodeBadUsernameOrPassword, mqttsec.CodeOf(err))
+	_, err = g.Connect(context.Background(), mqttsec.Client{ID: "c1"}, mqttsec.Credentials{}, nil)
+	require.Equal(t, mqttsec.CodeBadUsernameOrPassword, mqttsec.CodeOf(err))
+	require.Equal(t, 2, failures)
+}

@@ -1,0 +1,398 @@
+package auth_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttsec/mqttsec"
+	"github.com/mqttsec/mqttsec/auth"
+)
+
+type testKeys struct {
+	rsa    *rsa.PrivateKey
+	ec     *ecdsa.PrivateKey
+	ed     ed25519.PrivateKey
+	secret []byte
+	rsaPEM []byte
+	allPEM []byte
+	rsaPub crypto.PublicKey
+	ecPub  crypto.PublicKey
+	edPub  crypto.PublicKey
+	other  *ecdsa.PrivateKey
+}
+
+var (
+	keysOnce sync.Once
+	keys     testKeys
+)
+
+func getKeys(t testing.TB) *testKeys {
+	keysOnce.Do(func() {
+		var err error
+		keys.rsa, err = rsa.GenerateKey(rand.Reader, 2048)
+		require.NoError(t, err)
+		keys.ec, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		keys.other, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		_, keys.ed, _ = ed25519.GenerateKey(rand.Reader)
+		keys.secret = []byte("0123456789abcdef0123456789abcdef-test-secret")
+		keys.rsaPub, keys.ecPub, keys.edPub = keys.rsa.Public(), keys.ec.Public(), keys.ed.Public()
+		for _, k := range []crypto.PublicKey{keys.rsaPub, keys.ecPub, keys.edPub} {
+			der, err := x509.MarshalPKIXPublicKey(k)
+			require.NoError(t, err)
+			b := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+			if keys.rsaPEM == nil {
+				keys.rsaPEM = b
+			}
+			keys.allPEM = append(keys.allPEM, b...)
+		}
+	})
+	return &keys
+}
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Unix(1_800_000_000, 0)} }
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+func sign(t testing.TB, m jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(m, claims)
+	if kid, ok := claims["_kid"]; ok {
+		delete(claims, "_kid")
+		tok.Header["kid"] = kid
+	}
+	s, err := tok.SignedString(key)
+	require.NoError(t, err)
+	return s
+}
+
+func claimsAt(now time.Time, sub string) jwt.MapClaims {
+	return jwt.MapClaims{"sub": sub, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+}
+
+func newJWT(t testing.TB, cfg auth.JWTConfig) *auth.JWT {
+	t.Helper()
+	j, err := auth.NewJWT(context.Background(), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = j.Close() })
+	return j
+}
+
+func tokenLogin(a mqttsec.Authenticator, clientID, user, tok string) (*mqttsec.Identity, error) {
+	return a.Authenticate(context.Background(), &mqttsec.Client{ID: clientID, Username: user}, mqttsec.Credentials{Password: []byte(tok)})
+}
+
+func TestJWT(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	now := clk.Now()
+	pub, err := auth.ParsePublicKeysPEM(k.allPEM)
+	require.NoError(t, err)
+	require.Len(t, pub, 3)
+	j := newJWT(t, auth.JWTConfig{
+		Algorithms: []string{"RS256", "ES256", "EdDSA", "HS256"},
+		HMACSecret: k.secret,
+		PublicKeys: pub,
+		Clock:      clk.Now,
+		RolesClaim: "roles",
+		ACLClaim:   true,
+	})
+	with := func(mod func(jwt.MapClaims)) jwt.MapClaims {
+		c := claimsAt(now, "dev1")
+		mod(c)
+		return c
+	}
+	for _, tc := range []struct {
+		name    string
+		tok     string
+		user    string
+		wantErr error
+	}{
+		{"RS256", sign(t, jwt.SigningMethodRS256, k.rsa, claimsAt(now, "dev1")), "dev1", nil},
+		{"ES256", sign(t, jwt.SigningMethodES256, k.ec, claimsAt(now, "dev1")), "dev1", nil},
+		{"EdDSA", sign(t, jwt.SigningMethodEdDSA, k.ed, claimsAt(now, "dev1")), "dev1", nil},
+		{"HS256", sign(t, jwt.SigningMethodHS256, k.secret, claimsAt(now, "dev1")), "dev1", nil},
+		{"no username", sign(t, jwt.SigningMethodES256, k.ec, with(func(c jwt.MapClaims) { c["n"] = 1 })), "", nil},
+		{"username mismatch", sign(t, jwt.SigningMethodES256, k.ec, claimsAt(now, "dev1")), "dev2", mqttsec.ErrBadCredentials},
+		{"expired", sign(t, jwt.SigningMethodES256, k.ec, with(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() })), "dev1", mqttsec.ErrBadCredentials},
+		{"expired within leeway", sign(t, jwt.SigningMethodES256, k.ec, with(func(c jwt.MapClaims) { c["exp"] = now.Add(-5 * time.Second).Unix() })), "dev1", nil},
+		{"no exp", sign(t, jwt.SigningMethodES256, k.ec, with(func(c jwt.MapClaims) { delete(c, "exp") })), "dev1", mqttsec.ErrBadCredentials},
+		{"nbf in future", sign(t, jwt.SigningMethodES256, k.ec, with(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Minute).Unix() })), "dev1", mqttsec.ErrBadCredentials},
+		{"iat in future", sign(t, jwt.SigningMethodES256, k.ec, with(func(c jwt.MapClaims) { c["iat"] = now.Add(time.Minute).Unix() })), "dev1", mqttsec.ErrBadCredentials},
+		{"no sub", sign(t, jwt.SigningMethodES256, k.ec, with(func(c jwt.MapClaims) { delete(c, "sub") })), "", mqttsec.ErrBadCredentials},
+		{"numeric sub", sign(t, jwt.SigningMethodES256, k.ec, with(func(c jwt.MapClaims) { c["sub"] = 5 })), "", mqttsec.ErrBadCredentials},
+		{"unknown key", sign(t, jwt.SigningMethodES256, k.other, claimsAt(now, "dev1")), "dev1", mqttsec.ErrBadCredentials},
+		{"alg not allowed", sign(t, jwt.SigningMethodRS384, k.rsa, claimsAt(now, "dev1")), "dev1", mqttsec.ErrBadCredentials},
+		{"wrong hmac secret", sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("x", 32)), claimsAt(now, "dev1")), "dev1", mqttsec.ErrBadCredentials},
+		{"alg none", sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claimsAt(now, "dev1")), "dev1", mqttsec.ErrBadCredentials},
+		{"key confusion: HS256 with the RSA public key", sign(t, jwt.SigningMethodHS256, k.rsaPEM, claimsAt(now, "dev1")), "dev1", mqttsec.ErrBadCredentials},
+		{"bad roles", sign(t, jwt.SigningMethodES256, k.ec, with(func(c jwt.MapClaims) { c["roles"] = "admin" })), "dev1", mqttsec.ErrBadCredentials},
+		{"bad acl", sign(t, jwt.SigningMethodES256, k.ec, with(func(c jwt.MapClaims) { c["acl"] = map[string]any{"pub": []string{"#"}} })), "dev1", mqttsec.ErrBadCredentials},
+		{"tampered payload", tamper(sign(t, jwt.SigningMethodES256, k.ec, claimsAt(now, "dev1"))), "dev1", mqttsec.ErrBadCredentials},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id, err := tokenLogin(j, "c1", tc.user, tc.tok)
+			if tc.wantErr != nil {
+				require.ErrorIs(t, err, tc.wantErr)
+				require.Equal(t, mqttsec.CodeBadUsernameOrPassword, mqttsec.CodeOf(err))
+				require.NotContains(t, err.Error(), tc.tok[len(tc.tok)-10:])
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, "dev1", id.Subject)
+			require.Equal(t, mqttsec.MethodJWT, id.Method)
+			require.False(t, id.Expiry.IsZero())
+		})
+	}
+
+	t.Run("identity", func(t *testing.T) {
+		c := claimsAt(now, "dev7")
+		c["iss"] = "idp"
+		c["roles"] = []string{"sensor", "fleet-a"}
+		c["acl"] = []any{
+			map[string]any{"permission": "allow", "action": "publish", "topic": "t/${clientid}", "qos": []int{0, 1}, "retain": false},
+			map[string]any{"permission": "deny", "action": "all", "topic": "#"},
+		}
+		id, err := tokenLogin(j, "c1", "dev7", sign(t, jwt.SigningMethodEdDSA, k.ed, c))
+		require.NoError(t, err)
+		f := false
+		require.Equal(t, &mqttsec.Identity{
+			Subject:    "dev7",
+			Method:     mqttsec.MethodJWT,
+			Roles:      []string{"sensor", "fleet-a"},
+			Expiry:     now.Add(time.Hour),
+			Attributes: map[string]string{"iss": "idp"},
+			Grants: []mqttsec.Grant{
+				{Allow: true, Access: mqttsec.Publish, Topic: "t/${clientid}", QoS: []byte{0, 1}, Retain: &f},
+				{Allow: false, Access: mqttsec.Publish | mqttsec.Subscribe, Topic: "#"},
+			},
+		}, id)
+	})
+
+	t.Run("abstains for passwords", func(t *testing.T) {
+		for _, pw := range []string{"hunter2", "", "a.b.c", "eyJ.e", "ey J.a.b", "eyJhbGciOiJIUzI1NiJ9..."} {
+			_, err := tokenLogin(j, "c1", "dev1", pw)
+			require.ErrorIs(t, err, mqttsec.ErrAbstain, pw)
+		}
+	})
+
+	t.Run("token too large", func(t *testing.T) {
+		c := claimsAt(now, "dev1")
+		c["pad"] = strings.Repeat("x", 9000)
+		_, err := tokenLogin(j, "c1", "dev1", sign(t, jwt.SigningMethodES256, k.ec, c))
+		require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
+	})
+}
+
+// tamper changes the subject in a signed token's payload.
+func tamper(tok string) string {
+	parts := strings.Split(tok, ".")
+	p, _ := jwt.NewParser().DecodeSegment(parts[1])
+	p = []byte(strings.Replace(string(p), "dev1", "root", 1))
+	parts[1] = strings.TrimRight(jwtEncode(p), "=")
+	return strings.Join(parts, ".")
+}
+
+func jwtEncode(b []byte) string { return (&jwt.Token{}).EncodeSegment(b) }
+
+func TestJWTKeyConfusionAllowListOnly(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"RS256"}, PublicKeys: []crypto.PublicKey{k.rsaPub}, Clock: clk.Now})
+	forged := sign(t, jwt.SigningMethodHS256, k.rsaPEM, claimsAt(clk.Now(), "dev1"))
+	_, err := tokenLogin(j, "c1", "dev1", forged)
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
+	// An ES256 token is not verified with an RSA key and vice versa.
+	_, err = tokenLogin(j, "c1", "dev1", sign(t, jwt.SigningMethodES256, k.ec, claimsAt(clk.Now(), "dev1")))
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
+	_, err = tokenLogin(j, "c1", "dev1", sign(t, jwt.SigningMethodRS256, k.rsa, claimsAt(clk.Now(), "dev1")))
+	require.NoError(t, err)
+}
+
+func TestJWTIssuerAudienceClientID(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub},
+		Issuer: "https://idp", Audience: "mqtt", MatchClientID: true, SubjectClaim: "client_id", Clock: clk.Now})
+	base := func() jwt.MapClaims {
+		c := claimsAt(clk.Now(), "ignored")
+		c["iss"], c["aud"], c["client_id"] = "https://idp", []string{"other", "mqtt"}, "sensor-9"
+		return c
+	}
+	id, err := tokenLogin(j, "sensor-9", "anyone", sign(t, jwt.SigningMethodES256, k.ec, base()))
+	require.NoError(t, err)
+	require.Equal(t, "sensor-9", id.Subject)
+	_, err = tokenLogin(j, "sensor-8", "", sign(t, jwt.SigningMethodES256, k.ec, base()))
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
+	c := base()
+	c["iss"] = "https://evil"
+	_, err = tokenLogin(j, "sensor-9", "", sign(t, jwt.SigningMethodES256, k.ec, c))
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
+	c = base()
+	c["aud"] = "web"
+	_, err = tokenLogin(j, "sensor-9", "", sign(t, jwt.SigningMethodES256, k.ec, c))
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
+}
+
+func TestJWTCache(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, Clock: clk.Now, Leeway: -1})
+	c := claimsAt(clk.Now(), "dev1")
+	c["exp"] = clk.Now().Add(time.Minute).Unix()
+	tok := sign(t, jwt.SigningMethodES256, k.ec, c)
+	_, err := tokenLogin(j, "c1", "dev1", tok)
+	require.NoError(t, err)
+	require.Equal(t, 1, auth.JWTCached(j))
+	id, err := tokenLogin(j, "c1", "dev1", tok)
+	require.NoError(t, err)
+	require.Equal(t, "dev1", id.Subject)
+	_, err = tokenLogin(j, "c1", "dev2", tok)
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "a cached token still checks the user name")
+	clk.Advance(time.Minute)
+	_, err = tokenLogin(j, "c1", "dev1", tok)
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "a cached token is never used past exp")
+	require.Equal(t, 0, auth.JWTCached(j))
+}
+
+func TestJWTConfigErrors(t *testing.T) {
+	k := getKeys(t)
+	for name, cfg := range map[string]auth.JWTConfig{
+		"no algorithms":    {PublicKeys: []crypto.PublicKey{k.ecPub}},
+		"none":             {Algorithms: []string{"none"}},
+		"unknown":          {Algorithms: []string{"XS256"}, HMACSecret: k.secret},
+		"hs without key":   {Algorithms: []string{"HS256"}},
+		"short secret":     {Algorithms: []string{"HS256"}, HMACSecret: []byte("short")},
+		"rs without keys":  {Algorithms: []string{"RS256"}, HMACSecret: k.secret},
+		"private key type": {Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ec}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := auth.NewJWT(context.Background(), cfg)
+			require.ErrorIs(t, err, auth.ErrConfig)
+		})
+	}
+}
+
+func TestKeysFromFiles(t *testing.T) {
+	k := getKeys(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "secret"), append(k.secret, '\n'), 0o600))
+	s, err := auth.HMACSecretFromFile(filepath.Join(dir, "secret"))
+	require.NoError(t, err)
+	require.Equal(t, k.secret, s)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "short"), []byte("abc"), 0o600))
+	_, err = auth.HMACSecretFromFile(filepath.Join(dir, "short"))
+	require.ErrorIs(t, err, auth.ErrConfig)
+	t.Setenv("MQTTSEC_TEST_SECRET", string(k.secret))
+	s, err = auth.HMACSecretFromEnv("MQTTSEC_TEST_SECRET")
+	require.NoError(t, err)
+	require.Equal(t, k.secret, s)
+	_, err = auth.HMACSecretFromEnv("MQTTSEC_TEST_UNSET_VARIABLE")
+	require.ErrorIs(t, err, auth.ErrConfig)
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "keys.pem"), k.allPEM, 0o600))
+	pub, err := auth.LoadPublicKeysPEM(filepath.Join(dir, "keys.pem"))
+	require.NoError(t, err)
+	require.Len(t, pub, 3)
+	der, err := x509.MarshalPKCS8PrivateKey(k.ec)
+	require.NoError(t, err)
+	_, err = auth.ParsePublicKeysPEM(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	require.ErrorIs(t, err, auth.ErrConfig)
+	_, err = auth.ParsePublicKeysPEM([]byte("nothing here"))
+	require.ErrorIs(t, err, auth.ErrConfig)
+	pkcs1 := pem.EncodeToMemory(&pem.Block{Type: "RSA PUBLIC KEY", Bytes: x509.MarshalPKCS1PublicKey(&k.rsa.PublicKey)})
+	pub, err = auth.ParsePublicKeysPEM(pkcs1)
+	require.NoError(t, err)
+	require.Len(t, pub, 1)
+}
+
+// jwksServer serves a JWK Set with the given keys on a loopback httptest
+// server.
+func jwksServer(t *testing.T, ks map[string]any) *httptest.Server {
+	t.Helper()
+	var set jwkset.JWKSMarshal
+	for kid, key := range ks {
+		jwk, err := jwkset.NewJWKFromKey(key, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: kid}})
+		require.NoError(t, err)
+		set.Keys = append(set.Keys, jwk.Marshal())
+	}
+	body, err := json.Marshal(set)
+	require.NoError(t, err)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestJWTJWKS(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	srv := jwksServer(t, map[string]any{"rsa-1": k.rsaPub, "ec-1": k.ecPub})
+	jwksErrs := make(chan error, 100)
+	j := newJWT(t, auth.JWTConfig{
+		Algorithms:  []string{"RS256", "ES256", "HS256"},
+		HMACSecret:  k.secret,
+		JWKSURL:     srv.URL,
+		JWKSRefresh: 20 * time.Millisecond,
+		OnJWKSError: func(err error) {
+			select {
+			case jwksErrs <- err:
+			default:
+			}
+		},
+		Clock: clk.Now,
+	})
+	mk := func(m jwt.SigningMethod, key any, kid, sub string) string {
+		c := claimsAt(clk.Now(), sub)
+		if kid != "" {
+			c["_kid"] = kid
+		}
+		return sign(t, m, key, c)
+	}
+	_, err := tokenLogin(j, "c", "a", mk(jwt.SigningMethodRS256, k.rsa, "rsa-1", "a"))
+	require.NoError(t, err)
+	_, err = tokenLogin(j, "c", "b", mk(jwt.SigningMethodES256, k.ec, "ec-1", "b"))
+	require.NoError(t, err)
+	_, err = tokenLogin(j, "c", "b2", mk(jwt.SigningMethodES256, k.ec, "", "b2"))
+	require.NoError(t, err, "a token without kid is tried against every key of its family")
+	_, err = tokenLogin(j, "c", "b", mk(jwt.SigningMethodES256, k.other, "ec-1", "b"))
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
+	_, err = tokenLogin(j, "c", "a", mk(jwt.SigningMethodHS256, k.rsaPEM, "rsa-1", "a"))
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "key confusion with a JWKS key")
+	_, err = tokenLogin(j, "c", "a", mk(jwt.SigningMethodES256, k.ec, "rsa-1", "a"))
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "kid of an RSA key on an ES256 token")
+
+	// The endpoint goes down: refreshes fail, the cached keys stay.
+	srv.Close()
+	require.Error(t, waitFor(t, jwksErrs))
+	_, err = tokenLogin(j, "c", "a3", mk(jwt.SigningMethodRS256, k.rsa, "rsa-1", "a3"))
+	require.NoError(t, err)
+}
