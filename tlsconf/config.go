@@ -102,12 +102,16 @@ type Config struct {
 	// "sha256/BASE64" (the form [SPKIPin] returns), plain standard base64,
 	// or hex. When set, the peer's verified chain must contain a public key
 	// with one of these hashes: a client or bridge pins its broker, a
-	// server pins its client devices.
+	// server pins its client devices (like AllowedNames, not with
+	// ClientAuth "none").
 	PinnedSPKI []string `yaml:"pinned_spki,omitempty"`
 
 	// AllowedNames, when set, are the only peer names accepted: the peer
-	// certificate's subject common name or one of its DNS, email or URI
-	// names must equal one of them. Checked on resumed sessions too.
+	// certificate's subject common name or one of its DNS, email, URI or IP
+	// names must equal one of them. Checked on resumed sessions too. On a
+	// server it applies to the client certificates received, so it needs
+	// ClientAuth "require" (with "verify-if-given", clients without a
+	// certificate are not checked) and is an error with "none".
 	AllowedNames []string `yaml:"allowed_names,omitempty"`
 
 	// ExpiryWarning is how long before notAfter a loaded certificate is
@@ -158,7 +162,7 @@ func ParseConfig(data []byte) (Config, error) {
 }
 
 // Validate checks the fields of c without reading any file.
-func (c *Config) Validate() error {
+func (c Config) Validate() error {
 	if _, err := c.minVersion(); err != nil {
 		return err
 	}

@@ -256,6 +256,9 @@ func (r *Reloader) Server() (*tls.Config, error) {
 	if m.cert == nil {
 		return nil, fmt.Errorf("%w: a server needs cert_file and key_file", ErrConfig)
 	}
+	if r.cfg.clientAuth() == tls.NoClientCert && (m.names != nil || m.pins != nil) {
+		return nil, fmt.Errorf("%w: allowed_names and pinned_spki check client certificates: set ca_file and client_auth", ErrConfig)
+	}
 	s := r.tmpl.Clone()
 	s.ClientAuth = r.cfg.clientAuth()
 	s.ClientCAs = m.pool

@@ -293,6 +293,13 @@ func TestPinningAndNames(t *testing.T) {
 		})
 	}
 
+	t.Run("names on a server that asks for no certificate", func(t *testing.T) {
+		c := ca.ServerConfig()
+		c.ClientAuth = tlsconf.ClientAuthNone
+		c.AllowedNames = []string{"dev1"}
+		_, err := c.Server()
+		require.ErrorIs(t, err, tlsconf.ErrConfig)
+	})
 	t.Run("server pins and names its clients", func(t *testing.T) {
 		c := ca.ServerConfig()
 		c.AllowedNames = []string{"dev2"}
