@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttsec/mqttsec/auth"
+	"github.com/mqttsec/mqttsec/internal/testenv"
+)
+
+func runPasswd(t *testing.T, stdin string, args ...string) error {
+	t.Helper()
+	cmd := newPasswdCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetIn(strings.NewReader(stdin))
+	cmd.SetArgs(append([]string{"--cost", "4"}, args...))
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	return cmd.Execute()
+}
+
+func passwdExit(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+func verifyUser(t *testing.T, file, user, pw string) bool {
+	t.Helper()
+	f, err := auth.LoadPasswordFile(file)
+	require.NoError(t, err)
+	h, ok := f.Lookup(user)
+	return ok && h.Verify([]byte(pw))
+}
+
+func TestPasswdCommand(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "passwd")
+
+	require.Equal(t, 1, passwdExit(runPasswd(t, "", "-b", file, "alice", "correct horse battery")), "no -c on a missing file")
+	require.NoError(t, runPasswd(t, "", "-c", "-b", file, "alice", "correct horse battery"))
+	st, err := os.Stat(file)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.Regexp(t, `^alice:\$2a\$04\$[./A-Za-z0-9]{53}\n$`, string(b))
+	require.True(t, verifyUser(t, file, "alice", "correct horse battery"))
+
+	// Two lines on standard input (not a terminal).
+	require.NoError(t, runPasswd(t, "bob's long password\nbob's long password\n", file, "bob"))
+	require.True(t, verifyUser(t, file, "bob", "bob's long password"))
+	require.True(t, verifyUser(t, file, "alice", "correct horse battery"))
+
+	before, _ := os.ReadFile(file)
+	for name, tc := range map[string]struct {
+		stdin string
+		args  []string
+		code  int
+	}{
+		"mismatch":          {"first password!!\nsecond password!\n", []string{file, "carol"}, 1},
+		"one line":          {"only one line here\n", []string{file, "carol"}, 1},
+		"too short":         {"", []string{"-b", file, "carol", "short"}, 1},
+		"common":            {"", []string{"-b", file, "carol", "passwordpassword"}, 1},
+		"equals user":       {"", []string{"-b", file, "carol-the-user", "carol-the-user"}, 1},
+		"bcrypt 72 bytes":   {"", []string{"-b", file, "carol", strings.Repeat("long ", 15)}, 1},
+		"bad user":          {"", []string{"-b", file, "ca:rol", "correct horse battery"}, 1},
+		"delete unknown":    {"", []string{"-D", file, "carol"}, 1},
+		"missing args":      {"", []string{file}, 2},
+		"batch missing pw":  {"", []string{"-b", file, "carol"}, 2},
+		"create and delete": {"", []string{"-c", "-D", file, "alice"}, 2},
+		"bad scheme":        {"", []string{"--scheme", "md5", "-b", file, "carol", "correct horse battery"}, 2},
+		"bad cost":          {"", []string{"--cost", "40", "-b", file, "carol", "correct horse battery"}, 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			require.Equal(t, tc.code, passwdExit(runPasswd(t, tc.stdin, tc.args...)))
+			after, _ := os.ReadFile(file)
+			require.Equal(t, before, after, "a failed command leaves the file alone")
+		})
+	}
+
+	require.NoError(t, runPasswd(t, "", "--allow-weak-password", "-b", file, "carol", "weak"))
+	require.True(t, verifyUser(t, file, "carol", "weak"))
+	require.NoError(t, runPasswd(t, "", "--scheme", "argon2id", "-b", file, "dave", "dave's argon2 password"))
+	require.True(t, verifyUser(t, file, "dave", "dave's argon2 password"))
+
+	require.NoError(t, runPasswd(t, "", "-D", file, "bob"))
+	f, err := auth.LoadPasswordFile(file)
+	require.NoError(t, err)
+	require.Equal(t, []string{"alice", "carol", "dave"}, f.Users())
+
+	// -c overwrites.
+	require.NoError(t, runPasswd(t, "", "-c", "-b", file, "erin", "erin's new password"))
+	f, err = auth.LoadPasswordFile(file)
+	require.NoError(t, err)
+	require.Equal(t, []string{"erin"}, f.Users())
+}
+
+// TestPasswdMosquittoFile edits a file written by the real mosquitto_passwd:
+// its entries keep working, and a "$7$" entry we write is accepted by
+// mosquitto_passwd in turn.
+func TestPasswdMosquittoFile(t *testing.T) {
+	bin := testenv.Need(t, "mosquitto_passwd")
+	file := filepath.Join(t.TempDir(), "passwd")
+	out, err := exec.Command(bin, "-c", "-b", file, "alice", "alice-pw").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	out, err = exec.Command(bin, "-H", "sha512", "-b", file, "bob", "bob-pw").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	orig, err := os.ReadFile(file)
+	require.NoError(t, err)
+
+	require.NoError(t, runPasswd(t, "", "--scheme", "pbkdf2", "-b", file, "carol", "carol's password"))
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(b), string(orig)), "existing lines are kept byte for byte")
+	require.True(t, verifyUser(t, file, "alice", "alice-pw"))
+	require.True(t, verifyUser(t, file, "bob", "bob-pw"))
+	require.True(t, verifyUser(t, file, "carol", "carol's password"))
+
+	// mosquitto_passwd reads our file and rewrites it (deleting alice).
+	out, err = exec.Command(bin, "-D", file, "alice").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.False(t, verifyUser(t, file, "alice", "alice-pw"))
+	require.True(t, verifyUser(t, file, "carol", "carol's password"))
+}
+
+// TestPasswdBinary builds the command and checks exit codes through main.
+func TestPasswdBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "mqttsec")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	file := filepath.Join(dir, "passwd")
+	run := func(stdin string, args ...string) int {
+		cmd := exec.Command(bin, append([]string{"passwd", "--cost", "4"}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		require.NoError(t, err)
+		return 0
+	}
+	require.Equal(t, 0, run("", "-c", "-b", file, "alice", "correct horse battery"))
+	require.Equal(t, 0, run("frank's password\nfrank's password\n", file, "frank"))
+	require.Equal(t, 1, run("", "-b", file, "bob", "short"))
+	require.Equal(t, 2, run("", file))
+	st, err := os.Stat(file)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	require.True(t, verifyUser(t, file, "frank", "frank's password"))
+}
