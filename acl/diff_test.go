@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/casbin/casbin/v2"
 	"github.com/mqttsec/mqttsec"
@@ -197,6 +198,10 @@ func FuzzDifferential(f *testing.F) {
 	f.Add("alice|$share/g/a/#|read|allow", "alice", "c", "a/#", false)
 	f.Add("alice|+/#|read|allow\nalice|a/#|read|deny", "alice", "c", "#", false)
 	f.Fuzz(func(t *testing.T, policy, user, client, tp string, write bool) {
+		timer := time.AfterFunc(10*time.Second, func() {
+			panic(fmt.Sprintf("hang on policy %q user %q client %q topic %q", policy, user, client, tp))
+		})
+		defer timer.Stop()
 		e := newEnforcer(t)
 		c, err := acl.NewCasbin(e)
 		require.NoError(t, err)

@@ -1,0 +1,56 @@
+// Package acl authorizes MQTT publishes, subscriptions and deliveries with a
+// Casbin policy, exactly as Casbin decides it, at the speed of an index.
+//
+// # Model
+//
+// [Model] is the Casbin model: requests (user, client, topic, act), policy
+// lines (sub, topic, act, eft), roles through g (transitive), the subject
+// "*" for everyone, and deny rules that override allows:
+//
+//	p, alice, sensors/%c/#, write, allow
+//	p, *, public/#, read, allow
+//	p, operators, plant/+/alarm, readwrite, deny
+//	g, alice, operators
+//
+// mqttAct(r, p) is true when p equals r or p is "readwrite".
+// mqttMatch(topic, filter, user, client) expands %u and %c in the policy
+// filter and reports whether the result covers the request topic
+// (topic.Covers): a topic name for publishes and deliveries, a topic filter
+// for subscriptions, so that an allow rule for "a/b/#" does not pass a
+// subscription to "a/#". A username or client ID containing '+', '#' or '/'
+// makes the rules that use it not apply.
+//
+// # Index
+//
+// [NewCasbin] compiles the policy into one topic-level trie per subject and
+// role, held in an immutable snapshot behind an atomic pointer. A check
+// walks only the tries of the user, its roles and "*", takes no lock and
+// allocates nothing; its decision equals e.Enforce(user, client, topic, act)
+// for every request (a differential test and a fuzz target compare them).
+// Policy changes made through the enforcer (AddPolicy, RemovePolicy,
+// AddGroupingPolicy, UpdatePolicy, LoadPolicy, a watcher's reload) are seen
+// through a watcher and an adapter wrapper NewCasbin installs; a one-rule
+// change copies only the path of that rule. [Casbin.Bind] resolves a
+// client's roles once at CONNECT; the bound authorizer notices a new policy
+// generation on its next check. There is no decision cache, so no decision
+// can be stale.
+//
+// # Other sources of rules
+//
+//   - [ParseMosquitto] and [MosquittoAdapter] read a Mosquitto acl_file into
+//     the model (topic, pattern, user sections; the top section is for
+//     anonymous clients).
+//   - Grants on the identity (a JWT "acl" claim, [mqttsec.Grant]) narrow the
+//     policy by default and can widen it with [WithGrants].
+//   - [WildcardPolicy] refuses broad wildcard subscriptions and $SYS.
+//   - [WatchFile] reloads a policy file on change without a failed check
+//     during the swap.
+//   - [Lint] flags shadowed rules and patterns without %u or %c.
+//
+// # Concurrency
+//
+// [Casbin], the authorizers it binds, [WildcardPolicy] (once configured)
+// and [FileWatcher] are safe for concurrent use. The enforcer itself is
+// not, unless it is a casbin.SyncedEnforcer: change the policy from one
+// goroutine or use a SyncedEnforcer.
+package acl

@@ -1,0 +1,161 @@
+package acl
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/casbin/casbin/v2"
+	"github.com/fsnotify/fsnotify"
+)
+
+// WatchOption configures [WatchFile].
+type WatchOption func(*FileWatcher)
+
+// WithPollInterval sets how often the file is polled when file-system
+// notifications are unavailable (default 2s), or, with force, always.
+func WithPollInterval(d time.Duration, force bool) WatchOption {
+	return func(w *FileWatcher) { w.poll, w.forcePoll = d, force }
+}
+
+// WithDebounce sets how long the file must stay unchanged before it is
+// reloaded (default 100ms), so a reload never reads a half-written file
+// from a writer that writes in several steps.
+func WithDebounce(d time.Duration) WatchOption { return func(w *FileWatcher) { w.debounce = d } }
+
+// WithReloadHook sets a function called after every reload attempt with its
+// error (nil on success). It must not block.
+func WithReloadHook(f func(error)) WatchOption { return func(w *FileWatcher) { w.hook = f } }
+
+// FileWatcher reloads an enforcer's policy when its policy file changes.
+// A reload calls e.LoadPolicy: with an enforcer watched by [NewCasbin], the
+// new index is compiled beside the old one and swapped in atomically, so
+// checks running during a reload see either the old policy or the new one
+// and never fail because of the swap. A file that fails to load leaves the
+// old policy in force (the hook gets the error).
+//
+// Replace the file atomically (write a temporary file and rename it) for
+// the best results; in-place writers are covered by the debounce.
+//
+// A FileWatcher runs one goroutine until Close. It is safe for concurrent
+// use.
+type FileWatcher struct {
+	e         casbin.IEnforcer
+	path      string
+	poll      time.Duration
+	forcePoll bool
+	debounce  time.Duration
+	hook      func(error)
+
+	fsw  *fsnotify.Watcher
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// WatchFile starts watching path (the file e's adapter loads) and reloads
+// e's policy whenever it changes. It uses fsnotify on the file's folder and
+// falls back to polling the file's size and modification time.
+func WatchFile(e casbin.IEnforcer, path string, opts ...WatchOption) (*FileWatcher, error) {
+	if e == nil {
+		return nil, errors.New("acl: nil enforcer")
+	}
+	w := &FileWatcher{e: e, path: filepath.Clean(path), poll: 2 * time.Second,
+		debounce: 100 * time.Millisecond, stop: make(chan struct{}), done: make(chan struct{})}
+	for _, o := range opts {
+		o(w)
+	}
+	if _, err := os.Stat(w.path); err != nil {
+		return nil, err
+	}
+	if !w.forcePoll {
+		if fsw, err := fsnotify.NewWatcher(); err == nil {
+			if err := fsw.Add(filepath.Dir(w.path)); err == nil {
+				w.fsw = fsw
+			} else {
+				_ = fsw.Close()
+			}
+		}
+	}
+	go w.run()
+	return w, nil
+}
+
+type fileState struct {
+	size int64
+	mod  time.Time
+	ok   bool
+}
+
+func stat(path string) fileState {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileState{}
+	}
+	return fileState{size: st.Size(), mod: st.ModTime(), ok: true}
+}
+
+func (w *FileWatcher) run() {
+	defer close(w.done)
+	var events chan fsnotify.Event
+	var errs chan error
+	var tick <-chan time.Time
+	if w.fsw != nil {
+		events, errs = w.fsw.Events, w.fsw.Errors
+	} else {
+		t := time.NewTicker(w.poll)
+		defer t.Stop()
+		tick = t.C
+	}
+	last := stat(w.path)
+	var pending <-chan time.Time
+	for {
+		select {
+		case <-w.stop:
+			return
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if filepath.Clean(ev.Name) == w.path {
+				pending = time.After(w.debounce)
+			}
+		case <-errs:
+		case <-tick:
+			if s := stat(w.path); s != last {
+				pending = time.After(w.debounce)
+			}
+		case <-pending:
+			pending = nil
+			s := stat(w.path)
+			if !s.ok {
+				continue // removed for a moment by a rename: wait for it
+			}
+			time.Sleep(w.debounce / 4)
+			if stat(w.path) != s {
+				pending = time.After(w.debounce)
+				continue
+			}
+			last = s
+			err := w.e.LoadPolicy()
+			if w.hook != nil {
+				w.hook(err)
+			}
+		}
+	}
+}
+
+// Close stops watching. It waits for a reload in progress.
+func (w *FileWatcher) Close() error {
+	w.once.Do(func() {
+		close(w.stop)
+		<-w.done
+		if w.fsw != nil {
+			_ = w.fsw.Close()
+		}
+	})
+	return nil
+}
