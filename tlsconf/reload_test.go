@@ -203,3 +203,36 @@ func TestReloaderClose(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, r.Reload())
 }
+
+// TestReloadRevocationByWatch revokes a client by rewriting the CRL file
+// only: the watcher picks it up and the client's next handshake fails.
+func TestReloadRevocationByWatch(t *testing.T) {
+	ca := devCA(t)
+	dev, err := ca.IssueClient("dev")
+	require.NoError(t, err)
+	crl, err := ca.WriteCRL()
+	require.NoError(t, err)
+	var ev events
+	c := ca.ServerConfig()
+	c.ClientAuth = tlsconf.ClientAuthRequire
+	c.CRLFiles = []string{crl}
+	c.Events = &ev
+	c.PollInterval = time.Hour // fsnotify must notice
+	r, err := tlsconf.NewReloader(c)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r.Close() })
+	sc, err := r.Server()
+	require.NoError(t, err)
+	s := startTLSServer(t, sc)
+	cc, err := ca.ClientConfig("dev").Client()
+	require.NoError(t, err)
+	_, err = dial(s, cc)
+	require.NoError(t, err)
+
+	_, err = ca.WriteCRL(dev)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return ev.find(mqttsec.EventReload, nil) }, 10*time.Second, 10*time.Millisecond)
+	_, err = dial(s, cc) // a resumed session: refused all the same
+	require.Error(t, err)
+	require.True(t, ev.find(mqttsec.EventConnectDenied, tlsconf.ErrRevoked))
+}
