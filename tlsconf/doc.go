@@ -18,7 +18,7 @@
 //   - ALPN "mqtt" offered; clients that offer no ALPN (mosquitto_pub, most
 //     devices) are still accepted.
 //   - Clients always verify the server's name: there is no switch to skip
-//     verification. Pinning ([Config].PinnedSPKI) adds to it, never
+//     verification. Pinning ([Config.PinnedSPKI]) adds to it, never
 //     replaces it.
 //   - Session tickets on, with keys rotated by crypto/tls; every resumed
 //     session is checked again (below), so resumption cannot bypass a

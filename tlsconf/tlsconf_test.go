@@ -454,3 +454,17 @@ func TestDevCA(t *testing.T) {
 	_, err = tlsconf.OpenDevCA(t.TempDir())
 	require.ErrorIs(t, err, os.ErrNotExist)
 }
+
+func TestStaleCRLWarning(t *testing.T) {
+	ca := devCA(t)
+	ca.Now = func() time.Time { return time.Now().Add(-40 * 24 * time.Hour) }
+	crl, err := ca.WriteCRL() // its next update was due ten days ago
+	require.NoError(t, err)
+	c := ca.ServerConfig()
+	c.CRLFiles = []string{crl}
+	warnings, err := c.Check()
+	require.NoError(t, err)
+	require.Len(t, warnings, 1)
+	require.ErrorIs(t, warnings[0], tlsconf.ErrCRL)
+	require.ErrorContains(t, warnings[0], "next update")
+}
