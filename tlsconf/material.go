@@ -265,14 +265,31 @@ type material struct {
 	revoked  map[string]struct{}
 	pins     map[[32]byte]struct{}
 	names    map[string]struct{}
-	warnings []error
+	certs    []fileCert  // every loaded certificate, for expiry warnings
+	warnings []error     // stale revocation lists
 	server   *tls.Config // the per-snapshot server config; nil until built
+}
+
+// fileCert is a loaded certificate and the file it came from.
+type fileCert struct {
+	file string
+	cert *x509.Certificate
+}
+
+// expiring returns the expiry warnings of m at now.
+func (m *material) expiring(now time.Time, window time.Duration) []error {
+	var out []error
+	for _, fc := range m.certs {
+		if w := expiryWarning(fc.file, fc.cert, now, window); w != nil {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // build parses and checks f.
 func build(c *Config, f *files) (*material, error) {
 	now := c.now()
-	window := c.expiryWarning()
 	m := &material{sum: f.sum}
 	var err error
 	if m.pins, err = parsePins(c.PinnedSPKI); err != nil {
@@ -292,9 +309,7 @@ func build(c *Config, f *files) (*material, error) {
 		m.cert = &kp
 		chain, _ := ParseCertificates(f.cert)
 		for _, x := range chain {
-			if w := expiryWarning(c.CertFile, x, now, window); w != nil {
-				m.warnings = append(m.warnings, w)
-			}
+			m.certs = append(m.certs, fileCert{c.CertFile, x})
 		}
 	}
 	var cas []*x509.Certificate
@@ -307,9 +322,7 @@ func build(c *Config, f *files) (*material, error) {
 			if err := CheckCertificate(x, now); err != nil {
 				return nil, fmt.Errorf("%s: %w", c.CAFile, err)
 			}
-			if w := expiryWarning(c.CAFile, x, now, window); w != nil {
-				m.warnings = append(m.warnings, w)
-			}
+			m.certs = append(m.certs, fileCert{c.CAFile, x})
 			m.pool.AddCert(x)
 		}
 	}

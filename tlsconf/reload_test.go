@@ -236,3 +236,36 @@ func TestReloadRevocationByWatch(t *testing.T) {
 	require.Error(t, err)
 	require.True(t, ev.find(mqttsec.EventConnectDenied, tlsconf.ErrRevoked))
 }
+
+// TestExpiryWarningWhileRunning: a certificate that enters the warning
+// window while the files stay unchanged is reported once by the poller.
+func TestExpiryWarningWhileRunning(t *testing.T) {
+	ca := devCA(t)
+	var offset atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	var ev events
+	c := ca.ServerConfig()
+	c.Events = &ev
+	c.Now = now
+	c.Watch, c.PollInterval = tlsconf.WatchPoll, 10*time.Millisecond
+	c.ExpiryWarning = 24 * time.Hour
+	r, err := tlsconf.NewReloader(c)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r.Close() })
+	require.Empty(t, r.Warnings())
+	require.False(t, ev.find(mqttsec.EventError, tlsconf.ErrExpiresSoon))
+
+	offset.Store(int64(364 * 24 * time.Hour)) // the server certificate lives a year
+	require.Eventually(t, func() bool { return ev.find(mqttsec.EventError, tlsconf.ErrExpiresSoon) }, 10*time.Second, 10*time.Millisecond)
+	require.Len(t, r.Warnings(), 1)
+	time.Sleep(50 * time.Millisecond) // several more polls
+	ev.mu.Lock()
+	n := 0
+	for _, e := range ev.ev {
+		if e.Kind == mqttsec.EventError {
+			n++
+		}
+	}
+	ev.mu.Unlock()
+	require.Equal(t, 1, n, "reported once")
+}

@@ -32,8 +32,9 @@ type Reloader struct {
 	tmpl *tls.Config
 	cur  atomic.Pointer[material]
 
-	mu     sync.Mutex // serializes reloads
-	badSum [32]byte   // the fingerprint of the last failure already reported
+	mu     sync.Mutex                 // serializes reloads
+	badSum [32]byte                   // the fingerprint of the last failure already reported
+	warned map[*x509.Certificate]bool // expiry warnings already reported for the current material
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -113,10 +114,13 @@ func (r *Reloader) Close() error {
 }
 
 // Warnings returns the warnings of the current material: certificates that
-// expire within Config.ExpiryWarning ([ErrExpiresSoon]) and revocation
-// lists past their next update ([ErrCRL]).
+// expire within Config.ExpiryWarning of now ([ErrExpiresSoon]) and
+// revocation lists past their next update ([ErrCRL]). A watching Reloader
+// also re-checks expiry at every poll and reports each certificate that
+// enters the window once through Config.Events.
 func (r *Reloader) Warnings() []error {
-	return append([]error(nil), r.cur.Load().warnings...)
+	m := r.cur.Load()
+	return append(append([]error(nil), m.warnings...), m.expiring(r.cfg.now(), r.cfg.expiryWarning())...)
 }
 
 // Reload re-reads the files now (on SIGHUP, say) and returns the error
@@ -149,6 +153,33 @@ func (r *Reloader) reload(force bool) error {
 	return nil
 }
 
+// recheckExpiry reports certificates of the current material that entered
+// the expiry window since they were loaded.
+func (r *Reloader) recheckExpiry() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.warnExpiring(r.cur.Load())
+}
+
+// warnExpiring reports each certificate of m within the expiry window
+// once. r.mu must be held (or r not yet shared).
+func (r *Reloader) warnExpiring(m *material) {
+	window := r.cfg.expiryWarning()
+	if window < 0 {
+		return
+	}
+	now := r.cfg.now()
+	for _, fc := range m.certs {
+		if r.warned[fc.cert] {
+			continue
+		}
+		if w := expiryWarning(fc.file, fc.cert, now, window); w != nil {
+			r.warned[fc.cert] = true
+			r.event(mqttsec.EventError, w)
+		}
+	}
+}
+
 // fail reports err unless the same failure was already reported by a
 // watch (a poll every few seconds would repeat it).
 func (r *Reloader) fail(sum [32]byte, err error, force bool) {
@@ -159,10 +190,13 @@ func (r *Reloader) fail(sum [32]byte, err error, force bool) {
 	r.event(mqttsec.EventError, err)
 }
 
+// report announces the warnings of newly loaded material.
 func (r *Reloader) report(m *material) {
 	for _, w := range m.warnings {
 		r.event(mqttsec.EventError, w)
 	}
+	r.warned = make(map[*x509.Certificate]bool)
+	r.warnExpiring(m)
 }
 
 func (r *Reloader) event(kind mqttsec.EventKind, err error) {
@@ -240,6 +274,7 @@ func (r *Reloader) run() {
 			_ = r.reload(false)
 		case <-poll.C:
 			_ = r.reload(false)
+			r.recheckExpiry()
 		}
 	}
 }
