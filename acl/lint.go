@@ -55,31 +55,34 @@ func Lint(rules []Rule, groups [][2]string) []Finding {
 		if b.Pattern && !topic.HasPlaceholder(b.Topic) {
 			add(b, "pattern without %%u or %%c applies to every client alike; use a topic line")
 		}
-		for j, a := range rules {
-			if i == j || !appliesTo(a, b) || ruleBits(a.Act, a.Eft) == 0 {
-				continue
-			}
-			// A template only covers what it covers for every expansion;
-			// compared as text, that holds when the outer has none.
-			if topic.HasPlaceholder(a.Topic) && a.Topic != b.Topic {
-				continue
-			}
-			if !topic.Covers(a.Topic, b.Topic) || !actCovers(a.Act, b.Act) {
-				continue
-			}
-			same := a.Sub == b.Sub && a.Topic == b.Topic && a.Act == b.Act
-			switch {
-			case a.Eft == b.Eft:
-				if same && j > i {
-					continue // report the later of two equal rules
+		covering := func(pred func(a Rule, j int) bool) (Rule, bool) {
+			for j, a := range rules {
+				if i == j || !appliesTo(a, b) || ruleBits(a.Act, a.Eft) == 0 {
+					continue
 				}
-				add(b, "shadowed by line %d (%s): it never changes a decision", a.Line, a.String())
-			case a.Eft == EftDeny && b.Eft == EftAllow:
+				// A template only covers what it covers for every
+				// expansion; compared as text, that holds when the outer
+				// has none.
+				if topic.HasPlaceholder(a.Topic) && a.Topic != b.Topic {
+					continue
+				}
+				if topic.Covers(a.Topic, b.Topic) && actCovers(a.Act, b.Act) && pred(a, j) {
+					return a, true
+				}
+			}
+			return Rule{}, false
+		}
+		if b.Eft == EftAllow {
+			if a, ok := covering(func(a Rule, _ int) bool { return a.Eft == EftDeny }); ok {
 				add(b, "overridden by deny rule on line %d (%s): it never allows anything", a.Line, a.String())
-			default:
 				continue
 			}
-			break
+		}
+		if a, ok := covering(func(a Rule, j int) bool {
+			same := a.Sub == b.Sub && a.Topic == b.Topic && a.Act == b.Act
+			return a.Eft == b.Eft && !(same && j > i) // of two equal rules, report the later
+		}); ok {
+			add(b, "shadowed by line %d (%s): it never changes a decision", a.Line, a.String())
 		}
 	}
 	return out
