@@ -83,6 +83,7 @@ type cacheEntry struct {
 
 type macState struct {
 	h   hash.Hash
+	buf []byte
 	sum [sha256.Size]byte
 }
 
@@ -201,8 +202,8 @@ func (p *Passwords) Authenticate(ctx context.Context, cl *mqttsec.Client, cred m
 	if p.cache != nil {
 		m := p.macs.Get().(*macState)
 		m.h.Reset()
-		m.h.Write([]byte(cl.Username))
-		m.h.Write([]byte{0})
+		m.buf = append(append(m.buf[:0], cl.Username...), 0)
+		m.h.Write(m.buf)
 		m.h.Write(cred.Password)
 		m.h.Sum(m.sum[:0])
 		key = m.sum
