@@ -395,6 +395,9 @@ func (h *Hook) lookup(cl *mqtt.Client) *conn {
 	return v.(*conn)
 }
 
+// Guard returns the Guard the hook enforces.
+func (h *Hook) Guard() *mqttsec.Guard { return h.g }
+
 // Session returns the Guard session of a connected mochi client, or nil.
 func (h *Hook) Session(cl *mqtt.Client) *mqttsec.Session {
 	if cn := h.lookup(cl); cn != nil {
@@ -532,9 +535,14 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if cn == nil {
 		err = mqttsec.ErrNotAuthorized
 	} else {
-		m := mqttsec.Message{Topic: pk.TopicName, Payload: pk.Payload,
+		// The Message escapes through the Authorizer interface; pooling it
+		// keeps the allowed path free of allocations.
+		m := messagePool.Get().(*mqttsec.Message)
+		*m = mqttsec.Message{Topic: pk.TopicName, Payload: pk.Payload,
 			QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain}
-		err = h.g.Publish(context.Background(), cn.sess, &m)
+		err = h.g.Publish(context.Background(), cn.sess, m)
+		*m = mqttsec.Message{}
+		messagePool.Put(m)
 	}
 	if err == nil {
 		return pk, nil
@@ -542,6 +550,8 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	h.rejectPublish(cl, pk, mqttsec.CodeOf(err))
 	return pk, packets.ErrRejectPacket
 }
+
+var messagePool = sync.Pool{New: func() any { return new(mqttsec.Message) }}
 
 func (h *Hook) rejectPublish(cl *mqtt.Client, pk packets.Packet, code mqttsec.ReasonCode) {
 	qos := pk.FixedHeader.Qos
