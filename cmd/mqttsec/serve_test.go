@@ -1,0 +1,134 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttsec/mqttsec/auth"
+	"github.com/mqttsec/mqttsec/internal/testbroker"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestEnsureDevPasswd checks the first-start password file: mode 0600, a
+// bcrypt hash at the default cost that verifies the printed password, and
+// no change when the file exists.
+func TestEnsureDevPasswd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "passwd")
+	pass, err := ensureDevPasswd(path)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(pass), 20)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	f, err := auth.LoadPasswordFile(path)
+	require.NoError(t, err)
+	h, ok := f.Lookup("dev")
+	require.True(t, ok)
+	require.Equal(t, auth.Bcrypt, h.Scheme())
+	require.Contains(t, h.String(), fmt.Sprintf("$%d$", auth.DefaultBcryptCost))
+	require.True(t, h.Verify([]byte(pass)))
+
+	again, err := ensureDevPasswd(path)
+	require.NoError(t, err)
+	require.Empty(t, again, "an existing file is kept")
+}
+
+// TestServeDevDefault starts the embedded development default and talks to
+// it over TLS with a real client: a user can use its own subtree, is refused
+// elsewhere, and wrong passwords get 0x86. The dev user's generated password
+// is replaced by a cheap hash first (bcrypt at the default cost takes
+// seconds under the race detector); TestEnsureDevPasswd covers the real one.
+func TestServeDevDefault(t *testing.T) {
+	dir := t.TempDir()
+	_, err := ensureDevPasswd(filepath.Join(dir, "passwd"))
+	require.NoError(t, err)
+	const password = "correct horse battery"
+	h, err := auth.HashPassword([]byte(password), auth.HashOptions{BcryptCost: 4})
+	require.NoError(t, err)
+	pf := auth.NewPasswordFile()
+	require.NoError(t, pf.Set("dev", h))
+	require.NoError(t, pf.WriteFile(filepath.Join(dir, "passwd")))
+
+	o := &serveOptions{dir: dir, listen: "127.0.0.1:0", connectTimeout: 5 * time.Second, maxPayload: 1024, logLevel: "error"}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	addrc := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- runServe(ctx, o, out, func(a, _ string) { addrc <- a }) }()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-errc:
+		t.Fatalf("serve: %v\n%s", err, out.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-errc)
+	})
+
+	require.NotContains(t, out.String(), "created user", "an existing password file is used as it is")
+	for _, f := range []string{"passwd", "acl.csv", "tls/ca.pem"} {
+		_, err := os.Stat(filepath.Join(dir, f))
+		require.NoError(t, err, f)
+	}
+	st, err := os.Stat(filepath.Join(dir, "passwd"))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+	data, err := os.ReadFile(filepath.Join(dir, "passwd"))
+	require.NoError(t, err)
+	require.NotContains(t, string(data), password, "only a hash on disk")
+
+	caPEM, err := os.ReadFile(filepath.Join(dir, "tls", "ca.pem"))
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(caPEM))
+	tc := &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}
+
+	_, ack, err := testbroker.Dial(t, addr, testbroker.ClientOptions{ClientID: "bad", Username: "dev", Password: []byte("wrong"), TLS: tc})
+	require.Error(t, err)
+	require.NotNil(t, ack, "no CONNACK: %v", err)
+	require.Equal(t, byte(0x86), ack.ReasonCode)
+
+	sub, _, err := testbroker.Dial(t, addr, testbroker.ClientOptions{ClientID: "sub", Username: "dev", Password: []byte(password), TLS: tc})
+	require.NoError(t, err)
+	require.Equal(t, byte(1), sub.Sub(t, "devices/dev/#", 1), "granted QoS 1")
+	require.Equal(t, byte(0x87), sub.Sub(t, "devices/#", 1), "a/# is not covered by a/dev/#")
+
+	pub, _, err := testbroker.Dial(t, addr, testbroker.ClientOptions{ClientID: "pub", Username: "dev", Password: []byte(password), TLS: tc})
+	require.NoError(t, err)
+	_, err = pub.Pub(t, "devices/dev/temp", []byte("21"), 1)
+	require.NoError(t, err)
+	msg := sub.ExpectMessage(t, "devices/dev/temp", 5*time.Second)
+	require.Equal(t, "21", string(msg.Payload))
+
+	code, _ := pub.Pub(t, "devices/other/temp", []byte("x"), 1)
+	require.Equal(t, byte(0x87), code)
+}
