@@ -49,10 +49,11 @@ type FileWatcher struct {
 	debounce  time.Duration
 	hook      func(error)
 
-	fsw  *fsnotify.Watcher
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	initial fileState
+	fsw     *fsnotify.Watcher
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
 }
 
 // WatchFile starts watching path (the file e's adapter loads) and reloads
@@ -79,6 +80,7 @@ func WatchFile(e casbin.IEnforcer, path string, opts ...WatchOption) (*FileWatch
 			}
 		}
 	}
+	w.initial = stat(w.path)
 	go w.run()
 	return w, nil
 }
@@ -109,7 +111,7 @@ func (w *FileWatcher) run() {
 		defer t.Stop()
 		tick = t.C
 	}
-	last := stat(w.path)
+	seen := w.initial
 	var pending <-chan time.Time
 	for {
 		select {
@@ -125,7 +127,8 @@ func (w *FileWatcher) run() {
 			}
 		case <-errs:
 		case <-tick:
-			if s := stat(w.path); s != last {
+			if s := stat(w.path); s != seen {
+				seen = s
 				pending = time.After(w.debounce)
 			}
 		case <-pending:
@@ -139,7 +142,7 @@ func (w *FileWatcher) run() {
 				pending = time.After(w.debounce)
 				continue
 			}
-			last = s
+			seen = s
 			err := w.e.LoadPolicy()
 			if w.hook != nil {
 				w.hook(err)

@@ -1,0 +1,100 @@
+package acl_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/casbin/casbin/v2"
+	fileadapter "github.com/casbin/casbin/v2/persist/file-adapter"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttsec/mqttsec"
+	"github.com/mqttsec/mqttsec/acl"
+)
+
+// writeAtomic replaces path with content the way a careful writer does.
+func writeAtomic(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	require.NoError(t, os.WriteFile(tmp, []byte(content), 0o600))
+	require.NoError(t, os.Rename(tmp, path))
+}
+
+func TestWatchFileNoFailedCheckDuringSwap(t *testing.T) {
+	for _, poll := range []bool{false, true} {
+		t.Run(fmt.Sprintf("poll=%v", poll), func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "policy.csv")
+			base := "p, alice, a/#, read, allow\np, *, public/#, read, allow\n"
+			writeAtomic(t, path, base)
+			e, err := casbin.NewSyncedEnforcer(acl.NewModel(), fileadapter.NewAdapter(path))
+			require.NoError(t, err)
+			c, err := acl.NewCasbin(e)
+			require.NoError(t, err)
+			reloads := make(chan error, 100)
+			opts := []acl.WatchOption{acl.WithDebounce(20 * time.Millisecond), acl.WithReloadHook(func(err error) { reloads <- err })}
+			if poll {
+				opts = append(opts, acl.WithPollInterval(10*time.Millisecond, true))
+			}
+			w, err := acl.WatchFile(e, path, opts...)
+			require.NoError(t, err)
+			defer w.Close()
+
+			// Checkers run during every swap; alice's rule is in every
+			// version of the file, so no check may fail.
+			var failed, checks atomic.Int64
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			cl := &mqttsec.Client{ID: "c1", Username: "alice"}
+			bound := c.Bind(cl)
+			for range 2 {
+				wg.Go(func() {
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						checks.Add(1)
+						if bound.Authorize(context.Background(), cl, mqttsec.Receive, "a/b") != nil {
+							failed.Add(1)
+						}
+					}
+				})
+			}
+			const versions = 5
+			for i := range versions {
+				writeAtomic(t, path, base+strings.Repeat(fmt.Sprintf("p, user%d, t/%d, write, allow\n", i, i), 1))
+				select {
+				case err := <-reloads:
+					require.NoError(t, err)
+				case <-time.After(5 * time.Second):
+					t.Fatal("no reload")
+				}
+				require.True(t, c.Allowed(fmt.Sprintf("user%d", i), "x", "write", fmt.Sprintf("t/%d", i)), "version %d loaded", i)
+			}
+			close(stop)
+			wg.Wait()
+			require.Zero(t, failed.Load(), "failed checks out of %d", checks.Load())
+			require.Positive(t, checks.Load())
+
+			// A broken file keeps the old policy and reports the error.
+			writeAtomic(t, path, "p, alice, \"a/#, read\n")
+			select {
+			case err := <-reloads:
+				require.Error(t, err)
+			case <-time.After(5 * time.Second):
+				t.Fatal("no reload")
+			}
+			require.True(t, c.Allowed("alice", "c1", "read", "a/b"))
+			require.NoError(t, w.Close())
+		})
+	}
+}
