@@ -23,11 +23,11 @@ func TestGrants(t *testing.T) {
 		msg   *mqttsec.Message
 	}
 	reqs := []req{
-		{mqttsec.Publish, "dev/c1/data", nil},               // policy yes, grant yes
-		{mqttsec.Publish, "dev/c1/cmd", nil},                // policy yes, grant deny
-		{mqttsec.Receive, "dev/c1/data", nil},               // policy yes, subscribe grant covers receive
-		{mqttsec.Publish, "other/x", nil},                   // policy yes, no grant
-		{mqttsec.Publish, "extra/x", nil},                   // policy no, limited grant without message
+		{mqttsec.Publish, "dev/c1/data", nil},                                 // policy yes, grant yes
+		{mqttsec.Publish, "dev/c1/cmd", nil},                                  // policy yes, grant deny
+		{mqttsec.Receive, "dev/c1/data", nil},                                 // policy yes, subscribe grant covers receive
+		{mqttsec.Publish, "other/x", nil},                                     // policy yes, no grant
+		{mqttsec.Publish, "extra/x", nil},                                     // policy no, limited grant without message
 		{mqttsec.Publish, "extra/x", &mqttsec.Message{QoS: 1, Retain: true}},  // policy no, grant matches
 		{mqttsec.Publish, "extra/x", &mqttsec.Message{QoS: 2, Retain: true}},  // QoS outside the grant
 		{mqttsec.Publish, "extra/x", &mqttsec.Message{QoS: 0, Retain: false}}, // retain differs
