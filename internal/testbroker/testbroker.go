@@ -70,14 +70,66 @@ func Start(t testing.TB, g *mqttsec.Guard, o Options) *Broker {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	tcp := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "t1", Address: addr, TLSConfig: o.TLS})
-	if err := s.AddListener(mochi.IdleTimeout(tcp, o.ConnectTimeout)); err != nil {
+	tr := &tracker{Listener: mochi.IdleTimeout(tcp, o.ConnectTimeout), conns: map[net.Conn]struct{}{}}
+	if err := s.AddListener(tr); err != nil {
 		t.Fatalf("testbroker: add listener: %v", err)
 	}
 	if err := s.Serve(); err != nil {
 		t.Fatalf("testbroker: serve: %v", err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
+	t.Cleanup(func() {
+		// mochi v2.7.9 calls ClientsWg.Add in each connection's goroutine
+		// and ClientsWg.Wait in Close without ordering them, which the race
+		// detector reports. Close every connection and wait for their
+		// goroutines first, so that Close runs after them.
+		tr.closeAll(5 * time.Second)
+		_ = s.Close()
+	})
 	return &Broker{Addr: addr, Server: s, Hook: hook}
+}
+
+// tracker is a listener that records the connections being served, so that
+// the broker can be stopped after all of them ended.
+type tracker struct {
+	listeners.Listener
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	stop  bool
+}
+
+func (l *tracker) Serve(establish listeners.EstablishFn) {
+	l.Listener.Serve(func(id string, c net.Conn) error {
+		l.mu.Lock()
+		if l.stop {
+			l.mu.Unlock()
+			return c.Close()
+		}
+		l.conns[c] = struct{}{}
+		l.mu.Unlock()
+		defer func() {
+			l.mu.Lock()
+			delete(l.conns, c)
+			l.mu.Unlock()
+		}()
+		return establish(id, c)
+	})
+}
+
+func (l *tracker) closeAll(timeout time.Duration) {
+	l.mu.Lock()
+	l.stop = true
+	for c := range l.conns {
+		_ = c.Close()
+	}
+	l.mu.Unlock()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		l.mu.Lock()
+		n := len(l.conns)
+		l.mu.Unlock()
+		if n == 0 {
+			return
+		}
+	}
 }
 
 // ClientOptions configures [Dial].
