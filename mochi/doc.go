@@ -1,0 +1,95 @@
+// Package mochi plugs a [mqttsec.Guard] into a mochi-mqtt v2 broker
+// (github.com/mochi-mqtt/server/v2, tested with v2.7.9).
+//
+// [NewHook] returns one [Hook] that routes every CONNECT, PUBLISH,
+// SUBSCRIBE, delivery and disconnect of the broker through the Guard, and
+// registers it on the server with AddHook. [IdleTimeout] wraps a listener so
+// that sockets which never send CONNECT are closed.
+//
+// # Usage
+//
+//	g := mqttsec.New(mqttsec.Config{Authenticator: users, Authorizer: policy})
+//	s := mqtt.New(&mqtt.Options{InlineClient: true})
+//	if _, err := mochi.NewHook(g, s); err != nil { // registers the hook
+//		return err
+//	}
+//	tcp := listeners.NewTCP(listeners.Config{ID: "tls", Address: ":8883", TLSConfig: tlsCfg})
+//	if err := s.AddListener(mochi.IdleTimeout(tcp, 10*time.Second)); err != nil {
+//		return err
+//	}
+//	return s.Serve()
+//
+// Register exactly one hook that answers OnConnectAuthenticate or OnACLCheck:
+// do not add auth.AllowHook or auth.Hook next to this one (see below).
+//
+// # What mochi v2.7.9 gets wrong, and what the hook does about it
+//
+//   - mochi ORs OnConnectAuthenticate and OnACLCheck across hooks, so any
+//     permissive hook overrides a denial. The hook decides CONNECT in
+//     OnConnect (which mochi ANDs) and PUBLISH in OnPublish, so those
+//     cannot be overridden. For subscriptions it revokes, in OnSubscribed,
+//     any filter another hook granted against the Guard. Deliveries cannot
+//     be protected that way: [NewHook] and [Hook.Verify] probe the server's
+//     hooks and report [ErrForeignACL], and the hook logs an error when the
+//     server starts with such a hook.
+//   - OnConnectAuthenticate returning false always answers 0x86. The hook
+//     answers a denied CONNECT itself in OnConnect, with the Guard's reason
+//     code (0x85, 0x87, 0x8A, 0x97, 0x9F, ...) for v5 clients and
+//     [mqttsec.ReasonCode.V3Connack] for MQTT 3.1.1 clients (0x02, 0x03,
+//     0x04, 0x05), then stops mochi by returning the error.
+//   - mochi asks OnACLCheck(cl, topic, false) for every delivery to every
+//     subscriber, retained messages included: the hook runs
+//     [mqttsec.Guard.Deliver], which takes no lock and allocates nothing.
+//     mochi also asks OnACLCheck(cl, filter, false) for each SUBSCRIBE
+//     filter; the hook answers those from the decisions OnSubscribe took.
+//   - mochi asks OnACLCheck(cl, topic, true) for every PUBLISH before
+//     OnPublish. The hook decides once, in OnPublish, where it sees the whole
+//     message (QoS, retain flag, payload size, the topic after alias
+//     resolution); the write check only looks the session up.
+//   - A wrapped packets.Code returned from OnPublish panics mochi, and a bare
+//     Code is ignored (the message delivered) at QoS 0 and for v3 clients.
+//     The hook returns only packets.ErrRejectPacket and answers the client
+//     itself: a PUBACK (QoS 1) or PUBREC (QoS 2) with the Guard's code for
+//     v5, a plain ack for v3 (or a disconnect, [WithV3DenyDisconnect]). A
+//     denied message is neither delivered nor retained.
+//   - Will messages skip the ACL: the will of a CONNECT is passed to
+//     [mqttsec.Guard.Connect], which refuses the connection when its topic
+//     is not allowed. The will of a connection closed for expired
+//     credentials (or a ban) is not sent.
+//   - There is no read deadline before CONNECT: [IdleTimeout] and
+//     [IdleNetListener] close sockets that do not complete the TLS handshake
+//     and CONNECT in time (default [DefaultConnectTimeout]).
+//   - Session takeover happens after authentication. The Guard's Registry
+//     decides at CONNECT: a refused takeover is answered before mochi
+//     touches the existing session, which stays connected. A kept (offline)
+//     session is never handed to another identity: the hook discards it
+//     before mochi could let the new connection inherit its subscriptions
+//     and queued messages.
+//   - Messages the embedding program publishes through mochi's inline client
+//     (Server.Publish) are the program's own and are not checked as
+//     publishes; their deliveries are checked like any other.
+//   - mochi assigns an ID to a client that sent none before OnConnect; the
+//     Guard sees the assigned ID.
+//
+// Credentials that expire (a JWT exp, a certificate's notAfter) are enforced
+// by the hook as the Guard's [mqttsec.Disconnector]: the connection is
+// closed with a DISCONNECT 0xA0 (v5) or just closed (v3).
+//
+// # Sessions
+//
+// The hook keeps the [mqttsec.Session] of each connection in a sync.Map keyed
+// by mochi's *Client: mochi v2.7.9's Client has no field for user data, and a
+// sync.Map read of a stable key takes no lock and allocates nothing (about
+// 10 ns). [mqttsec.Guard.Disconnect] runs exactly once per connection, in
+// OnDisconnect, also for a connection that was taken over. When mochi keeps a
+// session after its connection ends (v5 session expiry, v3 clean session 0),
+// the hook keeps the identity that subscribed to authorize the messages
+// mochi queues for it, as long as that identity's credentials are valid.
+//
+// # Concurrency
+//
+// A [Hook] is safe for concurrent use; mochi calls it from every client's
+// goroutines at once. The hook starts no long-lived goroutine: a Disconnect
+// runs in a short-lived goroutine so that the Guard's timer never blocks on
+// a socket.
+package mochi
