@@ -161,9 +161,11 @@ func parseBcrypt(s string) (*Hash, error) {
 			return nil, malformed(Bcrypt, "invalid character")
 		}
 	}
-	// The last character of each base64 group carries unused bits; bcrypt
-	// decodes them leniently, so insist on the canonical ones.
-	if !canonicalBcrypt64(s[7:29]) || !canonicalBcrypt64(s[29:]) {
+	// The last character of the hash carries unused bits: a non-canonical
+	// one could never compare equal to bcrypt's output, so refuse it at load
+	// time. The salt is decoded leniently by every implementation (some
+	// generate it as random characters), so it is accepted as is.
+	if !canonicalBcrypt64(s[29:]) {
 		return nil, malformed(Bcrypt, "non-canonical encoding")
 	}
 	if _, err := bcrypt.Cost([]byte(s)); err != nil {

@@ -92,6 +92,23 @@ func TestBcryptVariants(t *testing.T) {
 	}
 }
 
+// Some generators make bcrypt salts from random characters, leaving the
+// unused bits of the salt's last character set; bcrypt accepts such hashes
+// and so do we.
+func TestBcryptNonCanonicalSalt(t *testing.T) {
+	b, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	require.NoError(t, err)
+	s := []byte(string(b))
+	// Salt characters are s[7:29]; set an unused low bit of the last one.
+	const alphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	idx := strings.IndexByte(alphabet, s[28])
+	s[28] = alphabet[idx|1]
+	require.NoError(t, bcrypt.CompareHashAndPassword(s, []byte("pw")), "bcrypt itself accepts it")
+	h, err := auth.ParseHash(string(s))
+	require.NoError(t, err)
+	require.True(t, h.Verify([]byte("pw")))
+}
+
 func TestHashPassword(t *testing.T) {
 	for _, opt := range []auth.HashOptions{
 		{BcryptCost: bcrypt.MinCost},
@@ -143,39 +160,40 @@ func TestParseHashMalformed(t *testing.T) {
 	require.NoError(t, err)
 	goodB := "$2b$04$" + strings.Repeat("a", 53)
 	for name, s := range map[string]string{
-		"empty":             "",
-		"plaintext":         "secret",
-		"unknown scheme":    "$5$abc$def",
-		"md5 crypt":         "$1$abc$def",
-		"argon2i":           "$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
-		"7 no fields":       "$7$",
-		"7 zero iterations": strings.Replace(good7, "$101$", "$0$", 1),
-		"7 leading zero":    strings.Replace(good7, "$101$", "$0101$", 1),
-		"7 signed":          strings.Replace(good7, "$101$", "$+101$", 1),
-		"7 huge iterations": strings.Replace(good7, "$101$", "$99999999999$", 1),
-		"7 extra field":     good7 + "$x",
-		"7 unpadded hash":   strings.TrimSuffix(good7, "=="),
-		"7 url base64":      strings.Replace(good7, "/", "_", 1),
-		"7 short salt":      strings.Replace(good7, "552PqRKIBes5embQ", "552PqRKI", 1),
-		"6 missing hash":    "$6$552PqRKIBes5embQ",
-		"6 short hash":      "$6$552PqRKIBes5embQ$AAAA",
-		"bcrypt short":      goodB[:59],
-		"bcrypt long":       goodB + "a",
-		"bcrypt cost 3":     strings.Replace(goodB, "$04$", "$03$", 1),
-		"bcrypt cost 32":    strings.Replace(goodB, "$04$", "$32$", 1),
-		"bcrypt 2x":         strings.Replace(goodB, "$2b$", "$2x$", 1),
-		"bcrypt bad char":   goodB[:59] + "!",
-		"argon2id v16":      "$argon2id$v=16$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
-		"argon2id order":    "$argon2id$v=19$t=1,m=64,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
-		"argon2id padded":   "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA",
-		"argon2id p0":       "$argon2id$v=19$m=64,t=1,p=0$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
-		"argon2id low mem":  "$argon2id$v=19$m=7,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
-		"argon2id huge mem": "$argon2id$v=19$m=99999999,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
-		"argon2id keyid":    "$argon2id$v=19$m=64,t=1,p=1,keyid=x$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
-		"too long":          "$7$" + strings.Repeat("A", 2000),
-		"leading space":     " " + good7,
-		"trailing newline":  good7 + "\n",
-		"inner newline":     good7[:20] + "\n" + good7[20:],
+		"empty":                     "",
+		"plaintext":                 "secret",
+		"unknown scheme":            "$5$abc$def",
+		"md5 crypt":                 "$1$abc$def",
+		"argon2i":                   "$argon2i$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+		"7 no fields":               "$7$",
+		"7 zero iterations":         strings.Replace(good7, "$101$", "$0$", 1),
+		"7 leading zero":            strings.Replace(good7, "$101$", "$0101$", 1),
+		"7 signed":                  strings.Replace(good7, "$101$", "$+101$", 1),
+		"7 huge iterations":         strings.Replace(good7, "$101$", "$99999999999$", 1),
+		"7 extra field":             good7 + "$x",
+		"7 unpadded hash":           strings.TrimSuffix(good7, "=="),
+		"7 url base64":              strings.Replace(good7, "/", "_", 1),
+		"7 short salt":              strings.Replace(good7, "552PqRKIBes5embQ", "552PqRKI", 1),
+		"6 missing hash":            "$6$552PqRKIBes5embQ",
+		"6 short hash":              "$6$552PqRKIBes5embQ$AAAA",
+		"bcrypt short":              goodB[:59],
+		"bcrypt long":               goodB + "a",
+		"bcrypt cost 3":             strings.Replace(goodB, "$04$", "$03$", 1),
+		"bcrypt cost 32":            strings.Replace(goodB, "$04$", "$32$", 1),
+		"bcrypt 2x":                 strings.Replace(goodB, "$2b$", "$2x$", 1),
+		"bcrypt bad char":           goodB[:59] + "!",
+		"bcrypt non-canonical hash": goodB[:59] + "b",
+		"argon2id v16":              "$argon2id$v=16$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+		"argon2id order":            "$argon2id$v=19$t=1,m=64,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+		"argon2id padded":           "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA",
+		"argon2id p0":               "$argon2id$v=19$m=64,t=1,p=0$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+		"argon2id low mem":          "$argon2id$v=19$m=7,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+		"argon2id huge mem":         "$argon2id$v=19$m=99999999,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+		"argon2id keyid":            "$argon2id$v=19$m=64,t=1,p=1,keyid=x$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+		"too long":                  "$7$" + strings.Repeat("A", 2000),
+		"leading space":             " " + good7,
+		"trailing newline":          good7 + "\n",
+		"inner newline":             good7[:20] + "\n" + good7[20:],
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := auth.ParseHash(s)

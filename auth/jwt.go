@@ -48,8 +48,11 @@ type JWTConfig struct {
 	// [ParsePublicKeysPEM].
 	PublicKeys []crypto.PublicKey `yaml:"-"`
 	// JWKSURL is a JWK Set URL. Its keys (asymmetric only) are fetched at
-	// construction and refreshed in the background every JWKSRefresh; when a
-	// refresh fails, the keys already fetched stay in use.
+	// construction and refreshed in the background every JWKSRefresh, and
+	// at most every 5 minutes when a token names an unknown "kid" (key
+	// rotation). When a fetch fails, the keys already fetched stay in use;
+	// a failed first fetch is reported to OnJWKSError and tokens are denied
+	// until a refresh succeeds.
 	JWKSURL string `yaml:"jwks_url"`
 	// JWKSRefresh is the JWKS refresh interval; zero means DefaultJWKSRefresh.
 	JWKSRefresh time.Duration `yaml:"jwks_refresh"`

@@ -60,7 +60,8 @@ func ParsePasswordFile(r io.Reader, name string) (*PasswordFile, error) {
 
 var errLongLine = fmt.Errorf("%w: line longer than %d bytes", ErrMalformedFile, maxLine)
 
-// readLine returns the next line without its "\n" or "\r\n", or io.EOF.
+// readLine returns the next line without its "\n" and any "\r" before it,
+// or io.EOF.
 func readLine(br *bufio.Reader) (string, error) {
 	var buf []byte
 	for {
@@ -84,7 +85,7 @@ func readLine(br *bufio.Reader) (string, error) {
 		break
 	}
 	buf = bytes.TrimSuffix(buf, []byte("\n"))
-	buf = bytes.TrimSuffix(buf, []byte("\r"))
+	buf = bytes.TrimRight(buf, "\r")
 	if len(buf) > maxLine {
 		return "", errLongLine
 	}
