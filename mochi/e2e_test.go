@@ -98,10 +98,10 @@ func (f *fixture) seen() []mqttsec.Client {
 	return append([]mqttsec.Client(nil), f.clients...)
 }
 
-func start(t *testing.T, o testbroker.Options) *fixture {
+func start(t *testing.T, o testbroker.Options, edit ...func(*mqttsec.Config)) *fixture {
 	t.Helper()
 	f := &fixture{events: &recorder{}}
-	f.g = mqttsec.New(mqttsec.Config{
+	cfg := mqttsec.Config{
 		Authenticator: mqttsec.AuthenticatorFunc(func(_ context.Context, cl *mqttsec.Client, cred mqttsec.Credentials) (*mqttsec.Identity, error) {
 			f.mu.Lock()
 			f.clients = append(f.clients, *cl)
@@ -120,7 +120,11 @@ func start(t *testing.T, o testbroker.Options) *fixture {
 		}),
 		Authorizer: mqttsec.AuthorizerFunc(policy),
 		Events:     f.events,
-	})
+	}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	f.g = mqttsec.New(cfg)
 	f.b = testbroker.Start(t, f.g, o)
 	return f
 }
@@ -619,4 +623,44 @@ func TestPersistentSession(t *testing.T) {
 	_, err = pub.Pub(t, "ok/after", []byte("x"), 1)
 	require.NoError(t, err)
 	m.NoMessage(t, 300*time.Millisecond)
+}
+
+func TestPublishLimits(t *testing.T) {
+	f := start(t, testbroker.Options{}, func(c *mqttsec.Config) {
+		c.MaxPayload = 8
+	})
+	sub := f.dial(t, "sub", "alice")
+	require.Equal(t, byte(1), sub.Sub(t, "ok/#", 1))
+	pub := f.dial(t, "pub", "bob")
+	// Too large: a DISCONNECT 0x95 (PUBACK cannot carry it).
+	_, _ = pub.Pub(t, "ok/big", []byte("0123456789"), 1)
+	select {
+	case d := <-pub.ServerDisconnect():
+		require.Equal(t, byte(0x95), d.ReasonCode)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no DISCONNECT 0x95")
+	}
+	sub.NoMessage(t, 200*time.Millisecond)
+}
+
+func TestPublishRateLimited(t *testing.T) {
+	f := start(t, testbroker.Options{}, func(c *mqttsec.Config) {
+		c.Limiter = mqttsec.LimiterFunc(func(cl *mqttsec.Client, l mqttsec.Limit, _ int) error {
+			if l == mqttsec.LimitPublish && cl.Username == "bob" {
+				return mqttsec.ErrRateTooHigh
+			}
+			return nil
+		})
+	})
+	sub := f.dial(t, "sub", "alice")
+	require.Equal(t, byte(1), sub.Sub(t, "ok/#", 1))
+	pub := f.dial(t, "pub", "bob")
+	// 0x96 is not a PUBACK code: the client gets 0x97 (quota exceeded).
+	code, err := pub.Pub(t, "ok/x", []byte("x"), 1)
+	require.Error(t, err)
+	require.Equal(t, byte(0x97), code)
+	ok := f.dial(t, "pub2", "carol")
+	_, err = ok.Pub(t, "ok/y", []byte("y"), 1)
+	require.NoError(t, err)
+	expectOnly(t, sub, "ok/y")
 }

@@ -221,10 +221,7 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	sess, err := h.g.Connect(ctx, c, cred, will)
 	cancel()
 	if err != nil {
-		code := mqttsec.CodeOf(err)
-		if code < 0x80 {
-			code = mqttsec.CodeUnspecified
-		}
+		code := connackCode(mqttsec.CodeOf(err))
 		h.sendConnack(cl, code)
 		return packets.Code{Code: byte(code), Reason: "mqttsec: connect denied: " + code.String()}
 	}
@@ -443,6 +440,9 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 			break
 		}
 	}
+	if isFilter(topic) {
+		return false // a filter no SUBSCRIBE of this client is deciding
+	}
 	return h.g.Deliver(context.Background(), cn.sess, topic) == nil
 }
 
@@ -508,10 +508,7 @@ func (h *Hook) revoke(cl *mqtt.Client, pk packets.Packet, codes []byte, d *subDe
 			}
 			cl.State.Subscriptions.Delete(f.Filter)
 		}
-		code := byte(mqttsec.CodeOf(err))
-		if code < 0x80 {
-			code = byte(mqttsec.CodeUnspecified)
-		}
+		code := byte(subackCode(mqttsec.CodeOf(err)))
 		if cl.Properties.ProtocolVersion < 5 {
 			code = 0x80
 		}
@@ -525,7 +522,10 @@ func (h *Hook) revoke(cl *mqtt.Client, pk packets.Packet, codes []byte, d *subDe
 // at every QoS and protocol version. A v5 client gets a PUBACK (QoS 1) or
 // PUBREC (QoS 2) with the Guard's reason code; a v3 client, whose acks
 // cannot carry a reason, gets a plain ack (or is disconnected, see
-// [WithV3DenyDisconnect]); QoS 0 is dropped silently.
+// [WithV3DenyDisconnect]); QoS 0 is dropped silently. Codes a PUBACK cannot
+// carry are mapped: 0x96 (rate) becomes 0x97 (quota exceeded); 0x95 (too
+// large), 0x8A (banned) and 0xA0 (expired) disconnect the client with that
+// code instead, at any QoS.
 func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
@@ -554,6 +554,11 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 var messagePool = sync.Pool{New: func() any { return new(mqttsec.Message) }}
 
 func (h *Hook) rejectPublish(cl *mqtt.Client, pk packets.Packet, code mqttsec.ReasonCode) {
+	code, disconnect := pubackCode(code)
+	if disconnect {
+		h.disconnect(cl, code)
+		return
+	}
 	qos := pk.FixedHeader.Qos
 	if qos == 0 {
 		return
@@ -564,9 +569,6 @@ func (h *Hook) rejectPublish(cl *mqtt.Client, pk packets.Packet, code mqttsec.Re
 	}
 	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: typ}, PacketID: pk.PacketID}
 	if cl.Properties.ProtocolVersion >= 5 {
-		if code < 0x80 {
-			code = mqttsec.CodeUnspecified
-		}
 		ack.ReasonCode = byte(code)
 		ack.Properties.ReasonString = reasonString(code)
 	} else if h.v3DenyDisconnect {
@@ -587,11 +589,10 @@ func (h *Hook) Disconnect(s *mqttsec.Session, code mqttsec.ReasonCode) {
 		return
 	}
 	cn := v.(*conn)
-	go h.disconnect(cn, code)
+	go h.disconnect(cn.cl, code)
 }
 
-func (h *Hook) disconnect(cn *conn, code mqttsec.ReasonCode) {
-	cl := cn.cl
+func (h *Hook) disconnect(cl *mqtt.Client, code mqttsec.ReasonCode) {
 	if code == mqttsec.CodeMaximumConnectTime || code == mqttsec.CodeBanned {
 		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
 	}
@@ -604,3 +605,40 @@ func (h *Hook) disconnect(cn *conn, code mqttsec.ReasonCode) {
 
 var _ mqttsec.Disconnector = (*Hook)(nil)
 var _ mqtt.Hook = (*Hook)(nil)
+
+// connackCode maps a denial to a reason code a CONNACK may carry.
+func connackCode(c mqttsec.ReasonCode) mqttsec.ReasonCode {
+	switch c {
+	case 0x80, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F:
+		return c
+	case mqttsec.CodeMessageRateTooHigh:
+		return mqttsec.CodeConnectionRateExceeded
+	}
+	return mqttsec.CodeUnspecified
+}
+
+// subackCode maps a denial to a reason code a SUBACK may carry.
+func subackCode(c mqttsec.ReasonCode) mqttsec.ReasonCode {
+	switch c {
+	case 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2:
+		return c
+	case mqttsec.CodeMessageRateTooHigh:
+		return mqttsec.CodeQuotaExceeded
+	}
+	return mqttsec.CodeUnspecified
+}
+
+// pubackCode maps a publish denial to a reason code a PUBACK or PUBREC may
+// carry, or reports that it calls for a DISCONNECT with that code instead
+// (packet too large, banned, credentials expired).
+func pubackCode(c mqttsec.ReasonCode) (mqttsec.ReasonCode, bool) {
+	switch c {
+	case 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99:
+		return c, false
+	case mqttsec.CodeMessageRateTooHigh:
+		return mqttsec.CodeQuotaExceeded, false
+	case mqttsec.CodePacketTooLarge, mqttsec.CodeBanned, mqttsec.CodeMaximumConnectTime:
+		return c, true
+	}
+	return mqttsec.CodeUnspecified, false
+}
