@@ -212,7 +212,8 @@ func (s *snapshot) decide(user, client, t string, allow, deny uint8) bool {
 		return false
 	}
 	inner, _ := topic.Unshare(t)
-	q := newQuery(user, client, inner)
+	q := newQuery(user, client)
+	q.dollar = inner[0] == '$'
 	f := q.match(s.subject(user), inner)
 	if f&deny != 0 {
 		return false
@@ -297,16 +298,13 @@ type Bound struct {
 
 // view is a client's subjects resolved against one snapshot.
 type view struct {
-	s      *snapshot
-	user   string
-	client string
-	subs   []*subject
-	uOK    bool
-	cOK    bool
+	s    *snapshot
+	q    query // per-client part, computed once
+	subs []*subject
 }
 
 func (c *Casbin) view(s *snapshot, user, client string) *view {
-	v := &view{s: s, user: user, client: client}
+	v := &view{s: s, q: newQuery(user, client)}
 	add := func(name string) {
 		if sub := s.subject(name); sub != nil {
 			v.subs = append(v.subs, sub)
@@ -326,7 +324,7 @@ func (b *Bound) current() *view {
 	s := b.c.snap.Load()
 	v := b.v.Load()
 	if v.s != s {
-		v = b.c.view(s, v.user, v.client)
+		v = b.c.view(s, v.q.u, v.q.c)
 		b.v.Store(v)
 	}
 	return v
@@ -337,7 +335,8 @@ func (v *view) decide(t string, allow, deny uint8) bool {
 		return false
 	}
 	inner, _ := topic.Unshare(t)
-	q := newQuery(v.user, v.client, inner)
+	q := v.q
+	q.dollar = inner[0] == '$'
 	var f uint8
 	for _, sub := range v.subs {
 		f |= q.match(sub, inner)

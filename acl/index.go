@@ -189,6 +189,12 @@ type slowRule struct {
 type subject struct {
 	root *node
 	slow []slowRule
+	// share is set when the root has a literal "$share" level.
+	share bool
+}
+
+func (s *subject) finish() {
+	s.share = s.root != nil && s.root.lit[shareLevel] != nil
 }
 
 // compiled classifies a policy filter: trie levels, a slow rule, or a rule
@@ -338,8 +344,9 @@ type query struct {
 	dollar    bool
 }
 
-func newQuery(u, c, inner string) query {
-	q := query{u: u, c: c, dollar: inner[0] == '$'}
+// newQuery prepares the per-client part of a query; set dollar per topic.
+func newQuery(u, c string) query {
+	q := query{u: u, c: c}
 	q.uOK = topic.SafeLevel(u) && utf8.ValidString(u)
 	q.cOK = topic.SafeLevel(c) && utf8.ValidString(c)
 	// A template level can expand to "$share" only from values that are
@@ -479,7 +486,7 @@ func (q *query) match(s *subject, inner string) uint8 {
 	var f uint8
 	if s.root != nil {
 		f = q.walk(s.root, inner, 0, 0)
-		if len(s.root.lit) != 0 || len(s.root.tmpl) != 0 {
+		if s.share || (q.shareRisk && len(s.root.tmpl) != 0) {
 			f |= q.shareWalk(s.root, inner)
 		}
 	}
@@ -587,6 +594,11 @@ func build(gen uint64, seed maphash.Seed, policy [][]string, grouping [][]string
 		}
 		sub.root.applyMut(levels, bits, 1)
 	}
+	for _, m := range s.shards {
+		for _, sub := range m {
+			sub.finish()
+		}
+	}
 	s.setGroups(grouping)
 	return s
 }
@@ -635,6 +647,7 @@ func (s *snapshot) withRule(gen uint64, r []string, d int32) *snapshot {
 	} else {
 		sub.root = applyCOW(sub.root, levels, bits, d)
 	}
+	sub.finish()
 	if sub.root == nil && len(sub.slow) == 0 {
 		delete(m, r[0])
 	} else {

@@ -42,7 +42,7 @@ func (r Rule) String() string { return csvLine(append([]string{"p"}, r.Policy().
 func csvLine(fields []string) string {
 	out := make([]string, len(fields))
 	for i, f := range fields {
-		if f == "" || strings.ContainsAny(f, ",\"\r\n") || strings.TrimLeft(f, " \t") != f {
+		if f == "" || strings.ContainsAny(f, ",\"\r\n") || strings.TrimSpace(f) != f {
 			f = `"` + strings.ReplaceAll(f, `"`, `""`) + `"`
 		}
 		out[i] = f
