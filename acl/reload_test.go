@@ -98,3 +98,35 @@ func TestWatchFileNoFailedCheckDuringSwap(t *testing.T) {
 		})
 	}
 }
+
+func TestWatchFileMosquitto(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "acl_file")
+	writeAtomic(t, path, "user alice\ntopic read a/#\n")
+	e, err := casbin.NewEnforcer(acl.NewModel(), acl.MosquittoAdapter{Path: path})
+	require.NoError(t, err)
+	c, err := acl.NewCasbin(e)
+	require.NoError(t, err)
+	reloads := make(chan error, 10)
+	w, err := acl.WatchFile(e, path, acl.WithDebounce(20*time.Millisecond), acl.WithReloadHook(func(err error) { reloads <- err }))
+	require.NoError(t, err)
+	defer w.Close()
+	require.False(t, c.Allowed("alice", "c", "write", "a/x"))
+	writeAtomic(t, path, "user alice\ntopic readwrite a/#\n")
+	select {
+	case err := <-reloads:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reload")
+	}
+	require.True(t, c.Allowed("alice", "c", "write", "a/x"))
+	// A syntax error names the line and keeps the old policy.
+	writeAtomic(t, path, "user alice\ntopic sometimes a/#\n")
+	select {
+	case err := <-reloads:
+		require.ErrorIs(t, err, acl.ErrSyntax)
+		require.ErrorContains(t, err, "line 2")
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reload")
+	}
+	require.True(t, c.Allowed("alice", "c", "write", "a/x"))
+}
