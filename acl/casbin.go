@@ -60,8 +60,11 @@ func WithGrants(m GrantMode) Option { return func(o *options) { o.grants = m } }
 // reloads are seen) and installs a watcher (so AddPolicy, RemovePolicy,
 // UpdatePolicy, AddGroupingPolicy and the other policy API calls are seen,
 // each patching the index in place of a rebuild). Changes made behind those
-// hooks — ClearPolicy, SetModel, SetAdapter, SetWatcher, Self* calls, or
-// EnableAutoNotifyWatcher(false) — need a call to [Casbin.Refresh].
+// hooks — ClearPolicy, SetModel, SetAdapter, SetWatcher, Self* calls, a
+// dispatcher, or EnableAutoNotifyWatcher(false) — need a call to
+// [Casbin.Refresh]. Use one Casbin per enforcer: the enforcer has one
+// watcher slot. Call NewCasbin after setting the enforcer's adapter, and
+// chain your own watcher with [WithWatcher].
 //
 // Every change publishes a new immutable snapshot with a new generation;
 // authorizers returned by [Casbin.Bind] notice it on their next check, so
@@ -96,9 +99,7 @@ func NewCasbin(e casbin.IEnforcer, opts ...Option) (*Casbin, error) {
 	e.AddFunction("mqttAct", mqttActFunc)
 	c.rebuild(m)
 	if a := e.GetAdapter(); a != nil {
-		if _, ours := a.(*policyAdapter); !ours {
-			e.SetAdapter(&policyAdapter{c: c, inner: a})
-		}
+		e.SetAdapter(&policyAdapter{c: c, inner: a})
 	}
 	w := &policyWatcher{c: c, inner: c.opts.watcher}
 	if err := e.SetWatcher(w); err != nil {
