@@ -3,8 +3,9 @@
 //
 // [NewHook] returns one [Hook] that routes every CONNECT, PUBLISH,
 // SUBSCRIBE, delivery and disconnect of the broker through the Guard, and
-// registers it on the server with AddHook. [IdleTimeout] wraps a listener so
-// that sockets which never send CONNECT are closed.
+// registers it on the server with AddHook. [Harden] wraps a listener so
+// that sockets which never send CONNECT are closed and packets that would
+// crash mochi are refused.
 //
 // # Usage
 //
@@ -14,7 +15,7 @@
 //		return err
 //	}
 //	tcp := listeners.NewTCP(listeners.Config{ID: "tls", Address: ":8883", TLSConfig: tlsCfg})
-//	if err := s.AddListener(mochi.IdleTimeout(tcp, 10*time.Second)); err != nil {
+//	if err := s.AddListener(mochi.Harden(tcp, 10*time.Second)); err != nil {
 //		return err
 //	}
 //	return s.Serve()
@@ -56,9 +57,16 @@
 //     [mqttsec.Guard.Connect], which refuses the connection when its topic
 //     is not allowed. The will of a connection closed for expired
 //     credentials (or a ban) is not sent.
-//   - There is no read deadline before CONNECT: [IdleTimeout] and
-//     [IdleNetListener] close sockets that do not complete the TLS handshake
-//     and CONNECT in time (default [DefaultConnectTimeout]).
+//   - There is no read deadline before CONNECT: [Harden] and [IdleTimeout]
+//     (and [HardenNet], [IdleNetListener] for a net.Listener) close sockets
+//     that do not complete the TLS handshake and CONNECT in time (default
+//     [DefaultConnectTimeout]).
+//   - An MQTT v5 SUBSCRIBE whose last filter lacks its options byte makes
+//     mochi's decoder index past the end of the packet; the panic ends the
+//     broker process, so any client that can connect can stop the broker.
+//     No hook runs before that decoder: [Harden] scans the inbound stream
+//     and closes such a connection before mochi decodes the packet. Wrap
+//     every listener with it.
 //   - Session takeover happens after authentication. The Guard's Registry
 //     decides at CONNECT: a refused takeover is answered before mochi
 //     touches the existing session, which stays connected. A kept (offline)

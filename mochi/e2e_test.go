@@ -543,6 +543,21 @@ func TestNoPanicOnGarbage(t *testing.T) {
 		_, _ = io.Copy(io.Discard, c)
 		_ = c.Close()
 	}
+	// A v5 SUBSCRIBE without its options byte panics mochi v2.7.9's decoder
+	// (and with it the whole broker); Harden closes the connection first.
+	nc, err := net.Dial("tcp", f.b.Addr)
+	require.NoError(t, err)
+	p := paho.NewClient(paho.ClientConfig{Conn: nc, AuthHandler: nopAuth{}})
+	_, err = p.Connect(context.Background(), &paho.Connect{ClientID: "crash", Username: "alice", UsernameFlag: true,
+		Password: []byte("pw"), PasswordFlag: true, KeepAlive: 30, CleanStart: true})
+	require.NoError(t, err)
+	_, err = nc.Write([]byte{0x82, 0x06, 0x00, 0x01, 0x00, 0x00, 0x01, '#'})
+	require.NoError(t, err)
+	select {
+	case <-p.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection that sent a crashing SUBSCRIBE was not closed")
+	}
 	// Garbage after a good CONNECT.
 	_, v3, err := testbroker.DialV3(t, f.b.Addr, "g", "alice", "pw")
 	require.NoError(t, err)

@@ -43,7 +43,7 @@ func Example() {
 		return
 	}
 	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: "127.0.0.1:0"})
-	if err := s.AddListener(mochi.IdleTimeout(tcp, 10*time.Second)); err != nil {
+	if err := s.AddListener(mochi.Harden(tcp, 10*time.Second)); err != nil {
 		fmt.Println(err)
 		return
 	}

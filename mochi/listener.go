@@ -30,13 +30,17 @@ func IdleTimeout(l listeners.Listener, d time.Duration) listeners.Listener {
 
 type idleListener struct {
 	listeners.Listener
-	d time.Duration
+	d     time.Duration
+	guard bool
 }
 
 // Serve passes each connection to establish with a deadline set.
 func (l *idleListener) Serve(establish listeners.EstablishFn) {
 	l.Listener.Serve(func(id string, c net.Conn) error {
 		_ = c.SetDeadline(time.Now().Add(l.d))
+		if l.guard {
+			c = &guardConn{Conn: c}
+		}
 		return establish(id, c)
 	})
 }
@@ -52,7 +56,8 @@ func IdleNetListener(l net.Listener, d time.Duration) net.Listener {
 
 type idleNetListener struct {
 	net.Listener
-	d time.Duration
+	d     time.Duration
+	guard bool
 }
 
 // Accept returns the next connection with a deadline set.
@@ -62,5 +67,8 @@ func (l *idleNetListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Now().Add(l.d))
+	if l.guard {
+		c = &guardConn{Conn: c}
+	}
 	return c, nil
 }

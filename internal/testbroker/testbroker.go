@@ -34,8 +34,9 @@ type Options struct {
 	TLS *tls.Config
 	// Logger receives mochi's and the hook's logs. Nil discards them.
 	Logger *slog.Logger
-	// ConnectTimeout is the pre-CONNECT idle timeout of the listener
-	// (mochi.IdleTimeout). Zero means mochi.DefaultConnectTimeout.
+	// ConnectTimeout is the pre-CONNECT idle timeout of the listener,
+	// which is wrapped with mochi.Harden. Zero means
+	// mochi.DefaultConnectTimeout.
 	ConnectTimeout time.Duration
 	// HookOptions are passed to mochi.NewHook.
 	HookOptions []mochi.Option
@@ -70,7 +71,7 @@ func Start(t testing.TB, g *mqttsec.Guard, o Options) *Broker {
 	addr := ln.Addr().String()
 	_ = ln.Close()
 	tcp := listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "t1", Address: addr, TLSConfig: o.TLS})
-	tr := &tracker{Listener: mochi.IdleTimeout(tcp, o.ConnectTimeout), conns: map[net.Conn]struct{}{}}
+	tr := &tracker{Listener: mochi.Harden(tcp, o.ConnectTimeout), conns: map[net.Conn]struct{}{}}
 	if err := s.AddListener(tr); err != nil {
 		t.Fatalf("testbroker: add listener: %v", err)
 	}

@@ -1,0 +1,109 @@
+package mochi
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// mochiPanics reports whether mochi v2.7.9's SUBSCRIBE decoder panics on a
+// v5 body.
+func mochiPanics(body []byte) (panicked bool) {
+	defer func() { panicked = recover() != nil }()
+	pk := packets.Packet{ProtocolVersion: 5, FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1, Remaining: len(body)}}
+	_ = pk.SubscribeDecode(append([]byte(nil), body...))
+	return false
+}
+
+// FuzzSubscribeV5OK checks subscribeV5OK against mochi's decoder: it must
+// refuse exactly the bodies that panic mochi.
+func FuzzSubscribeV5OK(f *testing.F) {
+	f.Add([]byte{0, 1, 0, 0, 1, '#', 0})                    // one filter, options
+	f.Add([]byte{0, 1, 0, 0, 1, '#'})                       // missing options: panics mochi
+	f.Add([]byte{0, 1, 0, 0, 1, '#', 1, 0, 1, '+'})         // second filter lacks options
+	f.Add([]byte{0, 1, 2, 0x0B, 5, 0, 3, 'a', '/', 'b', 2}) // subscription identifier property
+	f.Add([]byte{0, 1, 0x80, 0x80, 0x80, 0x80, 0x01})       // overlong properties length
+	f.Add([]byte{0, 1, 0, 0xFF, 0xFF})                      // filter length past the end
+	f.Add([]byte{0, 1})                                     // no filters
+	f.Add([]byte{0})                                        // short packet id
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ok := subscribeV5OK(body)
+		p := mochiPanics(body)
+		if ok && p {
+			t.Fatalf("accepted a body that panics mochi: %x", body)
+		}
+		if !ok && !p {
+			t.Fatalf("refused a body mochi decodes: %x", body)
+		}
+	})
+}
+
+func frame(typ byte, body []byte) []byte {
+	pk := []byte{typ}
+	n := len(body)
+	for {
+		d := byte(n % 128)
+		n /= 128
+		if n > 0 {
+			d |= 0x80
+		}
+		pk = append(pk, d)
+		if n == 0 {
+			break
+		}
+	}
+	return append(pk, body...)
+}
+
+func TestScanner(t *testing.T) {
+	connect := func(level byte) []byte {
+		return frame(0x10, []byte{0, 4, 'M', 'Q', 'T', 'T', level, 0x02, 0, 30, 0, 0, 1, 'x'})
+	}
+	bigPub := frame(0x30, append([]byte{0, 3, 'a', '/', 'b'}, bytes.Repeat([]byte("p"), 70000)...))
+	badSub := frame(0x82, []byte{0, 1, 0, 0, 1, '#'})
+	goodSub := frame(0x82, []byte{0, 1, 0, 0, 1, '#', 1})
+	v3Sub := frame(0x82, []byte{0, 1, 0, 1, '#', 1})
+	for _, tc := range []struct {
+		name   string
+		stream []byte
+		bad    bool
+	}{
+		{"v5 good", bytes.Join([][]byte{connect(5), bigPub, goodSub, frame(0xC0, nil)}, nil), false},
+		{"v5 bad subscribe", bytes.Join([][]byte{connect(5), bigPub, badSub}, nil), true},
+		{"v5 bad subscribe after good", bytes.Join([][]byte{connect(5), goodSub, badSub, bigPub}, nil), true},
+		{"v3 layout is not checked as v5", bytes.Join([][]byte{connect(4), v3Sub, badSub}, nil), false},
+		{"MQIsdp", bytes.Join([][]byte{frame(0x10, []byte{0, 6, 'M', 'Q', 'I', 's', 'd', 'p', 3, 2, 0, 30, 0, 1, 'x'}), badSub}, nil), false},
+		{"length overflow", []byte{0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0x01}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Any split of the stream into reads gives the same verdict.
+			for _, chunk := range []int{1, 2, 3, 7, 100, 4096, len(tc.stream)} {
+				var s scanner
+				var err error
+				for b := tc.stream; len(b) > 0 && err == nil; {
+					k := min(chunk, len(b))
+					err = s.feed(b[:k])
+					b = b[k:]
+				}
+				if (err != nil) != tc.bad {
+					t.Fatalf("chunk %d: err = %v, want bad = %v", chunk, err, tc.bad)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkScannerPublish(b *testing.B) {
+	var s scanner
+	_ = s.feed(frame(0x10, []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 30, 0, 0, 1, 'x'}))
+	pub := frame(0x30, append([]byte{0, 3, 'a', '/', 'b', 0}, bytes.Repeat([]byte("p"), 64)...))
+	stream := bytes.Repeat(pub, 30) // about one 2 KiB read of mochi's buffer
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.feed(stream); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
