@@ -14,7 +14,9 @@ import (
 
 // CredentialProvider supplies the user name and password of a client's
 // CONNECT. It is asked on every connection attempt, so it can return a
-// fresh token each time.
+// fresh token each time. It is called from autopaho's connection goroutine
+// and must be safe for concurrent use; the returned password is not
+// retained by the caller beyond the CONNECT.
 type CredentialProvider interface {
 	Credentials(ctx context.Context) (username string, password []byte, err error)
 }
@@ -36,7 +38,8 @@ func StaticCredentials(username string, password []byte) CredentialProvider {
 	})
 }
 
-// TokenSource returns a token (a JWT) for the next connection attempt.
+// TokenSource returns a token (a JWT) for the next connection attempt. It
+// must be safe for concurrent use.
 type TokenSource interface {
 	Token(ctx context.Context) (string, error)
 }

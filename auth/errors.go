@@ -39,7 +39,8 @@ var (
 	ErrConfig = errors.New("auth: invalid configuration")
 )
 
-// ParseError is a password file error that names its line. It wraps
+// ParseError is a password file error that names its line. It is an
+// immutable value. It wraps
 // [ErrMalformedFile] or [ErrDuplicateUser] and, for a bad hash,
 // [ErrMalformedHash]. It never contains a hash or a password.
 type ParseError struct {

@@ -289,7 +289,7 @@ type Argon2Params struct {
 }
 
 // HashOptions choose how [HashPassword] hashes. The zero value means bcrypt
-// at [DefaultBcryptCost].
+// at [DefaultBcryptCost]. HashOptions is a plain value, safe to share.
 type HashOptions struct {
 	// Scheme is Bcrypt (the default), Argon2id or MosquittoPBKDF2.
 	Scheme Scheme `yaml:"scheme"`

@@ -32,6 +32,7 @@ const (
 
 // JWTConfig configures a [JWT] authenticator. Algorithms and at least one
 // key source are required; every other zero value is the secure default.
+// A JWTConfig must not be modified after it is passed to [NewJWT].
 type JWTConfig struct {
 	// Algorithms is the allow-list of signing algorithms ("RS256", "ES256",
 	// "EdDSA", "HS256", ...). "none" is never accepted. A token's algorithm

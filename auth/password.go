@@ -22,7 +22,7 @@ const (
 )
 
 // PasswordsConfig configures a [Passwords] authenticator. The zero value is
-// the recommended configuration.
+// the recommended configuration. [NewPasswords] copies it.
 type PasswordsConfig struct {
 	// MaxConcurrent bounds how many hash verifications run at once, so that
 	// a connect storm leaves CPU for the broker's other work. Zero means

@@ -15,7 +15,8 @@ import (
 const DefaultPollInterval = 2 * time.Second
 
 // WatchOptions configure [WatchPasswordFile]. The zero value watches with
-// fsnotify and polls every DefaultPollInterval.
+// fsnotify and polls every DefaultPollInterval. The callbacks are called
+// from the Watcher's goroutine, one at a time.
 type WatchOptions struct {
 	// PollInterval is how often the file's size, modification time and
 	// identity are checked, as a fallback for file systems where fsnotify

@@ -32,7 +32,8 @@ const (
 )
 
 // X509Config configures an [X509] authenticator. The zero value names
-// clients by their certificate's common name.
+// clients by their certificate's common name. It must not be modified after
+// it is passed to [NewX509].
 type X509Config struct {
 	// Field is the certificate field that becomes Identity.Subject.
 	Field CertField `yaml:"field"`
