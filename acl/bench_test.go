@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/casbin/casbin/v2"
 	"github.com/mqttsec/mqttsec"
@@ -165,6 +164,18 @@ func BenchmarkPolicyUpdate(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(2*b.N), "ns/change")
 	})
+	b.Run("rules=100000/AddRemoveGrouping", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if ok, err := e.AddGroupingPolicy("user7", "role3"); !ok || err != nil {
+				b.Fatal(ok, err)
+			}
+			if ok, err := e.RemoveGroupingPolicy("user7", "role3"); !ok || err != nil {
+				b.Fatal(ok, err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(2*b.N), "ns/change")
+	})
 	b.Run("rules=100000/Rebuild", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -173,5 +184,4 @@ func BenchmarkPolicyUpdate(b *testing.B) {
 	})
 	cl := &mqttsec.Client{ID: "c7", Username: "user7"}
 	require.Error(b, c.Authorize(context.Background(), cl, mqttsec.Receive, "new/rule/a/x"))
-	_ = time.Now
 }

@@ -158,32 +158,22 @@ type change struct {
 	d    int32
 }
 
-// patch applies changes of section "p" as one new snapshot; changes of
-// other sections recompute the roles.
+// patch applies changes of section "p" (policy lines) or "g" (role links)
+// as one new snapshot.
 func (c *Casbin) patch(sec string, changes ...change) {
-	if sec != "p" {
-		c.regroup()
-		return
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.snap.Load()
 	gen := s.gen + 1
 	for _, ch := range changes {
-		s = s.withRule(gen, ch.rule, ch.d)
+		switch {
+		case sec == "p":
+			s = s.withRule(gen, ch.rule, ch.d)
+		case sec == "g" && len(ch.rule) >= 2:
+			s = s.withGroup(gen, ch.rule[0], ch.rule[1], ch.d)
+		}
 	}
 	c.snap.Store(s)
-}
-
-// regroup recomputes the role closure from the enforcer's g lines.
-func (c *Casbin) regroup() {
-	_, g := policyOf(c.e.GetModel())
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ns := *c.snap.Load()
-	ns.gen++
-	ns.setGroups(g)
-	c.snap.Store(&ns)
 }
 
 // access maps an mqttsec access to the request act and its decision bits.
@@ -219,7 +209,7 @@ func (s *snapshot) decide(user, client, t string, allow, deny uint8) bool {
 	if f&deny != 0 {
 		return false
 	}
-	for _, r := range s.roles[user] {
+	for _, r := range s.rolesOf(user) {
 		f |= q.match(s.subject(r), inner)
 		if f&deny != 0 {
 			return false
@@ -312,7 +302,7 @@ func (c *Casbin) view(s *snapshot, user, client string) *view {
 		}
 	}
 	add(user)
-	for _, r := range s.roles[user] {
+	for _, r := range s.rolesOf(user) {
 		add(r)
 	}
 	if user != Everyone {

@@ -252,3 +252,49 @@ func TestDifferentialAllowsSome(t *testing.T) {
 	t.Logf("%d of 2000 requests allowed", allowCount)
 	require.Greater(t, allowCount, 50, "the random policies must allow a fair share of requests")
 }
+
+// TestDifferentialRoleChanges changes role links one at a time (cycles and
+// long chains included) and compares every user's decisions after each.
+func TestDifferentialRoleChanges(t *testing.T) {
+	names := []string{"u1", "u2", "u3", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "r12"}
+	for seed := range uint64(10) {
+		r := rand.New(rand.NewPCG(seed, 3))
+		e := newEnforcer(t)
+		c, err := acl.NewCasbin(e)
+		require.NoError(t, err)
+		for _, n := range names {
+			_, err := e.AddPolicy(n, "t/"+n, "read", "allow")
+			require.NoError(t, err)
+		}
+		_, err = e.AddPolicy("r5", "t/u1", "read", "deny")
+		require.NoError(t, err)
+		// A long chain so the 10-link limit matters.
+		for i := 1; i < 12; i++ {
+			_, err := e.AddGroupingPolicy(fmt.Sprintf("r%d", i), fmt.Sprintf("r%d", i+1))
+			require.NoError(t, err)
+		}
+		for step := range 60 {
+			a, b := names[r.IntN(len(names))], names[r.IntN(len(names))]
+			if r.IntN(3) == 0 {
+				_, err = e.RemoveGroupingPolicy(a, b)
+			} else {
+				_, err = e.AddGroupingPolicy(a, b)
+			}
+			require.NoError(t, err)
+			for _, u := range names[:3] {
+				for _, n := range names {
+					tp := "t/" + n
+					want, _ := e.Enforce(u, "c", tp, "read")
+					require.Equal(t, want, c.Allowed(u, "c", "read", tp), "seed %d step %d: %s reads %s\n%s", seed, step, u, tp, dump(e))
+				}
+			}
+		}
+		require.NoError(t, c.Refresh())
+		for _, u := range names {
+			for _, n := range names {
+				want, _ := e.Enforce(u, "c", "t/"+n, "read")
+				require.Equal(t, want, c.Allowed(u, "c", "read", "t/"+n))
+			}
+		}
+	}
+}

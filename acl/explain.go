@@ -41,7 +41,7 @@ func (c *Casbin) Explain(user, client, act, t string) Decision {
 	p, _ := c.e.GetPolicy()
 	var firstAllow []string
 	for _, r := range p {
-		if len(r) != 4 || !(r[0] == Everyone || r[0] == user || slices.Contains(s.roles[user], r[0])) {
+		if len(r) != 4 || !(r[0] == Everyone || r[0] == user || slices.Contains(s.rolesOf(user), r[0])) {
 			continue
 		}
 		if !MQTTAct(act, r[2]) || !MQTTMatch(t, r[1], user, client) {

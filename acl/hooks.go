@@ -185,7 +185,7 @@ func (w *policyWatcher) UpdateForRemovePolicies(sec, ptype string, rules ...[]st
 }
 
 func (w *policyWatcher) UpdateForUpdatePolicy(sec, ptype string, oldRule, newRule []string) error {
-	if ptype == "p" {
+	if ptype == "p" || ptype == "g" {
 		w.c.patch(sec, change{oldRule, -1}, change{newRule, 1})
 	} else {
 		_ = w.c.Refresh()

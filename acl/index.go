@@ -505,11 +505,8 @@ type snapshot struct {
 	gen    uint64
 	seed   maphash.Seed
 	shards [nShards]map[string]*subject
-	// roles maps a name to every role it reaches through g within
-	// maxHierarchy steps (not including itself).
-	roles map[string][]string
-	// groups is the g lines as edges, for incremental role updates.
-	groups [][2]string
+	// rg is the role graph of the g lines.
+	rg roleGraph
 	// bad counts policy lines with the wrong number of fields: Casbin's
 	// Enforce fails on them, so every request is denied.
 	bad   int
@@ -601,16 +598,6 @@ func build(gen uint64, seed maphash.Seed, policy [][]string, grouping [][]string
 	}
 	s.setGroups(grouping)
 	return s
-}
-
-func (s *snapshot) setGroups(grouping [][]string) {
-	s.groups = s.groups[:0:0]
-	for _, g := range grouping {
-		if len(g) >= 2 {
-			s.groups = append(s.groups, [2]string{g[0], g[1]})
-		}
-	}
-	s.roles = computeRoles(s.groups)
 }
 
 // withRule returns a copy of s with one policy line added (d = 1) or
