@@ -1,9 +1,11 @@
 package mochi
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
 )
@@ -149,11 +151,16 @@ func (s *scanner) done() error {
 	}
 	switch s.typ {
 	case pktConnect:
-		s.version = 4
+		// Where the level is out of reach, check SUBSCRIBE packets as v5
+		// (mochi refuses such a CONNECT anyway).
+		s.version = 5
 		if len(s.buf) >= 2 {
 			if i := 2 + (int(s.buf[0])<<8 | int(s.buf[1])); i < len(s.buf) {
 				s.version = s.buf[i]
 			}
+		}
+		if s.version == 0 {
+			s.version = 5
 		}
 	case pktSubscribe:
 		if !subscribeV5OK(s.buf) {
@@ -174,23 +181,28 @@ func subscribeV5OK(b []byte) bool {
 		return true
 	}
 	off := 2
-	// Properties: a variable byte integer length, then that many bytes.
-	var l, mul, n int
-	for mul = 1; ; mul *= 128 {
+	// Properties: a variable byte integer length, then that many bytes,
+	// decoded as mochi's DecodeLength does (any number of continuation
+	// bytes, shifts past 32 bits yield zero).
+	var l uint32
+	var shift uint
+	n := 0
+	for {
 		if off+n >= len(b) {
 			return true // mochi fails to decode the length
 		}
 		d := b[off+n]
 		n++
-		l += int(d&0x7f) * mul
+		l |= uint32(d&0x7f) << shift
 		if l > 268435455 {
 			return true
 		}
 		if d&0x80 == 0 {
 			break
 		}
+		shift += 7
 	}
-	off += n + l
+	off += n + int(l)
 	if off > len(b) {
 		return true // mochi fails to decode the properties
 	}
@@ -199,12 +211,18 @@ func subscribeV5OK(b []byte) bool {
 			return true // mochi: malformed topic
 		}
 		sl := int(b[off])<<8 | int(b[off+1])
-		off += 2 + sl
-		if off > len(b) {
+		if off+2+sl > len(b) {
 			return true // mochi: malformed topic
 		}
+		if f := b[off+2 : off+2+sl]; !utf8.Valid(f) || bytes.IndexByte(f, 0) >= 0 {
+			return true // mochi: invalid UTF-8
+		}
+		off += 2 + sl
 		if off >= len(b) {
 			return false // no options byte: mochi indexes past the end
+		}
+		if b[off]&3 > 2 {
+			return true // mochi: QoS out of range
 		}
 		off++
 	}
