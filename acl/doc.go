@@ -29,8 +29,11 @@
 // for every request (a differential test and a fuzz target compare them).
 // Policy changes made through the enforcer (AddPolicy, RemovePolicy,
 // AddGroupingPolicy, UpdatePolicy, LoadPolicy, a watcher's reload) are seen
-// through a watcher and an adapter wrapper NewCasbin installs; a one-rule
-// change copies only the path of that rule. [Casbin.Bind] resolves a
+// through a watcher and an adapter wrapper NewCasbin installs. A one-rule
+// change copies only the path of that rule (and one shard of the subject
+// table); a role-link change recomputes the roles of the names that reach
+// it; batch calls (AddPolicies, RemovePolicies, RemoveFilteredPolicy) and
+// loads recompile the whole index beside the old one. [Casbin.Bind] resolves a
 // client's roles once at CONNECT; the bound authorizer notices a new policy
 // generation on its next check. There is no decision cache, so no decision
 // can be stale.
