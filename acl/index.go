@@ -107,6 +107,9 @@ type tmplEdge struct {
 
 // parseTemplate splits a level into pieces exactly as topic.Expand scans it.
 func parseTemplate(level string) (ps []piece, useU, useC, has bool) {
+	if !strings.Contains(level, "%") && !strings.Contains(level, "${") {
+		return nil, false, false, false
+	}
 	lit := 0
 	flush := func(i int) {
 		if i > lit {
