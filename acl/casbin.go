@@ -21,8 +21,9 @@ type GrantMode uint8
 const (
 	// GrantsNarrow (the default): when the identity carries grants, a
 	// request must be allowed by the policy and by the first grant that
-	// matches it; no matching grant denies. Grants can only take rights
-	// away.
+	// matches it; no matching grant denies (so an empty, non-nil list of
+	// grants denies everything). Grants can only take rights away; a nil
+	// list means the credential carries none and the policy alone decides.
 	GrantsNarrow GrantMode = iota
 	// GrantsWiden: the first grant that matches a request decides it
 	// (allow or deny); when none matches, the policy decides. A token can
@@ -238,8 +239,11 @@ func (c *Casbin) Allowed(user, client, act, t string) bool {
 // cl.Identity combine with the policy as [WithGrants] says.
 func (c *Casbin) Authorize(_ context.Context, cl *mqttsec.Client, a mqttsec.Access, t string) error {
 	allow, deny, ok := access(a)
-	if !ok || !c.snap.Load().decide(cl.Username, cl.ID, t, allow, deny) {
-		if c.grantsDecide(cl, a, t, nil, false) {
+	if !ok {
+		return ErrDenied
+	}
+	if !c.snap.Load().decide(cl.Username, cl.ID, t, allow, deny) {
+		if c.grantsDecide(cl, a, t, nil) {
 			return nil
 		}
 		return ErrDenied
@@ -254,7 +258,7 @@ func (c *Casbin) Authorize(_ context.Context, cl *mqttsec.Client, a mqttsec.Acce
 // decides the topic, and grants may also look at QoS and retain.
 func (c *Casbin) AuthorizeMessage(_ context.Context, cl *mqttsec.Client, m *mqttsec.Message) error {
 	if !c.snap.Load().decide(cl.Username, cl.ID, m.Topic, fAllowWrite, fDenyWrite) {
-		if c.grantsDecide(cl, mqttsec.Publish, m.Topic, m, false) {
+		if c.grantsDecide(cl, mqttsec.Publish, m.Topic, m) {
 			return nil
 		}
 		return ErrDenied
@@ -342,8 +346,10 @@ func (v *view) decide(t string, allow, deny uint8) bool {
 // be the client Bind was called with.
 func (b *Bound) Authorize(_ context.Context, cl *mqttsec.Client, a mqttsec.Access, t string) error {
 	allow, deny, ok := access(a)
-	pol := ok && b.current().decide(t, allow, deny)
-	if b.combine(pol, a, t, nil) {
+	if !ok {
+		return ErrDenied
+	}
+	if b.combine(b.current().decide(t, allow, deny), a, t, nil) {
 		return nil
 	}
 	return ErrDenied

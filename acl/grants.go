@@ -77,7 +77,7 @@ func (c *Casbin) grantsOf(cl *mqttsec.Client) ([]grant, bool) {
 
 // grantsDecide reports whether grants allow a request the policy denied
 // (only in GrantsWiden mode).
-func (c *Casbin) grantsDecide(cl *mqttsec.Client, a mqttsec.Access, t string, m *mqttsec.Message, _ bool) bool {
+func (c *Casbin) grantsDecide(cl *mqttsec.Client, a mqttsec.Access, t string, m *mqttsec.Message) bool {
 	if c.opts.grants != GrantsWiden {
 		return false
 	}
