@@ -191,3 +191,19 @@ func TestWithWatcherChains(t *testing.T) {
 	require.True(t, c.Allowed("carol", "x", "read", "c/1"))
 	require.False(t, c.Allowed("alice", "x", "read", "a/1"))
 }
+
+func TestLoadPolicyFailureKeepsOldIndex(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.csv")
+	require.NoError(t, os.WriteFile(path, []byte("p, alice, a/#, read, allow\n"), 0o600))
+	e, err := casbin.NewEnforcer(acl.NewModel(), fileadapter.NewAdapter(path))
+	require.NoError(t, err)
+	c, err := acl.NewCasbin(e)
+	require.NoError(t, err)
+	// Casbin refuses a g line with one name and keeps the old policy.
+	require.NoError(t, os.WriteFile(path, []byte("p, bob, a/#, read, allow\ng, bob\n"), 0o600))
+	require.Error(t, e.LoadPolicy())
+	for _, u := range []string{"alice", "bob"} {
+		want, _ := e.Enforce(u, "c", "a/x", "read")
+		require.Equal(t, want, c.Allowed(u, "c", "read", "a/x"), u)
+	}
+}

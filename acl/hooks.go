@@ -19,13 +19,26 @@ type policyAdapter struct {
 	inner persist.Adapter
 }
 
-func loadOK(err error) bool {
-	return err == nil || err.Error() == "invalid file path, file path cannot be empty"
+// loadOK reports whether Casbin will install the model the adapter just
+// filled: the adapter succeeded (Casbin ignores one error text) and every g
+// line has two names (Casbin's role-link build fails otherwise and keeps
+// the old model).
+func loadOK(err error, m model.Model) bool {
+	if err != nil && err.Error() != "invalid file path, file path cannot be empty" {
+		return false
+	}
+	_, g := policyOf(m)
+	for _, r := range g {
+		if len(r) < 2 {
+			return false
+		}
+	}
+	return true
 }
 
 func (a *policyAdapter) LoadPolicy(m model.Model) error {
 	err := a.inner.LoadPolicy(m)
-	if loadOK(err) {
+	if loadOK(err, m) {
 		a.c.rebuild(m)
 	}
 	return err
@@ -51,7 +64,7 @@ func (a *policyAdapter) LoadFilteredPolicy(m model.Model, filter any) error {
 		return errors.New("filtered policies are not supported by this adapter")
 	}
 	err := fa.LoadFilteredPolicy(m, filter)
-	if loadOK(err) {
+	if loadOK(err, m) {
 		a.c.rebuild(m)
 	}
 	return err
