@@ -114,7 +114,8 @@ type subDecision struct {
 // probes the hooks already registered and returns [ErrForeignACL] when one
 // of them grants access the Guard denies; [Hook.Verify] repeats the probe
 // (call it after adding hooks later) and the hook repeats it when the server
-// starts, logging an error.
+// starts, logging an error. mochi cannot remove a hook: after ErrForeignACL
+// the hook stays registered, and the server must not be served as it is.
 func NewHook(g *mqttsec.Guard, s *mqtt.Server, opts ...Option) (*Hook, error) {
 	if g == nil || s == nil {
 		return nil, errors.New("mochi: NewHook needs a Guard and a Server")
