@@ -292,7 +292,8 @@ func (c *Conn) Sub(t testing.TB, filter string, qos byte) byte {
 }
 
 // Pub publishes payload to topic. It returns the PUBACK/PUBREC reason code
-// for QoS 1 and 2 (0 for QoS 0) and paho's error.
+// for QoS 1 and 2 (0 for QoS 0) and paho's error. paho reports a refused
+// QoS 2 publish (a PUBREC >= 0x80) only by its code, with a nil error.
 func (c *Conn) Pub(t testing.TB, topic string, payload []byte, qos byte) (byte, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
