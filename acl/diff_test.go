@@ -236,6 +236,23 @@ func FuzzDifferential(f *testing.F) {
 		if got := c.Allowed(user, client, act, tp); got != want {
 			t.Fatalf("after rebuild: Enforce(%q, %q, %q, %q) = %v, index %v\npolicy:\n%s", user, client, tp, act, want, got, dump(e))
 		}
+		// Remove every other rule and role link one by one (the patch
+		// path) and compare again.
+		p, _ := e.GetPolicy()
+		for i := 0; i < len(p); i += 2 {
+			_, _ = e.RemovePolicy(p[i])
+		}
+		g, _ := e.GetGroupingPolicy()
+		for i := 0; i < len(g); i += 2 {
+			_, _ = e.RemoveGroupingPolicy(g[i])
+		}
+		want, err = e.Enforce(user, client, tp, act)
+		if err != nil {
+			want = false
+		}
+		if got := c.Allowed(user, client, act, tp); got != want {
+			t.Fatalf("after removals: Enforce(%q, %q, %q, %q) = %v, index %v\npolicy:\n%s", user, client, tp, act, want, got, dump(e))
+		}
 	})
 }
 
