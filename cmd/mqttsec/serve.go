@@ -180,14 +180,14 @@ func runServe(ctx context.Context, o *serveOptions, out io.Writer, ready func(tl
 		return err
 	}
 	tlsL := listeners.NewTCP(listeners.Config{ID: "tls", Address: o.listen, TLSConfig: serverTLS})
-	if err := server.AddListener(mochi.IdleTimeout(tlsL, o.connectTimeout)); err != nil {
+	if err := server.AddListener(mochi.Harden(tlsL, o.connectTimeout)); err != nil {
 		return fmt.Errorf("listen %s: %w", o.listen, err)
 	}
 	plainAddr := ""
 	if o.insecurePlain != "" {
 		logger.Warn("plaintext listener enabled: credentials and messages are not encrypted", "address", o.insecurePlain)
 		pl := listeners.NewTCP(listeners.Config{ID: "plain", Address: o.insecurePlain})
-		if err := server.AddListener(mochi.IdleTimeout(pl, o.connectTimeout)); err != nil {
+		if err := server.AddListener(mochi.Harden(pl, o.connectTimeout)); err != nil {
 			return fmt.Errorf("listen %s: %w", o.insecurePlain, err)
 		}
 		plainAddr = pl.Address()

@@ -92,7 +92,7 @@ func main() {
 		log.Fatal(err)
 	}
 	tcp := listeners.NewTCP(listeners.Config{ID: "tls", Address: *addr, TLSConfig: tlsConfig})
-	if err := server.AddListener(mochi.IdleTimeout(tcp, 0)); err != nil {
+	if err := server.AddListener(mochi.Harden(tcp, 0)); err != nil {
 		log.Fatal(err)
 	}
 	if err := server.Serve(); err != nil {
