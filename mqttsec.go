@@ -260,6 +260,9 @@ const (
 	EventDisconnected
 	EventReload
 	EventError
+	// EventWarning is a condition that needs attention before it becomes
+	// an error: a certificate that expires soon, a stale CRL.
+	EventWarning
 )
 
 // String returns the event kind in snake case.
@@ -283,6 +286,8 @@ func (k EventKind) String() string {
 		return "reload"
 	case EventError:
 		return "error"
+	case EventWarning:
+		return "warning"
 	}
 	return "unknown"
 }
@@ -327,7 +332,7 @@ func (s slogSink) Event(e Event) {
 	}
 	level := slog.LevelInfo
 	switch e.Kind {
-	case EventConnectDenied, EventPublishDenied, EventSubscribeDenied, EventExpired, EventError:
+	case EventConnectDenied, EventPublishDenied, EventSubscribeDenied, EventExpired, EventError, EventWarning:
 		level = slog.LevelWarn
 	case EventReceiveDenied, EventDisconnected:
 		level = slog.LevelDebug

@@ -115,7 +115,7 @@ type Config struct {
 	AllowedNames []string `yaml:"allowed_names,omitempty"`
 
 	// ExpiryWarning is how long before notAfter a loaded certificate is
-	// reported through Events (as an [mqttsec.EventError] wrapping
+	// reported through Events (as an [mqttsec.EventWarning] wrapping
 	// [ErrExpiresSoon]). Zero means 30 days; negative disables warnings.
 	ExpiryWarning time.Duration `yaml:"expiry_warning,omitempty"`
 
@@ -134,7 +134,7 @@ type Config struct {
 	PollInterval time.Duration `yaml:"poll_interval,omitempty"`
 
 	// Events receives reloads ([mqttsec.EventReload]), failed reloads and
-	// expiry warnings ([mqttsec.EventError]). Nil discards them.
+	// expiry warnings ([mqttsec.EventWarning]). Nil discards them.
 	Events mqttsec.EventSink `yaml:"-"`
 
 	// Now is the clock used for certificate validity. Nil means time.Now.

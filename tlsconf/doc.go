@@ -45,7 +45,7 @@
 // to its certificate ([ErrKeyMismatch]), and revocation lists not signed by
 // the CA bundle ([ErrCRL]). Certificates expiring within ExpiryWarning (30
 // days by default) are warnings: [Config.Check] and [Reloader.Warnings]
-// return them, and Config.Events receives them as [mqttsec.EventError]
+// return them, and Config.Events receives them as [mqttsec.EventWarning]
 // wrapping [ErrExpiresSoon].
 //
 // # Hot reload

@@ -253,16 +253,16 @@ func TestExpiryWarningWhileRunning(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = r.Close() })
 	require.Empty(t, r.Warnings())
-	require.False(t, ev.find(mqttsec.EventError, tlsconf.ErrExpiresSoon))
+	require.False(t, ev.find(mqttsec.EventWarning, tlsconf.ErrExpiresSoon))
 
 	offset.Store(int64(364 * 24 * time.Hour)) // the server certificate lives a year
-	require.Eventually(t, func() bool { return ev.find(mqttsec.EventError, tlsconf.ErrExpiresSoon) }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return ev.find(mqttsec.EventWarning, tlsconf.ErrExpiresSoon) }, 10*time.Second, 10*time.Millisecond)
 	require.Len(t, r.Warnings(), 1)
 	time.Sleep(50 * time.Millisecond) // several more polls
 	ev.mu.Lock()
 	n := 0
 	for _, e := range ev.ev {
-		if e.Kind == mqttsec.EventError {
+		if e.Kind == mqttsec.EventWarning {
 			n++
 		}
 	}

@@ -175,7 +175,7 @@ func (r *Reloader) warnExpiring(m *material) {
 		}
 		if w := expiryWarning(fc.file, fc.cert, now, window); w != nil {
 			r.warned[fc.cert] = true
-			r.event(mqttsec.EventError, w)
+			r.event(mqttsec.EventWarning, w)
 		}
 	}
 }
@@ -193,7 +193,7 @@ func (r *Reloader) fail(sum [32]byte, err error, force bool) {
 // report announces the warnings of newly loaded material.
 func (r *Reloader) report(m *material) {
 	for _, w := range m.warnings {
-		r.event(mqttsec.EventError, w)
+		r.event(mqttsec.EventWarning, w)
 	}
 	r.warned = make(map[*x509.Certificate]bool)
 	r.warnExpiring(m)

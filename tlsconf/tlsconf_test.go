@@ -391,7 +391,7 @@ func TestExpiryWarning(t *testing.T) {
 
 	_, err = c.Server()
 	require.NoError(t, err)
-	require.True(t, ev.find(mqttsec.EventError, tlsconf.ErrExpiresSoon))
+	require.True(t, ev.find(mqttsec.EventWarning, tlsconf.ErrExpiresSoon))
 
 	c.ExpiryWarning = time.Hour
 	warnings, err = c.Check()

@@ -249,4 +249,3 @@ func portOf(addr string) string {
 	}
 	return addr
 }
-
