@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -166,4 +168,38 @@ func TestPasswdBinary(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, os.FileMode(0o600), st.Mode().Perm())
 	require.True(t, verifyUser(t, file, "frank", "frank's password"))
+
+	t.Run("terminal", func(t *testing.T) {
+		// script(1) runs the command on a pseudo-terminal: the password is
+		// asked twice and never echoed.
+		scriptBin := testenv.Need(t, "script")
+		cmd := exec.Command(scriptBin, "-q", "-e", "-c", bin+" passwd --cost 4 "+file+" grace", "/dev/null")
+		stdin, err := cmd.StdinPipe()
+		require.NoError(t, err)
+		stdout, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		stop := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
+		defer stop.Stop()
+		var seen strings.Builder
+		waitPrompt := func(prompt string) {
+			buf := make([]byte, 256)
+			for !strings.HasSuffix(strings.TrimSpace(seen.String()), prompt) {
+				n, err := stdout.Read(buf)
+				seen.Write(buf[:n])
+				require.NoError(t, err, "output so far: %q", seen.String())
+			}
+		}
+		waitPrompt("Password:")
+		_, err = stdin.Write([]byte("grace's secret password\n"))
+		require.NoError(t, err)
+		waitPrompt("Reenter password:")
+		_, err = stdin.Write([]byte("grace's secret password\n"))
+		require.NoError(t, err)
+		rest, _ := io.ReadAll(stdout)
+		seen.Write(rest)
+		require.NoError(t, cmd.Wait(), "output: %q", seen.String())
+		require.NotContains(t, seen.String(), "secret", "the password must not be echoed")
+		require.True(t, verifyUser(t, file, "grace", "grace's secret password"))
+	})
 }
