@@ -2,8 +2,12 @@ package auth_test
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/stretchr/testify/require"
 
@@ -78,9 +82,12 @@ func TestAnonymous(t *testing.T) {
 // reach the failed-authentication limiter once per failure.
 func TestGuardChain(t *testing.T) {
 	p := auth.NewPasswords(fileWith(t, "alice", "wonderland"), auth.PasswordsConfig{})
+	k := getKeys(t)
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}})
 	failures := 0
+	var logged []string
 	g := mqttsec.New(mqttsec.Config{
-		Authenticator: auth.Chain(p),
+		Authenticator: auth.Chain(j, p),
 		Authorizer:    mqttsec.AuthorizerFunc(func(context.Context, *mqttsec.Client, mqttsec.Access, string) error { return nil }),
 		Limiter: mqttsec.LimiterFunc(func(_ *mqttsec.Client, l mqttsec.Limit, _ int) error {
 			if l == mqttsec.LimitAuthFailure {
@@ -88,7 +95,11 @@ func TestGuardChain(t *testing.T) {
 			}
 			return nil
 		}),
-		Events: mqttsec.EventSinkFunc(func(mqttsec.Event) {}),
+		Events: mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+			if e.Err != nil {
+				logged = append(logged, e.Err.Error())
+			}
+		}),
 	})
 	s, err := g.Connect(context.Background(), mqttsec.Client{ID: "c1", Username: "alice"}, mqttsec.Credentials{Password: []byte("wonderland")}, nil)
 	require.NoError(t, err)
@@ -98,5 +109,14 @@ func TestGuardChain(t *testing.T) {
 	require.Equal(t, mqttsec.CodeBadUsernameOrPassword, mqttsec.CodeOf(err))
 	_, err = g.Connect(context.Background(), mqttsec.Client{ID: "c1"}, mqttsec.Credentials{}, nil)
 	require.Equal(t, mqttsec.CodeBadUsernameOrPassword, mqttsec.CodeOf(err))
-	require.Equal(t, 2, failures)
+	expired := sign(t, jwt.SigningMethodES256, k.ec, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(-time.Hour).Unix()})
+	_, err = g.Connect(context.Background(), mqttsec.Client{ID: "c1", Username: "alice"}, mqttsec.Credentials{Password: []byte(expired)}, nil)
+	require.Equal(t, mqttsec.CodeBadUsernameOrPassword, mqttsec.CodeOf(err))
+	require.Equal(t, 3, failures)
+	require.Len(t, logged, 3)
+	for _, l := range logged {
+		require.NotContains(t, l, "nope", "no password in events")
+		require.NotContains(t, l, expired[len(expired)-12:], "no token in events")
+		require.NotContains(t, l, expired[:20])
+	}
 }
