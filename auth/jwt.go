@@ -86,7 +86,9 @@ type JWTConfig struct {
 	MaxTokenSize int `yaml:"max_token_size"`
 	// CacheSize is the number of verified tokens remembered (keyed by the
 	// SHA-256 of the token, never past its "exp"); zero means
-	// DefaultCacheSize, negative disables the cache.
+	// DefaultCacheSize, negative disables the cache. A cached token stays
+	// accepted until its "exp" even if its key is later removed: call
+	// [JWT.Flush] after revoking a key.
 	CacheSize int `yaml:"cache_size"`
 	// Clock returns the current time. Nil means time.Now.
 	Clock func() time.Time `yaml:"-"`
@@ -224,6 +226,12 @@ func (j *JWT) Close() error {
 		j.cancel()
 	}
 	return nil
+}
+
+// Flush forgets every verified token, so that the next use of each is
+// verified again (after a key was revoked, say).
+func (j *JWT) Flush() {
+	j.cache.removeIf(func(jwtEntry) bool { return true })
 }
 
 // LooksLikeJWT reports whether s has the shape of a compact JWS: three
