@@ -262,3 +262,13 @@ func TestWatchPasswordFileMissing(t *testing.T) {
 	_, err := auth.WatchPasswordFile(filepath.Join(t.TempDir(), "nope"), p, auth.WatchOptions{})
 	require.Error(t, err)
 }
+
+func TestPasswordsCacheBounded(t *testing.T) {
+	p := auth.NewPasswords(fileWith(t, "a", "pa", "b", "pb", "c", "pc"), auth.PasswordsConfig{CacheSize: 2})
+	for _, u := range []string{"a", "b", "c", "a", "c"} {
+		_, err := login(p, u, "p"+u)
+		require.NoError(t, err)
+		require.LessOrEqual(t, auth.CachedEntries(p), 2)
+	}
+	require.Equal(t, 2, auth.CachedEntries(p))
+}
