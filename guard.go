@@ -204,7 +204,9 @@ func (g *Guard) connect(ctx context.Context, p *parts, cl *Client, cred Credenti
 		err = fmt.Errorf("%w: authenticator returned no identity", ErrBadCredentials)
 	}
 	if err != nil {
-		if p.Limiter != nil {
+		// Server overload (a full verification queue, a backend down) is
+		// not the client's failed login.
+		if c := CodeOf(err); p.Limiter != nil && c != CodeServerBusy && c != CodeServerUnavailable {
 			_ = p.Limiter.Allow(cl, LimitAuthFailure, 1)
 		}
 		if errors.Is(err, ErrAbstain) {

@@ -179,6 +179,16 @@ func TestGuardLimiter(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, kinds, mqttsec.LimitAuthFailure)
 
+	// Overload is not counted as a failed login.
+	busy := mqttsec.New(mqttsec.Config{Limiter: lim, Events: &events{}, Authenticator: mqttsec.AuthenticatorFunc(
+		func(context.Context, *mqttsec.Client, mqttsec.Credentials) (*mqttsec.Identity, error) {
+			return nil, mqttsec.ErrServerBusy
+		})})
+	kinds = nil
+	_, err = busy.Connect(ctx, client("c1", "alice"), pw("pw"), nil)
+	require.Equal(t, mqttsec.CodeServerBusy, mqttsec.CodeOf(err))
+	require.NotContains(t, kinds, mqttsec.LimitAuthFailure)
+
 	s, err := g.Connect(ctx, client("c1", "alice"), pw("pw"), nil)
 	require.NoError(t, err)
 	require.NoError(t, g.Publish(ctx, s, &mqttsec.Message{Topic: "u/alice/x", Payload: []byte("12")}))
