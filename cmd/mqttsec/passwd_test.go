@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -178,8 +179,11 @@ func TestPasswdBinary(t *testing.T) {
 		require.NoError(t, err)
 		stdout, err := cmd.StdoutPipe()
 		require.NoError(t, err)
+		// Its own process group, so that a stuck run is killed with the
+		// command under script(1), which would otherwise keep stdout open.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		require.NoError(t, cmd.Start())
-		stop := time.AfterFunc(30*time.Second, func() { _ = cmd.Process.Kill() })
+		stop := time.AfterFunc(30*time.Second, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 		defer stop.Stop()
 		var seen strings.Builder
 		waitPrompt := func(prompt string) {
