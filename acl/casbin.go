@@ -63,7 +63,9 @@ func WithGrants(m GrantMode) Option { return func(o *options) { o.grants = m } }
 // each patching the index in place of a rebuild). Changes made behind those
 // hooks — ClearPolicy, SetModel, SetAdapter, SetWatcher, Self* calls, a
 // dispatcher, or EnableAutoNotifyWatcher(false) — need a call to
-// [Casbin.Refresh]. Use one Casbin per enforcer: the enforcer has one
+// [Casbin.Refresh]. A LoadFilteredPolicy that fails leaves the enforcer
+// half-loaded: every check then denies until the next successful load or
+// Refresh. Use one Casbin per enforcer: the enforcer has one
 // watcher slot. Call NewCasbin after setting the enforcer's adapter, and
 // chain your own watcher with [WithWatcher].
 //
@@ -151,6 +153,19 @@ func (c *Casbin) rebuild(m model.Model) {
 	defer c.mu.Unlock()
 	p, g := policyOf(m)
 	c.snap.Store(build(c.nextGen(), c.seed, p, g))
+}
+
+// rebuildLoad recompiles the index from m after a load into the live
+// model; when the load failed, the new index denies every request.
+func (c *Casbin) rebuildLoad(m model.Model, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, g := policyOf(m)
+	s := build(c.nextGen(), c.seed, p, g)
+	if !ok {
+		s.bad++
+	}
+	c.snap.Store(s)
 }
 
 // change is one rule added (d = 1) or removed (d = -1).

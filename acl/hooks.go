@@ -64,9 +64,12 @@ func (a *policyAdapter) LoadFilteredPolicy(m model.Model, filter any) error {
 		return errors.New("filtered policies are not supported by this adapter")
 	}
 	err := fa.LoadFilteredPolicy(m, filter)
-	if loadOK(err, m) {
-		a.c.rebuild(m)
-	}
+	// Casbin loads a filtered policy into its live model, which it cleared
+	// first, and keeps whatever the adapter filled even when the load fails
+	// (with role links it did not rebuild). The old index would then allow
+	// rules the enforcer no longer has: deny everything instead until the
+	// next successful load or Refresh.
+	a.c.rebuildLoad(m, loadOK(err, m))
 	return err
 }
 
