@@ -58,7 +58,8 @@ func csvLine(fields []string) string {
 //   - after "user NAME", topic lines have subject NAME;
 //   - "pattern [read|write|readwrite|deny] TOPIC" applies to every client
 //     wherever it appears: subject [Everyone], with %u and %c kept;
-//   - a missing access means readwrite; "deny" becomes a readwrite deny rule.
+//   - a missing access means readwrite; "deny" becomes a readwrite deny rule;
+//   - "user *" is refused: the model's "*" subject is every user.
 //
 // Lines are parsed as Mosquitto 2.0 does (space-separated tokens, '#' in the
 // first column starts a comment, the topic is the rest of the line). Errors
@@ -131,6 +132,10 @@ func ParseMosquitto(r io.Reader) ([]Rule, error) {
 			name := strings.Trim(rest, " \t\n\v\f\r")
 			if name == "" {
 				return nil, fmt.Errorf("%w: line %d: user without a name", ErrSyntax, n)
+			}
+			if name == Everyone {
+				// In the model "*" is every user, not the user named "*".
+				return nil, fmt.Errorf("%w: line %d: user %q cannot be imported (it would apply to every user)", ErrSyntax, n, name)
 			}
 			user, inUser = name, true
 		default:
