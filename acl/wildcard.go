@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/mqttsec/mqttsec"
+	"github.com/mqttsec/mqttsec/topic"
 )
 
 // WildcardPolicy limits wildcard subscriptions before the wrapped
@@ -30,9 +31,11 @@ type WildcardPolicy struct {
 	SysSubjects []string
 }
 
-// Check returns nil when filter (without any $share prefix) is allowed for
-// cl, or an error wrapping [ErrWildcard].
+// Check returns nil when filter is allowed for cl, or an error wrapping
+// [ErrWildcard]. A $share/{group}/ prefix is ignored: the filter inside it
+// is checked.
 func (p *WildcardPolicy) Check(cl *mqttsec.Client, filter string) error {
+	filter, _ = topic.Unshare(filter)
 	if filter == "$SYS" || strings.HasPrefix(filter, "$SYS/") {
 		if !member(cl, p.SysSubjects) {
 			return fmt.Errorf("%w: %q is reserved to system subscribers", ErrWildcard, filter)

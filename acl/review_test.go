@@ -1,0 +1,106 @@
+package acl_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/casbin/casbin/v2"
+	"github.com/casbin/casbin/v2/model"
+	"github.com/casbin/casbin/v2/persist"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttsec/mqttsec"
+	"github.com/mqttsec/mqttsec/acl"
+)
+
+// failingFilteredAdapter loads rules, and on a filtered load adds the rules
+// it has and then fails, as a database adapter that loses its connection
+// part-way does.
+type failingFilteredAdapter struct {
+	rules [][]string
+	fail  bool
+}
+
+func (a *failingFilteredAdapter) LoadPolicy(m model.Model) error {
+	for _, r := range a.rules {
+		if err := persist.LoadPolicyArray(r, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *failingFilteredAdapter) LoadFilteredPolicy(m model.Model, _ any) error {
+	if err := a.LoadPolicy(m); err != nil {
+		return err
+	}
+	if a.fail {
+		return errors.New("connection lost")
+	}
+	return nil
+}
+
+func (a *failingFilteredAdapter) IsFiltered() bool             { return true }
+func (a *failingFilteredAdapter) SavePolicy(model.Model) error { return errors.New("not implemented") }
+func (a *failingFilteredAdapter) AddPolicy(string, string, []string) error {
+	return errors.New("not implemented")
+}
+func (a *failingFilteredAdapter) RemovePolicy(string, string, []string) error {
+	return errors.New("not implemented")
+}
+func (a *failingFilteredAdapter) RemoveFilteredPolicy(string, string, int, ...string) error {
+	return errors.New("not implemented")
+}
+
+// A failed filtered load leaves the enforcer with the policy Casbin cleared
+// and partly refilled: the index must not keep allowing the old policy.
+func TestLoadFilteredPolicyFailureDoesNotKeepOldIndex(t *testing.T) {
+	a := &failingFilteredAdapter{rules: [][]string{{"p", "alice", "a/#", "read", "allow"}}}
+	e, err := casbin.NewEnforcer(acl.NewModel(), a)
+	require.NoError(t, err)
+	c, err := acl.NewCasbin(e)
+	require.NoError(t, err)
+	require.NoError(t, e.LoadFilteredPolicy("anything"))
+	require.True(t, c.Allowed("alice", "c", "read", "a/x"))
+
+	a.rules, a.fail = [][]string{{"p", "bob", "b/#", "read", "allow"}}, true
+	require.Error(t, e.LoadFilteredPolicy("anything"))
+	for _, u := range []string{"alice", "bob"} {
+		for _, tp := range []string{"a/x", "b/x"} {
+			want, _ := e.Enforce(u, "c", tp, "read")
+			if !want {
+				require.False(t, c.Allowed(u, "c", "read", tp), "%s %s: Enforce denies, the index allows", u, tp)
+			}
+		}
+	}
+	require.False(t, c.Allowed("alice", "c", "read", "a/x"), "the old policy is gone")
+
+	// A successful load mirrors the enforcer again.
+	a.fail = false
+	require.NoError(t, e.LoadFilteredPolicy("anything"))
+	require.True(t, c.Allowed("bob", "c", "read", "b/x"))
+}
+
+// Mosquitto's "user *" section is for the user named "*"; the model's "*"
+// subject is everyone, so the import must refuse it rather than widen it.
+func TestParseMosquittoRefusesUserStar(t *testing.T) {
+	_, err := acl.ParseMosquitto(strings.NewReader("user *\ntopic readwrite #\n"))
+	require.ErrorIs(t, err, acl.ErrSyntax)
+}
+
+// WildcardPolicy.Wrap is an Authorizer of its own: a filter that still has
+// its $share prefix must be judged by the filter inside it.
+func TestWildcardPolicySharePrefix(t *testing.T) {
+	allowAll := mqttsec.AuthorizerFunc(func(context.Context, *mqttsec.Client, mqttsec.Access, string) error { return nil })
+	p := &acl.WildcardPolicy{MinLevels: 1, SysSubjects: []string{"monitor"}}
+	authz := p.Wrap(allowAll)
+	user := &mqttsec.Client{ID: "c", Username: "bob"}
+	for _, f := range []string{"$share/g/#", "$share/site/+/x", "$share/g/$SYS/#", "$share/x/#"} {
+		require.ErrorIs(t, p.Check(user, f), acl.ErrWildcard, f)
+		require.ErrorIs(t, authz.Authorize(context.Background(), user, mqttsec.Subscribe, f), acl.ErrWildcard, f)
+	}
+	require.NoError(t, authz.Authorize(context.Background(), user, mqttsec.Subscribe, "$share/g/site/#"))
+	require.NoError(t, p.Check(user, "$share/g/site/#"))
+}
