@@ -48,12 +48,18 @@ func (s Scheme) String() string {
 	return "unknown"
 }
 
-// Limits on hash parameters, so that a password file cannot make one
-// verification take unbounded time or memory.
+// Limits on hash parameters, so that a password file entry cannot make one
+// verification take more than a few seconds of a current core, nor more
+// than 256 MiB of memory (verifications run MaxConcurrent at a time).
+// Anyone who can make the broker verify a password for that user name
+// could otherwise tie up the verification slots (bcrypt cost 31 takes
+// more than a day, argon2id m=4GiB,t=1000 hours and 4 GiB each).
 const (
 	maxBcryptPassword = 72
-	maxPBKDF2Iter     = 10_000_000
-	maxArgonMemory    = 4 << 20 // KiB: 4 GiB
+	maxBcryptCost     = 16         // about 4 s
+	maxPBKDF2Iter     = 10_000_000 // about 5 s
+	maxArgonMemory    = 256 << 10  // KiB: 256 MiB
+	maxArgonWork      = 2 << 20    // memory (KiB) * passes: 2 GiB, about 4 s
 	maxArgonTime      = 1000
 	maxHashString     = 1024
 )
@@ -153,8 +159,8 @@ func parseBcrypt(s string) (*Hash, error) {
 		return nil, malformed(Bcrypt, "not 60 characters in $2b$CC$ form")
 	}
 	cost, ok := parseDecimal(s[4:6], true)
-	if !ok || cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
-		return nil, malformed(Bcrypt, "cost not in 04..31")
+	if !ok || cost < bcrypt.MinCost || cost > maxBcryptCost {
+		return nil, malformed(Bcrypt, fmt.Sprintf("cost not in %02d..%d", bcrypt.MinCost, maxBcryptCost))
 	}
 	for i := 7; i < len(s); i++ {
 		if strings.IndexByte(bcryptAlphabet, s[i]) < 0 {
@@ -254,8 +260,8 @@ func parseArgon2id(s string) (*Hash, error) {
 	m, ok1 := parseDecimal(ps[0][2:], false)
 	t, ok2 := parseDecimal(ps[1][2:], false)
 	p, ok3 := parseDecimal(ps[2][2:], false)
-	if !ok1 || !ok2 || !ok3 || p < 1 || p > 255 || t < 1 || t > maxArgonTime || m < 8*p || m > maxArgonMemory {
-		return nil, malformed(Argon2id, "parameters out of range")
+	if !ok1 || !ok2 || !ok3 || p < 1 || p > 255 || t < 1 || t > maxArgonTime || m < 8*p || m > maxArgonMemory || m*t > maxArgonWork {
+		return nil, malformed(Argon2id, fmt.Sprintf("parameters out of range (m at most %d KiB, m*t at most %d)", maxArgonMemory, maxArgonWork))
 	}
 	salt, err := rawB64.DecodeString(f[2])
 	if err != nil || len(salt) < 8 || len(salt) > 64 {
@@ -316,8 +322,8 @@ func HashPassword(password []byte, opt HashOptions) (*Hash, error) {
 		if cost == 0 {
 			cost = DefaultBcryptCost
 		}
-		if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
-			return nil, fmt.Errorf("%w: bcrypt cost %d not in %d..%d", ErrConfig, cost, bcrypt.MinCost, bcrypt.MaxCost)
+		if cost < bcrypt.MinCost || cost > maxBcryptCost {
+			return nil, fmt.Errorf("%w: bcrypt cost %d not in %d..%d", ErrConfig, cost, bcrypt.MinCost, maxBcryptCost)
 		}
 		b, err := bcrypt.GenerateFromPassword(password, cost)
 		if err != nil {
@@ -340,6 +346,14 @@ func HashPassword(password []byte, opt HashOptions) (*Hash, error) {
 		}
 		if a.KeyLen == 0 {
 			a.KeyLen = 32
+		}
+		// Check the parameters before using them: a negative length would
+		// panic and a huge memory size would exhaust the process.
+		if a.SaltLen < 8 || a.SaltLen > 64 || a.KeyLen < 16 || a.KeyLen > 128 ||
+			a.Time > maxArgonTime || a.Memory < 8*uint32(a.Threads) || a.Memory > maxArgonMemory ||
+			uint64(a.Memory)*uint64(a.Time) > maxArgonWork {
+			return nil, fmt.Errorf("%w: argon2id parameters out of range (salt 8..64 bytes, key 16..128 bytes, "+
+				"memory %d..%d KiB, memory*time at most %d)", ErrConfig, 8*int(a.Threads), maxArgonMemory, maxArgonWork)
 		}
 		salt := make([]byte, a.SaltLen)
 		rand.Read(salt)

@@ -144,6 +144,25 @@ func TestHashPassword(t *testing.T) {
 		// bcrypt ignores bytes after 72; we never let such a password match.
 		require.False(t, h.Verify(bytes.Repeat([]byte("a"), 73)))
 	})
+	t.Run("bcrypt cost over the verification bound", func(t *testing.T) {
+		_, err := auth.HashPassword([]byte("x"), auth.HashOptions{BcryptCost: 17})
+		require.ErrorIs(t, err, auth.ErrConfig)
+	})
+	// Bad argon2id parameters are refused before they are used: a negative
+	// length would panic, a huge memory size would exhaust the process.
+	for name, a := range map[string]auth.Argon2Params{
+		"negative salt": {Memory: 64, Time: 1, SaltLen: -1},
+		"negative key":  {Memory: 64, Time: 1, KeyLen: -1},
+		"short salt":    {Memory: 64, Time: 1, SaltLen: 4},
+		"4 GiB":         {Memory: 4 << 20, Time: 1},
+		"huge time":     {Memory: 64 << 10, Time: 1 << 30},
+		"low memory":    {Memory: 8, Time: 1, Threads: 4},
+	} {
+		t.Run("argon2id "+name, func(t *testing.T) {
+			_, err := auth.HashPassword([]byte("x"), auth.HashOptions{Scheme: auth.Argon2id, Argon2: a})
+			require.ErrorIs(t, err, auth.ErrConfig)
+		})
+	}
 	t.Run("sha512 refused", func(t *testing.T) {
 		_, err := auth.HashPassword([]byte("x"), auth.HashOptions{Scheme: auth.MosquittoSHA512})
 		require.ErrorIs(t, err, auth.ErrConfig)
@@ -180,6 +199,8 @@ func TestParseHashMalformed(t *testing.T) {
 		"bcrypt long":               goodB + "a",
 		"bcrypt cost 3":             strings.Replace(goodB, "$04$", "$03$", 1),
 		"bcrypt cost 32":            strings.Replace(goodB, "$04$", "$32$", 1),
+		"bcrypt cost 31 (a day)":    strings.Replace(goodB, "$04$", "$31$", 1),
+		"bcrypt cost 17":            strings.Replace(goodB, "$04$", "$17$", 1),
 		"bcrypt 2x":                 strings.Replace(goodB, "$2b$", "$2x$", 1),
 		"bcrypt bad char":           goodB[:59] + "!",
 		"bcrypt non-canonical hash": goodB[:59] + "b",
@@ -189,6 +210,10 @@ func TestParseHashMalformed(t *testing.T) {
 		"argon2id p0":               "$argon2id$v=19$m=64,t=1,p=0$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
 		"argon2id low mem":          "$argon2id$v=19$m=7,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
 		"argon2id huge mem":         "$argon2id$v=19$m=99999999,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+		"argon2id 4 GiB":            "$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+		"argon2id 257 MiB":          "$argon2id$v=19$m=263168,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+		"argon2id 256 MiB x 1000":   "$argon2id$v=19$m=262144,t=1000,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+		"argon2id 64 MiB x 33":      "$argon2id$v=19$m=65536,t=33,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
 		"argon2id keyid":            "$argon2id$v=19$m=64,t=1,p=1,keyid=x$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
 		"too long":                  "$7$" + strings.Repeat("A", 2000),
 		"leading space":             " " + good7,

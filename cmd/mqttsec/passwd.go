@@ -127,7 +127,7 @@ Exit status: 0 on success, 1 on failure, 2 on a usage error.`,
 	f.BoolVarP(&del, "delete", "D", false, "delete USER")
 	f.BoolVarP(&batch, "batch", "b", false, "take the password from the command line")
 	f.StringVar(&scheme, "scheme", "bcrypt", "hash scheme for the new password: bcrypt, argon2id or pbkdf2 (Mosquitto $7$)")
-	f.IntVar(&cost, "cost", auth.DefaultBcryptCost, "bcrypt cost (4..31)")
+	f.IntVar(&cost, "cost", auth.DefaultBcryptCost, "bcrypt cost (4..16)")
 	f.BoolVar(&allowWeak, "allow-weak-password", false, "skip the password strength policy (tests only)")
 	return cmd
 }
