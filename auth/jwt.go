@@ -11,9 +11,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/MicahParks/keyfunc/v3"
@@ -86,9 +90,10 @@ type JWTConfig struct {
 	MaxTokenSize int `yaml:"max_token_size"`
 	// CacheSize is the number of verified tokens remembered (keyed by the
 	// SHA-256 of the token, never past its "exp"); zero means
-	// DefaultCacheSize, negative disables the cache. A cached token stays
-	// accepted until its "exp" even if its key is later removed: call
-	// [JWT.Flush] after revoking a key.
+	// DefaultCacheSize, negative disables the cache. Whenever a fetched JWK
+	// Set differs from the previous one, every cached token is verified
+	// again at its next use, so a token whose key was removed from the JWKS
+	// is denied; [JWT.Flush] does the same on demand.
 	CacheSize int `yaml:"cache_size"`
 	// Clock returns the current time. Nil means time.Now.
 	Clock func() time.Time `yaml:"-"`
@@ -110,11 +115,15 @@ type JWT struct {
 	cancel context.CancelFunc
 	cache  *boundedCache[jwtEntry]
 	now    func() time.Time
+	// gen counts key changes (a new JWK Set, a Flush); a cache entry
+	// verified under an older generation is not used.
+	gen atomic.Uint64
 }
 
 type jwtEntry struct {
 	id  *mqttsec.Identity
 	exp time.Time
+	gen uint64
 }
 
 var knownAlgs = map[string]bool{
@@ -203,8 +212,14 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 				}
 			}
 		}
+		client := http.DefaultClient
+		if cfg.HTTPClient != nil {
+			client = cfg.HTTPClient
+		}
+		watched := *client
+		watched.Transport = &jwksWatch{next: client.Transport, changed: j.Flush}
 		kf, err := keyfunc.NewDefaultOverrideCtx(kctx, []string{cfg.JWKSURL}, keyfunc.Override{
-			Client:                    cfg.HTTPClient,
+			Client:                    &watched,
 			HTTPTimeout:               10 * time.Second,
 			RefreshInterval:           refresh,
 			RefreshErrorHandlerFunc:   onErr,
@@ -229,9 +244,63 @@ func (j *JWT) Close() error {
 }
 
 // Flush forgets every verified token, so that the next use of each is
-// verified again (after a key was revoked, say).
+// verified again (after a key was revoked, say). A verification that is
+// under way while Flush runs is not cached.
 func (j *JWT) Flush() {
+	j.gen.Add(1)
 	j.cache.removeIf(func(jwtEntry) bool { return true })
+}
+
+// jwksWatch is the JWKS client's transport: it calls changed after a JWK
+// Set response whose body differs from the previous one has been read and
+// closed (the keys are replaced before the body is closed).
+type jwksWatch struct {
+	next    http.RoundTripper
+	changed func()
+	mu      sync.Mutex
+	last    [sha256.Size]byte
+}
+
+func (w *jwksWatch) RoundTrip(r *http.Request) (*http.Response, error) {
+	next := w.next
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	resp, err := next.RoundTrip(r)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return resp, err
+	}
+	resp.Body = &watchedBody{ReadCloser: resp.Body, h: sha256.New(), w: w}
+	return resp, nil
+}
+
+type watchedBody struct {
+	io.ReadCloser
+	h    hash.Hash
+	w    *jwksWatch
+	once sync.Once
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.h.Write(p[:n])
+	return n, err
+}
+
+func (b *watchedBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(func() {
+		var sum [sha256.Size]byte
+		b.h.Sum(sum[:0])
+		b.w.mu.Lock()
+		changed := sum != b.w.last
+		b.w.last = sum
+		b.w.mu.Unlock()
+		if changed {
+			b.w.changed()
+		}
+	})
+	return err
 }
 
 // LooksLikeJWT reports whether s has the shape of a compact JWS: three
@@ -267,7 +336,8 @@ func (j *JWT) Authenticate(ctx context.Context, cl *mqttsec.Client, cred mqttsec
 		return nil, deny(fmt.Sprintf("token longer than %d bytes", j.cfg.MaxTokenSize))
 	}
 	key := sha256.Sum256(tok)
-	if e, ok := j.cache.get(&key); ok {
+	gen := j.gen.Load()
+	if e, ok := j.cache.get(&key); ok && e.gen == gen {
 		if !j.now().Before(e.exp) {
 			j.cache.remove(&key)
 			return nil, errTokenExpired
@@ -291,7 +361,7 @@ func (j *JWT) Authenticate(ctx context.Context, cl *mqttsec.Client, cred mqttsec
 	if err := j.match(cl, id.Subject); err != nil {
 		return nil, err
 	}
-	j.cache.put(&key, jwtEntry{id: id, exp: id.Expiry})
+	j.cache.put(&key, jwtEntry{id: id, exp: id.Expiry, gen: gen})
 	return id, nil
 }
 

@@ -401,3 +401,51 @@ func TestJWTJWKS(t *testing.T) {
 	_, err = tokenLogin(j, "c", "a3", mk(jwt.SigningMethodRS256, k.rsa, "rsa-1", "a3"))
 	require.NoError(t, err)
 }
+
+// A token verified with a JWKS key is not served from the cache once the
+// key is gone from the JWK Set.
+func TestJWTJWKSKeyRemovalEmptiesCache(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	var mu sync.Mutex
+	bodies := map[bool][]byte{}
+	for _, rotated := range []bool{false, true} {
+		kid, key := "old", k.ec
+		if rotated {
+			kid, key = "new", k.other
+		}
+		jwk, err := jwkset.NewJWKFromKey(key.Public(), jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: kid}})
+		require.NoError(t, err)
+		body, err := json.Marshal(jwkset.JWKSMarshal{Keys: []jwkset.JWKMarshal{jwk.Marshal()}})
+		require.NoError(t, err)
+		bodies[rotated] = body
+	}
+	rotated := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(bodies[rotated])
+	}))
+	t.Cleanup(srv.Close)
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, JWKSURL: srv.URL, Clock: clk.Now})
+	mk := func(key *ecdsa.PrivateKey, kid string) string {
+		c := claimsAt(clk.Now(), "dev")
+		c["_kid"] = kid
+		return sign(t, jwt.SigningMethodES256, key, c)
+	}
+	old := mk(k.ec, "old")
+	_, err := tokenLogin(j, "c", "dev", old)
+	require.NoError(t, err)
+	require.Equal(t, 1, auth.JWTCached(j))
+
+	// The issuer rotates: "old" is removed. A token with the unknown kid
+	// "new" makes the JWT fetch the set again.
+	mu.Lock()
+	rotated = true
+	mu.Unlock()
+	_, err = tokenLogin(j, "c", "dev", mk(k.other, "new"))
+	require.NoError(t, err)
+	_, err = tokenLogin(j, "c", "dev", old)
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "a cached token outlived the removal of its key")
+}
