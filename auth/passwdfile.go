@@ -209,7 +209,17 @@ func (f *PasswordFile) WriteTo(w io.Writer) (int64, error) {
 // WriteFile writes the file to path atomically: to a temporary file in the
 // same directory with mode 0600, synced, then renamed over path. A reader
 // (or a [Watcher]) sees the old file or the new one, never a partial one.
+// When path is a symbolic link, the file it points to is replaced (in that
+// file's directory) and the link is kept, so a broker that reads the
+// target sees the change.
 func (f *PasswordFile) WriteFile(path string) (err error) {
+	if st, lerr := os.Lstat(path); lerr == nil && st.Mode()&os.ModeSymlink != 0 {
+		target, rerr := filepath.EvalSymlinks(path)
+		if rerr != nil {
+			return fmt.Errorf("auth: %w", rerr)
+		}
+		path = target
+	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {

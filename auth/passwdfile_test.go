@@ -114,3 +114,34 @@ func TestFakeBcryptParses(t *testing.T) {
 	_, err := auth.ParseHash(fakeBcrypt)
 	require.NoError(t, err)
 }
+
+// Writing through a symbolic link replaces the file it points to and keeps
+// the link: replacing the link itself would leave a broker that reads the
+// target with the old users.
+func TestPasswordFileWriteThroughSymlink(t *testing.T) {
+	h, err := auth.ParseHash(fakeBcrypt)
+	require.NoError(t, err)
+	realDir, linkDir := t.TempDir(), t.TempDir()
+	target := filepath.Join(realDir, "passwd")
+	link := filepath.Join(linkDir, "passwd")
+	old := auth.NewPasswordFile()
+	require.NoError(t, old.Set("alice", h))
+	require.NoError(t, old.WriteFile(target))
+	require.NoError(t, os.Symlink(target, link))
+
+	f, err := auth.LoadPasswordFile(link)
+	require.NoError(t, err)
+	require.NoError(t, f.Delete("alice"))
+	require.NoError(t, f.Set("bob", h))
+	require.NoError(t, f.WriteFile(link))
+
+	st, err := os.Lstat(link)
+	require.NoError(t, err)
+	require.NotZero(t, st.Mode()&os.ModeSymlink, "the link must stay a link")
+	back, err := auth.LoadPasswordFile(target)
+	require.NoError(t, err)
+	require.Equal(t, []string{"bob"}, back.Users(), "the target must hold the new users")
+	entries, err := os.ReadDir(realDir)
+	require.NoError(t, err)
+	require.Len(t, entries, 1, "no temporary file left behind")
+}
