@@ -689,3 +689,37 @@ func TestPublishRateLimited(t *testing.T) {
 	require.NoError(t, err)
 	expectOnly(t, sub, "ok/y")
 }
+
+// TestExpiryDuringConnect: credentials that expire while the CONNECT is
+// still being processed (after the Guard started the expiry timer, before
+// the hook registered the session) must still end the connection.
+func TestExpiryDuringConnect(t *testing.T) {
+	f := start(t, testbroker.Options{}, func(c *mqttsec.Config) {
+		authn, events := c.Authenticator, c.Events
+		c.Authenticator = mqttsec.AuthenticatorFunc(func(ctx context.Context, cl *mqttsec.Client, cred mqttsec.Credentials) (*mqttsec.Identity, error) {
+			id, err := authn.Authenticate(ctx, cl, cred)
+			if err == nil && cl.Username == "brief" {
+				id.Expiry = time.Now().Add(20 * time.Millisecond)
+			}
+			return id, err
+		})
+		c.Events = mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+			if e.Kind == mqttsec.EventConnected && e.Username == "brief" {
+				time.Sleep(300 * time.Millisecond) // the expiry timer fires meanwhile
+			}
+			events.Event(e)
+		})
+	})
+	c, _, err := testbroker.Dial(t, f.b.Addr, testbroker.ClientOptions{ClientID: "brief-1", Username: "brief", Password: []byte("pw")})
+	if err == nil {
+		select {
+		case <-c.Closed():
+		case <-time.After(5 * time.Second):
+			t.Fatal("a connection whose credentials expired during CONNECT stayed open")
+		}
+	}
+	require.Eventually(t, func() bool { return f.events.count(mqttsec.EventDisconnected, "brief-1") == 1 },
+		5*time.Second, 10*time.Millisecond)
+	// The client ID is free again.
+	_ = f.dial(t, "brief-1", "mallory")
+}

@@ -230,6 +230,15 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	cn := &conn{cl: cl, sess: sess}
 	h.conns.Store(cl, cn)
 	h.sessions.Store(sess, cn)
+	// The credentials may have expired since the Guard started their
+	// timer, before the session was registered here, so that the timer's
+	// Disconnect found nothing to close: refuse the CONNECT then.
+	if sess.Expired() {
+		h.end(cl)
+		code := connackCode(mqttsec.CodeBadUsernameOrPassword)
+		h.sendConnack(cl, code)
+		return packets.Code{Code: byte(code), Reason: "mqttsec: connect denied: credentials expired"}
+	}
 	// mochi does not call OnDisconnect when the CONNACK cannot be written;
 	// release the session then.
 	time.AfterFunc(h.connectTimeout, func() { h.reap(cn) })
