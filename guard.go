@@ -32,8 +32,8 @@ type Config struct {
 	Registry Registry
 	// Limiter enforces rates and quotas. Nil applies no limits.
 	Limiter Limiter
-	// MaxPayload is the largest PUBLISH payload allowed, in bytes. Zero
-	// leaves the limit to the broker.
+	// MaxPayload is the largest PUBLISH or will message payload allowed, in
+	// bytes. Zero leaves the limit to the broker.
 	MaxPayload int
 	// Events receives security events. Nil means SlogSink(Logger).
 	Events EventSink
@@ -223,6 +223,9 @@ func (g *Guard) connect(ctx context.Context, p *parts, cl *Client, cred Credenti
 	b := bind(p, &s.client)
 	s.bound.Store(b)
 	if will != nil {
+		if p.MaxPayload > 0 && len(will.Payload) > p.MaxPayload {
+			return nil, fmt.Errorf("will message: %w", ErrPacketTooLarge)
+		}
 		if err := checkPublish(ctx, b, &s.client, will); err != nil {
 			return nil, fmt.Errorf("will message: %w", err)
 		}

@@ -145,6 +145,13 @@ func TestGuardPublishSubscribeDeliver(t *testing.T) {
 	require.NoError(t, g.Publish(ctx, s, &mqttsec.Message{Topic: "u/alice/x", Payload: []byte("1234")}))
 	require.ErrorIs(t, g.Publish(ctx, s, &mqttsec.Message{Topic: "u/alice/x", Payload: []byte("12345")}), mqttsec.ErrPacketTooLarge)
 	require.ErrorIs(t, g.Publish(ctx, s, &mqttsec.Message{Topic: "u/alice/+"}), mqttsec.ErrTopicNameInvalid)
+	// A will message is published too: the same limit applies at CONNECT.
+	_, err = g.Connect(ctx, client("c2", "alice"), pw("pw"), &mqttsec.Message{Topic: "u/alice/lwt", Payload: []byte("12345")})
+	require.ErrorIs(t, err, mqttsec.ErrPacketTooLarge)
+	require.Equal(t, mqttsec.CodePacketTooLarge, mqttsec.CodeOf(err))
+	w, err := g.Connect(ctx, client("c3", "alice"), pw("pw"), &mqttsec.Message{Topic: "u/alice/lwt", Payload: []byte("1234")})
+	require.NoError(t, err)
+	g.Disconnect(w)
 	require.ErrorIs(t, g.Publish(ctx, s, &mqttsec.Message{Topic: "u/bob/x"}), mqttsec.ErrNotAuthorized)
 
 	require.NoError(t, g.Subscribe(ctx, s, "u/alice/#"))
