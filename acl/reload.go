@@ -14,8 +14,9 @@ import (
 // WatchOption configures [WatchFile].
 type WatchOption func(*FileWatcher)
 
-// WithPollInterval sets how often the file is polled when file-system
-// notifications are unavailable (default 2s), or, with force, always.
+// WithPollInterval sets how often the file's size and modification time
+// are polled (default 2s). Polling backs up file-system notifications, or,
+// with force or when notifications are unavailable, replaces them.
 func WithPollInterval(d time.Duration, force bool) WatchOption {
 	return func(w *FileWatcher) { w.poll, w.forcePoll = d, force }
 }
@@ -57,8 +58,10 @@ type FileWatcher struct {
 }
 
 // WatchFile starts watching path (the file e's adapter loads) and reloads
-// e's policy whenever it changes. It uses fsnotify on the file's folder and
-// falls back to polling the file's size and modification time.
+// e's policy whenever it changes. It uses fsnotify on the file's folder
+// (a symlink swap in that folder, as Kubernetes does, counts when the file
+// it resolves to changed) and also polls the file's size and modification
+// time.
 func WatchFile(e casbin.IEnforcer, path string, opts ...WatchOption) (*FileWatcher, error) {
 	if e == nil {
 		return nil, errors.New("acl: nil enforcer")
@@ -106,11 +109,13 @@ func (w *FileWatcher) run() {
 	var tick <-chan time.Time
 	if w.fsw != nil {
 		events, errs = w.fsw.Events, w.fsw.Errors
-	} else {
-		t := time.NewTicker(w.poll)
-		defer t.Stop()
-		tick = t.C
 	}
+	// Poll even with notifications: a watch can be lost (the folder
+	// replaced, the watcher's queue overflowing) and a symlinked file can
+	// change without an event that names it.
+	t := time.NewTicker(w.poll)
+	defer t.Stop()
+	tick = t.C
 	seen := w.initial
 	var pending <-chan time.Time
 	for {
@@ -123,6 +128,11 @@ func (w *FileWatcher) run() {
 				continue
 			}
 			if filepath.Clean(ev.Name) == w.path {
+				pending = time.After(w.debounce)
+			} else if s := stat(w.path); s != seen {
+				// Another name in the folder: Kubernetes swaps a
+				// "..data" symlink the file points through.
+				seen = s
 				pending = time.After(w.debounce)
 			}
 		case <-errs:

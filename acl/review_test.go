@@ -3,12 +3,16 @@ package acl_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/casbin/casbin/v2"
 	"github.com/casbin/casbin/v2/model"
 	"github.com/casbin/casbin/v2/persist"
+	fileadapter "github.com/casbin/casbin/v2/persist/file-adapter"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttsec/mqttsec"
@@ -103,4 +107,38 @@ func TestWildcardPolicySharePrefix(t *testing.T) {
 	}
 	require.NoError(t, authz.Authorize(context.Background(), user, mqttsec.Subscribe, "$share/g/site/#"))
 	require.NoError(t, p.Check(user, "$share/g/site/#"))
+}
+
+// A Kubernetes ConfigMap volume changes the file by swapping a "..data"
+// symlink: no event names the policy file itself.
+func TestWatchFileSymlinkSwap(t *testing.T) {
+	dir := t.TempDir()
+	write := func(version, content string) {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, version), 0o700))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, version, "policy.csv"), []byte(content), 0o600))
+		require.NoError(t, os.Symlink(version, filepath.Join(dir, "..data_tmp")))
+		require.NoError(t, os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
+	}
+	write("v1", "p, alice, a/#, read, allow\n")
+	path := filepath.Join(dir, "policy.csv")
+	require.NoError(t, os.Symlink(filepath.Join("..data", "policy.csv"), path))
+	e, err := casbin.NewEnforcer(acl.NewModel(), fileadapter.NewAdapter(path))
+	require.NoError(t, err)
+	c, err := acl.NewCasbin(e)
+	require.NoError(t, err)
+	reloads := make(chan error, 10)
+	w, err := acl.WatchFile(e, path, acl.WithDebounce(20*time.Millisecond), acl.WithReloadHook(func(err error) { reloads <- err }))
+	require.NoError(t, err)
+	defer w.Close()
+	require.True(t, c.Allowed("alice", "c", "read", "a/x"))
+
+	write("v2", "p, bob, b/#, read, allow\n")
+	select {
+	case err := <-reloads:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reload after the symlink swap: the revoked rule stays in force")
+	}
+	require.False(t, c.Allowed("alice", "c", "read", "a/x"))
+	require.True(t, c.Allowed("bob", "c", "read", "b/x"))
 }
