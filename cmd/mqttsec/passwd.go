@@ -43,6 +43,9 @@ policy: at least 12 characters, not the user name, not a common password.
 Existing entries in any supported format (bcrypt, argon2id, Mosquitto $6$
 and $7$) are kept as they are.
 
+Options come before FILE; every argument after FILE is taken as is, so a
+password may start with '-'.
+
 Exit status: 0 on success, 1 on failure, 2 on a usage error.`,
 		Example: `  mqttsec passwd -c /etc/mqttsec/passwd alice
   mqttsec passwd -b /etc/mqttsec/passwd sensor-42 "$SENSOR_PASSWORD"
@@ -124,6 +127,10 @@ Exit status: 0 on success, 1 on failure, 2 on a usage error.`,
 		},
 	}
 	f := cmd.Flags()
+	// Options come before FILE: everything after it is an argument, so a
+	// password that starts with '-' is taken as a password, not parsed as
+	// flags (and quoted back in an "unknown flag" error).
+	f.SetInterspersed(false)
 	f.BoolVarP(&create, "create", "c", false, "create a new file, overwriting an existing one")
 	f.BoolVarP(&del, "delete", "D", false, "delete USER")
 	f.BoolVarP(&batch, "batch", "b", false, "take the password from the command line")

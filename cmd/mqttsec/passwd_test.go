@@ -95,6 +95,16 @@ func TestPasswdCommand(t *testing.T) {
 		})
 	}
 
+	// A password that starts with '-' is a password, not flags to parse
+	// (and to quote back in an error message).
+	err = runPasswd(t, "", "-b", file, "frank", "-sixteen-chars-pw")
+	if err != nil {
+		require.NotContains(t, err.Error(), "sixteen", "an error quotes the password")
+	}
+	require.NoError(t, err)
+	require.True(t, verifyUser(t, file, "frank", "-sixteen-chars-pw"))
+	require.NoError(t, runPasswd(t, "", "-D", file, "frank"))
+
 	require.NoError(t, runPasswd(t, "", "--allow-weak-password", "-b", file, "carol", "weak"))
 	require.True(t, verifyUser(t, file, "carol", "weak"))
 	require.NoError(t, runPasswd(t, "", "--scheme", "argon2id", "-b", file, "dave", "dave's argon2 password"))
