@@ -723,3 +723,20 @@ func TestExpiryDuringConnect(t *testing.T) {
 	// The client ID is free again.
 	_ = f.dial(t, "brief-1", "mallory")
 }
+
+// TestSharePrefixCase: mochi takes "$SHARE/{group}/{filter}" in any case as
+// a shared subscription to filter; the Guard, as MQTT does, only "$share".
+// Such a filter would be subscribed without filter being authorized.
+func TestSharePrefixCase(t *testing.T) {
+	f := start(t, testbroker.Options{})
+	sub := f.dial(t, "sub", "alice")
+	for _, filter := range []string{"$SHARE/g/secret/#", "$Share/g/secret/x", "$sHaRe/g/#"} {
+		require.Equal(t, byte(0x8F), sub.Sub(t, filter, 1), filter)
+	}
+	require.Equal(t, byte(1), sub.Sub(t, "$share/g/ok/#", 1))
+	require.Equal(t, byte(0x87), sub.Sub(t, "$share/g/secret/#", 1))
+	pub := f.dial(t, "pub", "bob")
+	_, err := pub.Pub(t, "ok/x", []byte("x"), 1)
+	require.NoError(t, err)
+	expectOnly(t, sub, "ok/x")
+}

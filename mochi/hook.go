@@ -456,8 +456,11 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return h.g.Deliver(context.Background(), cn.sess, topic) == nil
 }
 
+// sharePrefix starts a shared subscription filter.
+const sharePrefix = "$share/"
+
 func isFilter(s string) bool {
-	return strings.ContainsAny(s, "+#") || strings.HasPrefix(s, "$share/")
+	return strings.ContainsAny(s, "+#") || mqtt.IsSharedFilter(s)
 }
 
 // OnSubscribe runs [mqttsec.Guard.Subscribe] for each filter of a SUBSCRIBE.
@@ -469,6 +472,14 @@ func (h *Hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	d := &subDecision{filters: make([]string, len(pk.Filters)), errs: make([]error, len(pk.Filters))}
 	for i, f := range pk.Filters {
 		d.filters[i] = f.Filter
+		if mqtt.IsSharedFilter(f.Filter) && !strings.HasPrefix(f.Filter, sharePrefix) {
+			// mochi takes "$SHARE/g/f" (any case) as a shared subscription
+			// to f, the Guard as the literal filter it is in MQTT: refuse
+			// it, or f would be subscribed without being authorized.
+			d.errs[i] = fmt.Errorf("%w: %q: the shared subscription prefix is %q",
+				mqttsec.ErrTopicFilterInvalid, f.Filter, sharePrefix)
+			continue
+		}
 		d.errs[i] = h.g.Subscribe(context.Background(), cn.sess, f.Filter)
 	}
 	cn.pending.Store(d)
