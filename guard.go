@@ -395,8 +395,10 @@ var DefaultClientIDPolicy ClientIDPolicy = ClientIDPolicyFunc(func(cl *Client) e
 	return nil
 })
 
-// memRegistry is the default Registry: one live connection per client ID,
-// and a client ID moves only between connections of the same identity.
+// memRegistry is the default Registry: a client ID moves only between
+// connections of the same identity, and it stays bound to that identity
+// while any of its claims is live (a takeover whose new connection ends
+// first does not free the ID of the old one).
 type memRegistry struct {
 	mu sync.Mutex
 	m  map[string]*regEntry
@@ -405,23 +407,31 @@ type memRegistry struct {
 type regEntry struct {
 	subject string
 	method  Method
+	claims  int
 }
 
 func (r *memRegistry) Claim(_ context.Context, cl *Client) (func(), error) {
 	id := cl.Identity
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if old, ok := r.m[cl.ID]; ok && (old.subject != id.Subject || old.method != id.Method) {
+	e, ok := r.m[cl.ID]
+	if ok && (e.subject != id.Subject || e.method != id.Method) {
 		return nil, fmt.Errorf("%w: %q", ErrClientIDTaken, cl.ID)
 	}
-	e := &regEntry{subject: id.Subject, method: id.Method}
-	r.m[cl.ID] = e
+	if !ok {
+		e = &regEntry{subject: id.Subject, method: id.Method}
+		r.m[cl.ID] = e
+	}
+	e.claims++
 	clientID := cl.ID
+	var once sync.Once
 	return func() {
-		r.mu.Lock()
-		if r.m[clientID] == e {
-			delete(r.m, clientID)
-		}
-		r.mu.Unlock()
+		once.Do(func() {
+			r.mu.Lock()
+			if e.claims--; e.claims == 0 && r.m[clientID] == e {
+				delete(r.m, clientID)
+			}
+			r.mu.Unlock()
+		})
 	}, nil
 }

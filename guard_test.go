@@ -134,6 +134,20 @@ func TestGuardTakeover(t *testing.T) {
 	s3, err := g.Connect(ctx, client("dev1", "bob"), pw("pw"), nil)
 	require.NoError(t, err)
 	g.Disconnect(s3)
+
+	// A takeover whose new connection ends first (refused by the broker
+	// after the Guard accepted it) leaves the ID bound to the old one.
+	old, err := g.Connect(ctx, client("dev2", "alice"), pw("pw"), nil)
+	require.NoError(t, err)
+	failed, err := g.Connect(ctx, client("dev2", "alice"), pw("pw"), nil)
+	require.NoError(t, err)
+	g.Disconnect(failed)
+	_, err = g.Connect(ctx, client("dev2", "bob"), pw("pw"), nil)
+	require.ErrorIs(t, err, mqttsec.ErrClientIDTaken, "alice's old connection still holds the ID")
+	g.Disconnect(old)
+	s4, err := g.Connect(ctx, client("dev2", "bob"), pw("pw"), nil)
+	require.NoError(t, err, "no claim left: the ID is free")
+	g.Disconnect(s4)
 }
 
 func TestGuardPublishSubscribeDeliver(t *testing.T) {
