@@ -43,7 +43,7 @@
 // signatures ([ErrWeakSignature]), expired or not-yet-valid certificates
 // ([ErrCertificateExpired], [ErrNotYetValid]), a key that does not belong
 // to its certificate ([ErrKeyMismatch]), and revocation lists not signed by
-// the CA bundle ([ErrCRL]). Certificates expiring within ExpiryWarning (30
+// the CA bundle or signed with SHA-1 or MD5 ([ErrCRL]). Certificates expiring within ExpiryWarning (30
 // days by default) are warnings: [Config.Check] and [Reloader.Warnings]
 // return them, and Config.Events receives them as [mqttsec.EventWarning]
 // wrapping [ErrExpiresSoon].

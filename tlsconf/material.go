@@ -351,6 +351,11 @@ func build(c *Config, f *files) (*material, error) {
 }
 
 func checkCRLIssuer(l *x509.RevocationList, cas []*x509.Certificate) error {
+	switch l.SignatureAlgorithm {
+	case x509.SHA1WithRSA, x509.ECDSAWithSHA1, x509.DSAWithSHA1, x509.MD5WithRSA, x509.MD2WithRSA:
+		// crypto/x509 still accepts SHA-1 on a revocation list.
+		return fmt.Errorf("%w: %w: issuer %q signed it with %s", ErrCRL, ErrWeakSignature, l.Issuer.String(), l.SignatureAlgorithm)
+	}
 	for _, ca := range cas {
 		if bytes.Equal(ca.RawSubject, l.RawIssuer) && l.CheckSignatureFrom(ca) == nil {
 			return nil
