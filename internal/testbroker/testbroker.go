@@ -133,6 +133,12 @@ func (l *tracker) closeAll(timeout time.Duration) {
 	}
 }
 
+// Timeout bounds each wait for an answer of the broker (CONNACK, SUBACK,
+// PUBACK, ...). It is generous because tests run with the race detector on
+// busy machines; a passing test never waits for it, and a wait ends early
+// when the connection closes.
+const Timeout = 20 * time.Second
+
 // ClientOptions configures [Dial].
 type ClientOptions struct {
 	ClientID, Username string
@@ -193,7 +199,7 @@ func Dial(t testing.TB, addr string, o ClientOptions) (*Conn, *paho.Connack, err
 		ClientID:      o.ClientID,
 		Conn:          nc,
 		AuthHandler:   noAuth{},
-		PacketTimeout: 5 * time.Second,
+		PacketTimeout: Timeout,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			select {
 			case c.msgs <- pr.Packet:
@@ -231,7 +237,7 @@ func Dial(t testing.TB, addr string, o ClientOptions) (*Conn, *paho.Connack, err
 		se := o.SessionExpiry
 		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &se}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
 	ca, err := c.Connect(ctx, cp)
 	if err != nil {
@@ -250,7 +256,7 @@ func Dial(t testing.TB, addr string, o ClientOptions) (*Conn, *paho.Connack, err
 }
 
 func dialNet(addr string, cfg *tls.Config) (net.Conn, error) {
-	d := &net.Dialer{Timeout: 5 * time.Second}
+	d := &net.Dialer{Timeout: Timeout}
 	if cfg != nil {
 		tc, err := tls.DialWithDialer(d, "tcp", addr, cfg)
 		if err != nil {
@@ -275,11 +281,25 @@ func (c *lockedConn) Write(b []byte) (int, error) {
 
 func packetsThreadSafe(c net.Conn) net.Conn { return &lockedConn{Conn: c} }
 
+// opContext returns the context of one request: it ends after [Timeout] or
+// when the connection closes, whichever comes first.
+func (c *Conn) opContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	go func() {
+		select {
+		case <-c.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
 // Sub subscribes to filter and returns the SUBACK reason code. It fails the
 // test when no SUBACK arrives.
 func (c *Conn) Sub(t testing.TB, filter string, qos byte) byte {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := c.opContext()
 	defer cancel()
 	sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: qos}}})
 	if sa == nil {
@@ -296,7 +316,7 @@ func (c *Conn) Sub(t testing.TB, filter string, qos byte) byte {
 // QoS 2 publish (a PUBREC >= 0x80) only by its code, with a nil error.
 func (c *Conn) Pub(t testing.TB, topic string, payload []byte, qos byte) (byte, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := c.opContext()
 	defer cancel()
 	pr, err := c.Publish(ctx, &paho.Publish{Topic: topic, Payload: payload, QoS: qos})
 	if pr == nil {
@@ -347,7 +367,7 @@ type V3Conn struct {
 // nil conn. The connection is closed at t.Cleanup.
 func DialV3(t testing.TB, addr, clientID, username, password string) (code byte, conn *V3Conn, err error) {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	nc, err := net.DialTimeout("tcp", addr, Timeout)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -373,7 +393,7 @@ func DialV3(t testing.TB, addr, clientID, username, password string) (code byte,
 	if err := v.write(0x10, body); err != nil {
 		return 0, nil, err
 	}
-	typ, b, err := v.read(5 * time.Second)
+	typ, b, err := v.read(Timeout)
 	if err != nil {
 		return 0, nil, fmt.Errorf("testbroker: read CONNACK: %w", err)
 	}
@@ -407,7 +427,7 @@ func (v *V3Conn) write(header byte, body []byte) error {
 		}
 	}
 	pk = append(pk, body...)
-	_ = v.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_ = v.c.SetWriteDeadline(time.Now().Add(Timeout))
 	_, err := v.c.Write(pk)
 	return err
 }
@@ -480,7 +500,7 @@ func (v *V3Conn) Publish(topic string, payload []byte, qos byte) error {
 
 func (v *V3Conn) expectAck(typ byte, id uint16) error {
 	for {
-		t, b, err := v.read(5 * time.Second)
+		t, b, err := v.read(Timeout)
 		if err != nil {
 			return fmt.Errorf("testbroker: waiting for packet type %d: %w", typ, err)
 		}
@@ -501,7 +521,7 @@ func (v *V3Conn) Subscribe(filter string, qos byte) (granted byte, err error) {
 		return 0, err
 	}
 	for {
-		t, b, err := v.read(5 * time.Second)
+		t, b, err := v.read(Timeout)
 		if err != nil {
 			return 0, fmt.Errorf("testbroker: waiting for SUBACK: %w", err)
 		}

@@ -82,3 +82,24 @@ func TestBrokerV3(t *testing.T) {
 		require.Equal(t, []byte{'0' + qos}, payload)
 	}
 }
+
+// TestRequestEndsWithConnection: a request waits for its answer up to the
+// generous Timeout, but not once the broker has closed the connection.
+func TestRequestEndsWithConnection(t *testing.T) {
+	g := guard()
+	g.Reload(mqttsec.Config{
+		Authenticator: mqttsec.AuthenticatorFunc(func(context.Context, *mqttsec.Client, mqttsec.Credentials) (*mqttsec.Identity, error) {
+			return &mqttsec.Identity{Subject: "alice", Method: mqttsec.MethodPassword}, nil
+		}),
+		Authorizer: mqttsec.AuthorizerFunc(func(context.Context, *mqttsec.Client, mqttsec.Access, string) error { return nil }),
+		MaxPayload: 1,
+		Events:     mqttsec.EventSinkFunc(func(mqttsec.Event) {}),
+	})
+	b := testbroker.Start(t, g, testbroker.Options{})
+	c, _, err := testbroker.Dial(t, b.Addr, testbroker.ClientOptions{ClientID: "big", Username: "alice", Password: []byte("x")})
+	require.NoError(t, err)
+	start := time.Now()
+	_, err = c.Pub(t, "a/b", []byte("too large"), 1) // the broker disconnects with 0x95
+	require.Error(t, err)
+	require.Less(t, time.Since(start), testbroker.Timeout/2)
+}
