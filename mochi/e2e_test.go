@@ -233,7 +233,7 @@ func expectOnly(t *testing.T, c *testbroker.Conn, topic string) {
 	select {
 	case m := <-c.Messages():
 		require.Equal(t, topic, m.Topic, "payload %q", m.Payload)
-	case <-time.After(5 * time.Second):
+	case <-time.After(testbroker.Timeout):
 		t.Fatalf("no message on %q", topic)
 	}
 }
@@ -306,7 +306,7 @@ func TestPublishDeniedV3Disconnect(t *testing.T) {
 	require.NoError(t, err)
 	require.Error(t, pub.Publish("ro/x", []byte("denied"), 1))
 	require.Eventually(t, func() bool { return f.events.count(mqttsec.EventDisconnected, "pub3") == 1 },
-		5*time.Second, 10*time.Millisecond)
+		testbroker.Timeout, 10*time.Millisecond)
 }
 
 func TestSubscribeDenied(t *testing.T) {
@@ -315,7 +315,7 @@ func TestSubscribeDenied(t *testing.T) {
 	require.Equal(t, byte(0x87), sub.Sub(t, "secret/#", 1))
 	require.Equal(t, byte(0x87), sub.Sub(t, "secret/a", 1))
 	// A SUBSCRIBE with an allowed and a denied filter.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testbroker.Timeout)
 	defer cancel()
 	sa, _ := sub.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
 		{Topic: "ok/#", QoS: 1}, {Topic: "secret/+/x", QoS: 1}, {Topic: "$share/g/secret/y", QoS: 1},
@@ -363,7 +363,7 @@ func TestDeliveryDenied(t *testing.T) {
 	granted, err := s3.Subscribe("#", 1)
 	require.NoError(t, err)
 	require.Equal(t, byte(1), granted)
-	topic, _, err := s3.ReadPublish(5 * time.Second)
+	topic, _, err := s3.ReadPublish(testbroker.Timeout)
 	require.NoError(t, err)
 	require.Equal(t, "ok/r", topic)
 
@@ -373,7 +373,7 @@ func TestDeliveryDenied(t *testing.T) {
 		_, err = pub.Pub(t, "ok/x", []byte("o"), qos)
 		require.NoError(t, err)
 		expectOnly(t, sub, "ok/x")
-		topic, _, err := s3.ReadPublish(5 * time.Second)
+		topic, _, err := s3.ReadPublish(testbroker.Timeout)
 		require.NoError(t, err)
 		require.Equal(t, "ok/x", topic)
 	}
@@ -399,7 +399,7 @@ func TestWillDenied(t *testing.T) {
 	require.NoError(t, err)
 	_ = nc.Close() // no DISCONNECT: the will is sent
 	<-w.Done()
-	m := sub.ExpectMessage(t, "ok/will", 5*time.Second)
+	m := sub.ExpectMessage(t, "ok/will", testbroker.Timeout)
 	require.Equal(t, "bye", string(m.Payload))
 }
 
@@ -433,7 +433,7 @@ func TestTakeover(t *testing.T) {
 	pub := f.dial(t, "pub", "bob")
 	_, err = pub.Pub(t, "ok/1", []byte("1"), 1)
 	require.NoError(t, err)
-	dev.ExpectMessage(t, "ok/1", 5*time.Second)
+	dev.ExpectMessage(t, "ok/1", testbroker.Timeout)
 	require.Equal(t, 0, f.events.count(mqttsec.EventDisconnected, "device-1"))
 
 	// The same identity may take over: the old connection gets 0x8E.
@@ -441,15 +441,15 @@ func TestTakeover(t *testing.T) {
 	select {
 	case d := <-dev.ServerDisconnect():
 		require.Equal(t, byte(0x8E), d.ReasonCode)
-	case <-time.After(5 * time.Second):
+	case <-time.After(testbroker.Timeout):
 		t.Fatal("no DISCONNECT on takeover")
 	}
 	require.Eventually(t, func() bool { return f.events.count(mqttsec.EventDisconnected, "device-1") == 1 },
-		5*time.Second, 10*time.Millisecond)
+		testbroker.Timeout, 10*time.Millisecond)
 	require.Equal(t, byte(1), dev2.Sub(t, "ok/#", 1))
 	_, err = pub.Pub(t, "ok/2", []byte("2"), 1)
 	require.NoError(t, err)
-	dev2.ExpectMessage(t, "ok/2", 5*time.Second)
+	dev2.ExpectMessage(t, "ok/2", testbroker.Timeout)
 
 	// After the takeover the ID is still bound to alice.
 	_, ca, err = testbroker.Dial(t, f.b.Addr, testbroker.ClientOptions{ClientID: "device-1", Username: "mallory", Password: []byte("pw")})
@@ -460,7 +460,7 @@ func TestTakeover(t *testing.T) {
 	// ID is free.
 	require.NoError(t, dev2.Disconnect(&paho.Disconnect{}))
 	require.Eventually(t, func() bool { return f.events.count(mqttsec.EventDisconnected, "device-1") == 2 },
-		5*time.Second, 10*time.Millisecond)
+		testbroker.Timeout, 10*time.Millisecond)
 	_ = f.dial(t, "device-1", "mallory")
 	time.Sleep(50 * time.Millisecond)
 	require.Equal(t, 2, f.events.count(mqttsec.EventDisconnected, "device-1"))
@@ -476,20 +476,20 @@ func TestExpiryDisconnect(t *testing.T) {
 	select {
 	case d := <-c.ServerDisconnect():
 		require.Equal(t, byte(0xA0), d.ReasonCode)
-	case <-time.After(5 * time.Second):
+	case <-time.After(testbroker.Timeout):
 		t.Fatal("no DISCONNECT 0xA0 after the credentials expired")
 	}
 	<-c.Closed()
 	require.Equal(t, 1, f.events.count(mqttsec.EventExpired, "short-1"))
 	require.Eventually(t, func() bool { return f.events.count(mqttsec.EventDisconnected, "short-1") == 1 },
-		5*time.Second, 10*time.Millisecond)
+		testbroker.Timeout, 10*time.Millisecond)
 	// The will of an expired identity is not sent.
 	sub.NoMessage(t, 300*time.Millisecond)
 
 	// A v3 client is just closed.
 	_, v3, err := testbroker.DialV3(t, f.b.Addr, "short-3", "short", "pw")
 	require.NoError(t, err)
-	_, _, err = v3.ReadPublish(5 * time.Second)
+	_, _, err = v3.ReadPublish(testbroker.Timeout)
 	require.ErrorIs(t, err, io.EOF)
 }
 
@@ -565,7 +565,7 @@ func TestNoPanicOnGarbage(t *testing.T) {
 	require.NoError(t, err)
 	select {
 	case <-p.Done():
-	case <-time.After(5 * time.Second):
+	case <-time.After(testbroker.Timeout):
 		t.Fatal("the connection that sent a crashing SUBSCRIBE was not closed")
 	}
 	// Garbage after a good CONNECT.
@@ -618,7 +618,7 @@ func TestPersistentSession(t *testing.T) {
 	require.Equal(t, byte(1), c.Sub(t, "hidden/#", 1))
 	require.NoError(t, c.Disconnect(&paho.Disconnect{}))
 	require.Eventually(t, func() bool { return f.events.count(mqttsec.EventDisconnected, "keep-1") == 1 },
-		5*time.Second, 10*time.Millisecond)
+		testbroker.Timeout, 10*time.Millisecond)
 
 	// Messages published while alice is offline are queued for her, after
 	// the receive check.
@@ -635,7 +635,7 @@ func TestPersistentSession(t *testing.T) {
 	c.NoMessage(t, 200*time.Millisecond)
 	require.NoError(t, c.Disconnect(&paho.Disconnect{}))
 	require.Eventually(t, func() bool { return f.events.count(mqttsec.EventDisconnected, "keep-1") == 2 },
-		5*time.Second, 10*time.Millisecond)
+		testbroker.Timeout, 10*time.Millisecond)
 
 	// Another identity resuming the kept session gets a fresh one: neither
 	// alice's subscriptions nor her queued messages.
@@ -662,7 +662,7 @@ func TestPublishLimits(t *testing.T) {
 	select {
 	case d := <-pub.ServerDisconnect():
 		require.Equal(t, byte(0x95), d.ReasonCode)
-	case <-time.After(5 * time.Second):
+	case <-time.After(testbroker.Timeout):
 		t.Fatal("no DISCONNECT 0x95")
 	}
 	sub.NoMessage(t, 200*time.Millisecond)
@@ -714,12 +714,12 @@ func TestExpiryDuringConnect(t *testing.T) {
 	if err == nil {
 		select {
 		case <-c.Closed():
-		case <-time.After(5 * time.Second):
+		case <-time.After(testbroker.Timeout):
 			t.Fatal("a connection whose credentials expired during CONNECT stayed open")
 		}
 	}
 	require.Eventually(t, func() bool { return f.events.count(mqttsec.EventDisconnected, "brief-1") == 1 },
-		5*time.Second, 10*time.Millisecond)
+		testbroker.Timeout, 10*time.Millisecond)
 	// The client ID is free again.
 	_ = f.dial(t, "brief-1", "mallory")
 }
