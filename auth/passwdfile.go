@@ -211,7 +211,10 @@ func (f *PasswordFile) WriteTo(w io.Writer) (int64, error) {
 // (or a [Watcher]) sees the old file or the new one, never a partial one.
 // When path is a symbolic link, the file it points to is replaced (in that
 // file's directory) and the link is kept, so a broker that reads the
-// target sees the change.
+// target sees the change. A replaced file's owner and group are kept when
+// the caller may set them (root editing a file the broker's user owns),
+// and so is its group read permission when its group is kept, so that the
+// broker can still read the new file; no other permission is ever given.
 func (f *PasswordFile) WriteFile(path string) (err error) {
 	if st, lerr := os.Lstat(path); lerr == nil && st.Mode()&os.ModeSymlink != 0 {
 		target, rerr := filepath.EvalSymlinks(path)
@@ -231,7 +234,11 @@ func (f *PasswordFile) WriteFile(path string) (err error) {
 			_ = os.Remove(tmp.Name())
 		}
 	}()
-	if err = tmp.Chmod(0o600); err != nil {
+	mode := os.FileMode(0o600)
+	if old, serr := os.Stat(path); serr == nil && old.Mode().IsRegular() && keepOwner(tmp, old) {
+		mode |= old.Mode().Perm() & 0o040
+	}
+	if err = tmp.Chmod(mode); err != nil {
 		return fmt.Errorf("auth: %w", err)
 	}
 	if _, err = f.WriteTo(tmp); err != nil {

@@ -37,7 +37,9 @@ standard input). -b takes the password from the command line, for scripts;
 beware that command lines are visible to other local users.
 
 The file is written atomically (temporary file, then rename) with mode 0600.
-When FILE is a symbolic link, the file it points to is replaced.
+A replaced file keeps its owner and group (and its group read permission)
+where the caller may set them, so the broker can still read it. When FILE is
+a symbolic link, the file it points to is replaced.
 New passwords are hashed with bcrypt by default and must pass the strength
 policy: at least 12 characters, not the user name, not a common password.
 Existing entries in any supported format (bcrypt, argon2id, Mosquitto $6$

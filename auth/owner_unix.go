@@ -1,0 +1,22 @@
+//go:build unix
+
+package auth
+
+import (
+	"os"
+	"syscall"
+)
+
+// keepOwner gives tmp the owner and group of old, the file it replaces, as
+// far as the caller is allowed to, and reports whether tmp now has old's
+// group.
+func keepOwner(tmp *os.File, old os.FileInfo) bool {
+	st, ok := old.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	if tmp.Chown(int(st.Uid), int(st.Gid)) == nil {
+		return true
+	}
+	return tmp.Chown(-1, int(st.Gid)) == nil
+}
