@@ -6,7 +6,7 @@
 // [Registry], [Limiter], [EventSink]) and [Guard], which composes them into
 // the decisions a broker makes:
 //
-//	CONNECT    Guard.Connect    limits, client-ID policy, authentication, expiry, will topic, client-ID registry
+//	CONNECT    Guard.Connect    limits, client-ID policy, authentication, expiry, will message, client-ID registry
 //	PUBLISH    Guard.Publish    topic-name validation, size, rate, authorization (publish)
 //	SUBSCRIBE  Guard.Subscribe  filter validation, authorization (subscribe)
 //	delivery   Guard.Deliver    authorization (receive), once per message per subscriber

@@ -43,6 +43,10 @@
 //     [mqttsec.Guard.Deliver], which takes no lock and allocates nothing.
 //     mochi also asks OnACLCheck(cl, filter, false) for each SUBSCRIBE
 //     filter; the hook answers those from the decisions OnSubscribe took.
+//   - mochi takes "$SHARE/{group}/{filter}", in any case, as a shared
+//     subscription to filter; MQTT (and the Guard) only "$share". The hook
+//     refuses such filters with 0x8F, so that no filter is subscribed
+//     without being authorized.
 //   - mochi asks OnACLCheck(cl, topic, true) for every PUBLISH before
 //     OnPublish. The hook decides once, in OnPublish, where it sees the whole
 //     message (QoS, retain flag, payload size, the topic after alias
@@ -81,7 +85,9 @@
 //
 // Credentials that expire (a JWT exp, a certificate's notAfter) are enforced
 // by the hook as the Guard's [mqttsec.Disconnector]: the connection is
-// closed with a DISCONNECT 0xA0 (v5) or just closed (v3).
+// closed with a DISCONNECT 0xA0 (v5) or just closed (v3). Credentials that
+// expire while their CONNECT is still being processed get a refused CONNECT
+// (0x86).
 //
 // # Sessions
 //
