@@ -196,6 +196,9 @@ func (p *Passwords) Authenticate(ctx context.Context, cl *mqttsec.Client, cred m
 	t := p.table.Load()
 	u, known := t.users[cl.Username]
 	if len(cred.Password) == 0 {
+		if !known && p.abstain {
+			return nil, mqttsec.ErrAbstain
+		}
 		return nil, errWrongPassword
 	}
 	var key [32]byte

@@ -59,6 +59,10 @@ func TestPasswords(t *testing.T) {
 	abst := auth.NewPasswords(fileWith(t, "alice", "wonderland"), auth.PasswordsConfig{AbstainUnknownUsers: true})
 	_, err = login(abst, "carol", "x")
 	require.ErrorIs(t, err, mqttsec.ErrAbstain)
+	_, err = login(abst, "carol", "")
+	require.ErrorIs(t, err, mqttsec.ErrAbstain, "an unknown user abstains without a password too")
+	_, err = login(abst, "alice", "")
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
 	_, err = login(abst, "alice", "x")
 	require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
 }
