@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
+	"reflect"
 	"sync"
 	"sync/atomic"
 
@@ -82,6 +83,10 @@ type Casbin struct {
 
 	mu   sync.Mutex // serializes writers of snap
 	snap atomic.Pointer[snapshot]
+	// base is the enforcer model the index mirrors; pending is a model an
+	// adapter load filled that the enforcer may not have installed yet
+	// (guarded by mu; see follow).
+	base, pending uintptr
 }
 
 // NewCasbin registers mqttMatch and mqttAct on e, compiles e's policy and
@@ -131,6 +136,10 @@ func (c *Casbin) Refresh() error {
 	return nil
 }
 
+// modelID identifies a model by its map, so that a model replaced by a
+// copy (as LoadPolicy does) can be told from the one it replaced.
+func modelID(m model.Model) uintptr { return reflect.ValueOf(m).Pointer() }
+
 func policyOf(m model.Model) (p, g [][]string) {
 	if a, ok := m["p"]["p"]; ok {
 		p = a.Policy
@@ -151,21 +160,63 @@ func (c *Casbin) nextGen() uint64 {
 func (c *Casbin) rebuild(m model.Model) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	p, g := policyOf(m)
-	c.snap.Store(build(c.nextGen(), c.seed, p, g))
+	c.store(m, true)
 }
 
-// rebuildLoad recompiles the index from m after a load into the live
-// model; when the load failed, the new index denies every request.
-func (c *Casbin) rebuildLoad(m model.Model, ok bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// store compiles m into a new snapshot; with ok false the snapshot denies
+// every request. The caller holds c.mu.
+func (c *Casbin) store(m model.Model, ok bool) {
 	p, g := policyOf(m)
 	s := build(c.nextGen(), c.seed, p, g)
 	if !ok {
 		s.bad++
 	}
 	c.snap.Store(s)
+	c.base, c.pending = modelID(m), 0
+}
+
+// rebuildLoad recompiles the index from m, which an adapter has just
+// filled; when the load failed, the new index denies every request. m is
+// either the enforcer's live model (LoadFilteredPolicy) or a copy that
+// LoadPolicy installs after the adapter returns.
+func (c *Casbin) rebuildLoad(m model.Model, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	base := c.base
+	c.store(m, ok)
+	if id := modelID(m); id != modelID(c.e.GetModel()) {
+		c.base, c.pending = base, id
+	}
+}
+
+// follow decides how a change the watcher reports applies to the index.
+// It returns true when the caller should apply the change to the current
+// snapshot, false when there is nothing more to do: the index was rebuilt
+// from the enforcer's model, or the change went to a model that a load in
+// progress replaces (a SyncedEnforcer loads under a read lock and installs
+// under the write lock, so a policy call can run in between; the index
+// already mirrors the model being installed). The caller holds c.mu.
+func (c *Casbin) follow() bool {
+	cur := modelID(c.e.GetModel())
+	switch {
+	case c.pending != 0 && cur == c.pending:
+		c.base, c.pending = cur, 0
+		return true
+	case cur == c.base:
+		return c.pending == 0
+	}
+	c.store(c.e.GetModel(), true)
+	return false
+}
+
+// watcherRefresh recompiles the index after a change the watcher reports
+// without details (a batch call).
+func (c *Casbin) watcherRefresh() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.follow() {
+		c.store(c.e.GetModel(), true)
+	}
 }
 
 // change is one rule added (d = 1) or removed (d = -1).
@@ -179,6 +230,9 @@ type change struct {
 func (c *Casbin) patch(sec string, changes ...change) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.follow() {
+		return
+	}
 	s := c.snap.Load()
 	gen := s.gen + 1
 	for _, ch := range changes {

@@ -39,7 +39,7 @@ func loadOK(err error, m model.Model) bool {
 func (a *policyAdapter) LoadPolicy(m model.Model) error {
 	err := a.inner.LoadPolicy(m)
 	if loadOK(err, m) {
-		a.c.rebuild(m)
+		a.c.rebuildLoad(m, true)
 	}
 	return err
 }
@@ -129,7 +129,7 @@ func (w *policyWatcher) SetUpdateCallback(f func(string)) error {
 }
 
 func (w *policyWatcher) Update() error {
-	_ = w.c.Refresh()
+	w.c.watcherRefresh()
 	if w.inner != nil {
 		return w.inner.Update()
 	}
@@ -168,7 +168,7 @@ func (w *policyWatcher) UpdateForRemovePolicy(sec, ptype string, params ...strin
 }
 
 func (w *policyWatcher) UpdateForRemoveFilteredPolicy(sec, ptype string, fieldIndex int, fieldValues ...string) error {
-	_ = w.c.Refresh()
+	w.c.watcherRefresh()
 	if x, ok := w.ex(); ok {
 		return x.UpdateForRemoveFilteredPolicy(sec, ptype, fieldIndex, fieldValues...)
 	}
@@ -185,7 +185,7 @@ func (w *policyWatcher) UpdateForSavePolicy(m model.Model) error {
 // Batch changes rebuild: with AddPoliciesEx Casbin reports rules that
 // already existed, so counting them would be wrong.
 func (w *policyWatcher) UpdateForAddPolicies(sec, ptype string, rules ...[]string) error {
-	_ = w.c.Refresh()
+	w.c.watcherRefresh()
 	if x, ok := w.ex(); ok {
 		return x.UpdateForAddPolicies(sec, ptype, rules...)
 	}
@@ -193,7 +193,7 @@ func (w *policyWatcher) UpdateForAddPolicies(sec, ptype string, rules ...[]strin
 }
 
 func (w *policyWatcher) UpdateForRemovePolicies(sec, ptype string, rules ...[]string) error {
-	_ = w.c.Refresh()
+	w.c.watcherRefresh()
 	if x, ok := w.ex(); ok {
 		return x.UpdateForRemovePolicies(sec, ptype, rules...)
 	}
@@ -204,7 +204,7 @@ func (w *policyWatcher) UpdateForUpdatePolicy(sec, ptype string, oldRule, newRul
 	if ptype == "p" || ptype == "g" {
 		w.c.patch(sec, change{oldRule, -1}, change{newRule, 1})
 	} else {
-		_ = w.c.Refresh()
+		w.c.watcherRefresh()
 	}
 	if x, ok := w.inner.(persist.UpdatableWatcher); ok {
 		return x.UpdateForUpdatePolicy(sec, ptype, oldRule, newRule)
@@ -213,7 +213,7 @@ func (w *policyWatcher) UpdateForUpdatePolicy(sec, ptype string, oldRule, newRul
 }
 
 func (w *policyWatcher) UpdateForUpdatePolicies(sec, ptype string, oldRules, newRules [][]string) error {
-	_ = w.c.Refresh()
+	w.c.watcherRefresh()
 	if x, ok := w.inner.(persist.UpdatableWatcher); ok {
 		return x.UpdateForUpdatePolicies(sec, ptype, oldRules, newRules)
 	}

@@ -142,3 +142,61 @@ func TestWatchFileSymlinkSwap(t *testing.T) {
 	require.False(t, c.Allowed("alice", "c", "read", "a/x"))
 	require.True(t, c.Allowed("bob", "c", "read", "b/x"))
 }
+
+// gateAdapter loads like its inner adapter, then waits for release.
+type gateAdapter struct {
+	persist.Adapter
+	loaded, release chan struct{}
+}
+
+func (a *gateAdapter) LoadPolicy(m model.Model) error {
+	err := a.Adapter.LoadPolicy(m)
+	if a.loaded != nil {
+		close(a.loaded)
+		<-a.release
+		a.loaded = nil
+	}
+	return err
+}
+
+// A SyncedEnforcer loads the adapter's policy under a read lock and installs
+// it later under the write lock: a policy change made between the two goes
+// to the model Casbin then throws away, and must not reach the index.
+func TestConcurrentChangeDuringLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.csv")
+	require.NoError(t, os.WriteFile(path, []byte("p, alice, a/#, read, allow\n"), 0o600))
+	gate := &gateAdapter{Adapter: fileadapter.NewAdapter(path)}
+	e, err := casbin.NewSyncedEnforcer(acl.NewModel(), gate)
+	require.NoError(t, err)
+	c, err := acl.NewCasbin(e)
+	require.NoError(t, err)
+
+	gate.loaded, gate.release = make(chan struct{}), make(chan struct{})
+	loadDone := make(chan error)
+	go func() { loadDone <- e.LoadPolicy() }()
+	<-gate.loaded
+	addDone := make(chan error)
+	go func() {
+		_, err := e.AddPolicy("mallory", "x/#", "read", "allow")
+		addDone <- err
+	}()
+	time.Sleep(50 * time.Millisecond) // AddPolicy waits for the write lock
+	close(gate.release)
+	require.NoError(t, <-loadDone)
+	require.NoError(t, <-addDone)
+
+	for _, u := range []string{"alice", "mallory"} {
+		for _, tp := range []string{"a/1", "x/1"} {
+			want, err := e.Enforce(u, "c", tp, "read")
+			require.NoError(t, err)
+			require.Equal(t, want, c.Allowed(u, "c", "read", tp), "%s %s", u, tp)
+		}
+	}
+	// Later changes are mirrored again.
+	_, err = e.AddPolicy("bob", "b/#", "read", "allow")
+	require.NoError(t, err)
+	require.True(t, c.Allowed("bob", "c", "read", "b/1"))
+	_, err = e.RemovePolicy("alice", "a/#", "read", "allow")
+	require.NoError(t, err)
+	require.False(t, c.Allowed("alice", "c", "read", "a/1"))
+}
