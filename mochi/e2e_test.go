@@ -740,3 +740,22 @@ func TestSharePrefixCase(t *testing.T) {
 	require.NoError(t, err)
 	expectOnly(t, sub, "ok/x")
 }
+
+// TestVerifyConcurrent: a Verify that overlaps another must not report a
+// clean server without probing it.
+func TestVerifyConcurrent(t *testing.T) {
+	g := mqttsec.New(mqttsec.Config{Events: mqttsec.EventSinkFunc(func(mqttsec.Event) {})})
+	s := mqtt.New(&mqtt.Options{Logger: discard()})
+	h, err := mochi.NewHook(g, s)
+	require.NoError(t, err)
+	require.NoError(t, s.AddHook(new(auth.AllowHook), nil))
+	var wg sync.WaitGroup
+	errs := make([]error, 32)
+	for i := range errs {
+		wg.Go(func() { errs[i] = h.Verify() })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		require.ErrorIs(t, err, mochi.ErrForeignACL, "Verify %d", i)
+	}
+}

@@ -80,6 +80,7 @@ type Hook struct {
 	// keeps after its connection ended.
 	offline sync.Map
 
+	verifyMu  sync.Mutex // one probe at a time
 	probing   atomic.Pointer[mqtt.Client]
 	foreignOK atomic.Bool
 }
@@ -169,13 +170,14 @@ func (h *Hook) OnStarted() {
 // Verify checks that no other hook on the server grants topic access the
 // Guard denies. It injects a SUBSCRIBE from a probe client that has no
 // session (so the Guard denies it) and reports [ErrForeignACL] when mochi
-// grants it anyway. It is safe to call at any time.
+// grants it anyway. It is safe to call at any time; concurrent calls probe
+// one after the other.
 func (h *Hook) Verify() error {
+	h.verifyMu.Lock()
+	defer h.verifyMu.Unlock()
 	probe := h.s.NewClient(nil, "mqttsec-probe", "mqttsec-probe-"+fmt.Sprintf("%p", h), false)
 	probe.Properties.ProtocolVersion = 5
-	if !h.probing.CompareAndSwap(nil, probe) {
-		return nil // a probe is already running
-	}
+	h.probing.Store(probe)
 	defer h.probing.Store(nil)
 	h.foreignOK.Store(false)
 	err := h.s.InjectPacket(probe, packets.Packet{
