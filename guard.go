@@ -177,6 +177,10 @@ func bind(p *parts, cl *Client) *binding {
 // credential expiry, the will message, and the client-ID registry, in that
 // order. It returns the Session for later checks, or a denial whose reason
 // code [CodeOf] gives. cred is not retained.
+//
+// The expiry timer starts before Connect returns, so it can fire before the
+// adapter has registered the session with its [Disconnector]: an adapter
+// registers the session, then refuses the connection if [Session.Expired].
 func (g *Guard) Connect(ctx context.Context, cl Client, cred Credentials, will *Message) (*Session, error) {
 	p := g.parts.Load()
 	cl.Identity = nil
