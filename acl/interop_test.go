@@ -41,15 +41,21 @@ func TestMosquittoInterop(t *testing.T) {
 		require.NoError(t, err)
 		return conn
 	}
-	collect := func(conn *testbroker.Conn) map[string][]string {
+	// collect gathers messages until the sentinel on sync/CLIENT, which is
+	// published after everything else, so that a slow delivery on a busy
+	// machine is not taken for a denial.
+	collect := func(t *testing.T, conn *testbroker.Conn, client string) map[string][]string {
 		got := map[string][]string{}
-		deadline := time.After(700 * time.Millisecond)
+		deadline := time.After(20 * time.Second)
 		for {
 			select {
 			case msg := <-conn.Messages():
+				if msg.Topic == "sync/"+client {
+					return got
+				}
 				got[msg.Topic] = append(got[msg.Topic], string(msg.Payload))
 			case <-deadline:
-				return got
+				t.Fatalf("no sentinel on sync/%s", client)
 			}
 		}
 	}
@@ -65,8 +71,12 @@ func TestMosquittoInterop(t *testing.T) {
 			_, err := admin.Pub(t, tp, []byte("x"), 1)
 			require.NoError(t, err)
 		}
+		for _, w := range clients {
+			_, err := admin.Pub(t, "sync/"+w.client, []byte("x"), 1)
+			require.NoError(t, err)
+		}
 		for i, w := range clients {
-			got := collect(subs[i])
+			got := collect(t, subs[i], w.client)
 			for _, tp := range topics {
 				_, mosq := got[tp]
 				require.Equal(t, mosq, c.Allowed(w.user, w.client, "read", tp), "read %q by %+v: Mosquitto delivered = %v", tp, w, mosq)
@@ -83,7 +93,9 @@ func TestMosquittoInterop(t *testing.T) {
 				_, _ = pub.Pub(t, tp, []byte(w.client), 1)
 			}
 		}
-		got := collect(admin)
+		_, err := admin.Pub(t, "sync/adm-sub", []byte("x"), 1)
+		require.NoError(t, err)
+		got := collect(t, admin, "adm-sub")
 		for _, w := range clients {
 			for _, tp := range topics {
 				mosq := slices.Contains(got[tp], w.client)
