@@ -20,3 +20,15 @@ func keepOwner(tmp *os.File, old os.FileInfo) bool {
 	}
 	return tmp.Chown(-1, int(st.Gid)) == nil
 }
+
+// trustedLink reports whether the symbolic link described by link (from
+// Lstat) may be followed for writing: it belongs to the caller or to root.
+// Like the kernel's protected_symlinks, this stops another user's link in a
+// shared directory from redirecting the write to a file of the caller's.
+func trustedLink(link os.FileInfo) bool {
+	st, ok := link.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	return st.Uid == 0 || int(st.Uid) == os.Geteuid()
+}

@@ -48,3 +48,28 @@ func TestPasswordFileWriteKeepsOwner(t *testing.T) {
 		})
 	}
 }
+
+// A symbolic link that another user planted (in a shared directory, say)
+// is not followed: it could point the write at any file of the caller's.
+func TestPasswordFileRefusesForeignSymlink(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the link another owner")
+	}
+	h, err := auth.ParseHash(fakeBcrypt)
+	require.NoError(t, err)
+	f := auth.NewPasswordFile()
+	require.NoError(t, f.Set("alice", h))
+	victim := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(victim, []byte("precious\n"), 0o600))
+	link := filepath.Join(t.TempDir(), "passwd")
+	require.NoError(t, os.Symlink(victim, link))
+	require.NoError(t, os.Lchown(link, 4242, 4242))
+
+	require.Error(t, f.WriteFile(link))
+	b, err := os.ReadFile(victim)
+	require.NoError(t, err)
+	require.Equal(t, "precious\n", string(b))
+	st, err := os.Lstat(link)
+	require.NoError(t, err)
+	require.NotZero(t, st.Mode()&os.ModeSymlink)
+}

@@ -211,12 +211,16 @@ func (f *PasswordFile) WriteTo(w io.Writer) (int64, error) {
 // (or a [Watcher]) sees the old file or the new one, never a partial one.
 // When path is a symbolic link, the file it points to is replaced (in that
 // file's directory) and the link is kept, so a broker that reads the
-// target sees the change. A replaced file's owner and group are kept when
+// target sees the change; a link owned by another user than the caller or
+// root is refused. A replaced file's owner and group are kept when
 // the caller may set them (root editing a file the broker's user owns),
 // and so is its group read permission when its group is kept, so that the
 // broker can still read the new file; no other permission is ever given.
 func (f *PasswordFile) WriteFile(path string) (err error) {
 	if st, lerr := os.Lstat(path); lerr == nil && st.Mode()&os.ModeSymlink != 0 {
+		if !trustedLink(st) {
+			return fmt.Errorf("auth: %s is a symbolic link owned by another user; refusing to write through it", path)
+		}
 		target, rerr := filepath.EvalSymlinks(path)
 		if rerr != nil {
 			return fmt.Errorf("auth: %w", rerr)
