@@ -59,7 +59,10 @@ func csvLine(fields []string) string {
 //   - "pattern [read|write|readwrite|deny] TOPIC" applies to every client
 //     wherever it appears: subject [Everyone], with %u and %c kept;
 //   - a missing access means readwrite; "deny" becomes a readwrite deny rule;
-//   - "user *" is refused: the model's "*" subject is every user.
+//   - "user *" is refused: the model's "*" subject is every user;
+//   - a topic line with %u or %c, or any line with ${username} or
+//     ${clientid}, is refused: Mosquitto keeps them literally, the model
+//     would expand them.
 //
 // Lines are parsed as Mosquitto 2.0 does (space-separated tokens, '#' in the
 // first column starts a comment, the topic is the rest of the line). Errors
@@ -117,6 +120,15 @@ func ParseMosquitto(r io.Reader) ([]Rule, error) {
 			}
 			if err := topic.ValidateFilter(t); err != nil {
 				return nil, fmt.Errorf("%w: line %d: invalid topic %q: %w", ErrSyntax, n, t, err)
+			}
+			// Mosquitto substitutes %u and %c in pattern lines only and
+			// never ${...}; the model substitutes them in every rule, where
+			// they would give a client rights it picks with its client ID.
+			if strings.Contains(t, "${username}") || strings.Contains(t, "${clientid}") {
+				return nil, fmt.Errorf("%w: line %d: topic %q: Mosquitto does not expand ${username} or ${clientid}; use %%u or %%c in a pattern line", ErrSyntax, n, t)
+			}
+			if tok == "topic" && topic.HasPlaceholder(t) {
+				return nil, fmt.Errorf("%w: line %d: topic %q: Mosquitto expands %%u and %%c in pattern lines only; use a pattern line", ErrSyntax, n, t)
 			}
 			rule := Rule{Topic: t, Act: act, Eft: eft, Line: n, Pattern: tok == "pattern"}
 			switch {

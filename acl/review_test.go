@@ -200,3 +200,21 @@ func TestConcurrentChangeDuringLoad(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, c.Allowed("alice", "c", "read", "a/1"))
 }
+
+// Mosquitto expands %u and %c in pattern lines only, and never ${username}
+// or ${clientid}: the model expands them in every rule, so importing such a
+// line would give a client rights it chooses with its client ID.
+func TestParseMosquittoRefusesPlaceholdersMosquittoKeepsLiteral(t *testing.T) {
+	for _, in := range []string{
+		"user carol\ntopic readwrite %c/#\n",
+		"topic read users/%u/#\n",
+		"pattern read ${clientid}/#\n",
+		"user carol\ntopic read a/${username}\n",
+	} {
+		_, err := acl.ParseMosquitto(strings.NewReader(in))
+		require.ErrorIs(t, err, acl.ErrSyntax, "%q", in)
+	}
+	rules, err := acl.ParseMosquitto(strings.NewReader("pattern read users/%u/%c\ntopic read 100%/x\n"))
+	require.NoError(t, err)
+	require.Len(t, rules, 2)
+}
