@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"io"
+	"maps"
 	"math/big"
 	"net"
 	"strings"
@@ -757,5 +758,64 @@ func TestVerifyConcurrent(t *testing.T) {
 	wg.Wait()
 	for i, err := range errs {
 		require.ErrorIs(t, err, mochi.ErrForeignACL, "Verify %d", i)
+	}
+}
+
+// TestDisconnectOncePerSession: whatever way connections end (DISCONNECT,
+// dropped socket, takeover, kept session), the Guard ends each session
+// exactly once and every client ID is free again afterwards.
+func TestDisconnectOncePerSession(t *testing.T) {
+	f := start(t, testbroker.Options{})
+	var wg sync.WaitGroup
+	const n = 12
+	for i := range n {
+		wg.Go(func() {
+			id := fmt.Sprintf("d-%d", i)
+			o := testbroker.ClientOptions{ClientID: id, Username: "alice", Password: []byte("pw")}
+			if i%2 == 1 {
+				o.SessionExpiry = 300
+			}
+			switch i % 3 {
+			case 0: // clean DISCONNECT
+				c, _, err := testbroker.Dial(t, f.b.Addr, o)
+				if err == nil {
+					_ = c.Disconnect(&paho.Disconnect{})
+				}
+			case 1: // taken over, then DISCONNECT
+				c1, _, err1 := testbroker.Dial(t, f.b.Addr, o)
+				c2, _, err2 := testbroker.Dial(t, f.b.Addr, o)
+				if err1 == nil {
+					<-c1.Closed()
+				}
+				if err2 == nil {
+					_ = c2.Disconnect(&paho.Disconnect{})
+				}
+			case 2: // socket dropped
+				_, v3, err := testbroker.DialV3(t, f.b.Addr, id, "alice", "pw")
+				if err == nil && v3 != nil {
+					_ = v3.Close()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.Eventually(t, func() bool {
+		f.events.mu.Lock()
+		defer f.events.mu.Unlock()
+		conn, disc := map[string]int{}, map[string]int{}
+		for _, e := range f.events.events {
+			switch e.Kind {
+			case mqttsec.EventConnected:
+				conn[e.ClientID]++
+			case mqttsec.EventDisconnected:
+				disc[e.ClientID]++
+			}
+		}
+		return len(conn) == n && maps.Equal(conn, disc)
+	}, testbroker.Timeout, 10*time.Millisecond)
+	for i := range n {
+		c, _, err := testbroker.Dial(t, f.b.Addr, testbroker.ClientOptions{ClientID: fmt.Sprintf("d-%d", i), Username: "mallory", Password: []byte("pw")})
+		require.NoError(t, err, "d-%d", i)
+		require.NoError(t, c.Disconnect(&paho.Disconnect{}))
 	}
 }
