@@ -16,7 +16,7 @@ import (
 
 var (
 	diffUsers   = []string{"alice", "bob", "carol", "", "*", "ops", "s", "$share", "a+b", "x/y", "é", "\xff"}
-	diffClients = []string{"c1", "c2", "", "share", "a#", "dev/1", "alice", "\xc3"}
+	diffClients = []string{"c1", "c2", "", "share", "a#", "dev/1", "alice", "\xc3", "$SYS", "$share"}
 	diffRoles   = []string{"ops", "dev", "admin", "alice"}
 	diffLevels  = []string{"a", "b", "c", "", "$SYS", "$share", "+", "#", "%u", "%c", "x%u", "${clientid}", "%u%c", "alice", "c1", "s", "%%u", "\xa9"}
 	diffActs    = []string{"read", "write", "readwrite", "bogus"}
@@ -197,6 +197,7 @@ func FuzzDifferential(f *testing.F) {
 	f.Add("*|%u/%c/#|read|allow", "$share", "g", "$share/g/x", false)
 	f.Add("alice|$share/g/a/#|read|allow", "alice", "c", "a/#", false)
 	f.Add("alice|+/#|read|allow\nalice|a/#|read|deny", "alice", "c", "#", false)
+	f.Add("*|%c/#|readwrite|allow\n*|$share/g/%u/#|read|allow", "$SYS", "$SYS", "$SYS/x", false)
 	f.Fuzz(func(t *testing.T, policy, user, client, tp string, write bool) {
 		timer := time.AfterFunc(10*time.Second, func() {
 			panic(fmt.Sprintf("hang on policy %q user %q client %q topic %q", policy, user, client, tp))

@@ -18,7 +18,9 @@
 // (topic.Covers): a topic name for publishes and deliveries, a topic filter
 // for subscriptions, so that an allow rule for "a/b/#" does not pass a
 // subscription to "a/#". A username or client ID containing '+', '#' or '/'
-// makes the rules that use it not apply.
+// makes the rules that use it not apply, and so does one starting with '$'
+// where it would begin the filter: "%c/#" never reaches $SYS (Mosquitto's
+// patterns differ here).
 //
 // # Index
 //

@@ -17,7 +17,7 @@ type grant struct {
 func compileGrants(gs []mqttsec.Grant, user, client string) []grant {
 	out := make([]grant, len(gs))
 	for i, g := range gs {
-		f, ok := topic.Expand(g.Topic, user, client)
+		f, ok := expand(g.Topic, user, client)
 		out[i] = grant{g: g, filter: f, ok: ok}
 	}
 	return out

@@ -405,6 +405,9 @@ func (q *query) walk(n *node, rest string, depth, plen int) uint8 {
 		if (e.useU && !q.uOK) || (e.useC && !q.cOK) {
 			continue
 		}
+		if first && q.dollarLead(e) {
+			continue
+		}
 		if first && plen == 0 && q.shareRisk && matchPieces(e.pieces, shareLevel, q.u, q.c) {
 			// The expansion is a shared-subscription filter, handled by
 			// shareWalk from the root; as a one-level filter it is "$share".
@@ -418,6 +421,20 @@ func (q *query) walk(n *node, rest string, depth, plen int) uint8 {
 		}
 	}
 	return f
+}
+
+// dollarLead reports whether template level e, as the first level of a
+// filter, starts with a placeholder whose value starts with '$' (see
+// expand: such a rule does not apply).
+func (q *query) dollarLead(e *tmplEdge) bool {
+	var v string
+	switch e.pieces[0].kind {
+	case 'u':
+		v = q.u
+	case 'c':
+		v = q.c
+	}
+	return v != "" && v[0] == '$'
 }
 
 // shareEnd handles a first level "$share" matched as a plain level: only a
@@ -453,7 +470,7 @@ func (q *query) shareWalk(root *node, inner string) uint8 {
 	}
 	if q.shareRisk {
 		for _, e := range root.tmpl {
-			if (e.useU && !q.uOK) || (e.useC && !q.cOK) {
+			if (e.useU && !q.uOK) || (e.useC && !q.cOK) || q.dollarLead(e) {
 				continue
 			}
 			if matchPieces(e.pieces, shareLevel, q.u, q.c) {

@@ -59,13 +59,42 @@ func MQTTAct(requestAct, policyAct string) bool {
 // it expands %u/%c (and ${username}/${clientid}) in the policy filter with
 // user and client and reports whether the expansion covers topic (a topic
 // name, or a subscription filter; see [topic.Covers]). A placeholder whose
-// value is empty or contains '+', '#' or '/' makes the rule not apply.
+// value is empty or contains '+', '#' or '/' makes the rule not apply, and
+// so does a value starting with '$' that would begin the filter.
 func MQTTMatch(requestTopic, filter, user, client string) bool {
-	exp, ok := topic.Expand(filter, user, client)
+	exp, ok := expand(filter, user, client)
 	if !ok {
 		return false
 	}
 	return topic.Covers(exp, requestTopic)
+}
+
+// expand is topic.Expand, except that a value starting with '$' may not
+// begin the filter (after any $share/{group}/ prefix): "%c/#" must not
+// become "$SYS/#" for a client that names itself "$SYS". Topics starting
+// with '$' are the server's; only a policy that writes the '$' reaches
+// them.
+func expand(filter, user, client string) (string, bool) {
+	if dollarLead(filter, user, client) {
+		return "", false
+	}
+	return topic.Expand(filter, user, client)
+}
+
+// dollarLead reports whether the first level of filter (after any $share
+// prefix) starts with a placeholder whose value starts with '$'.
+func dollarLead(filter, user, client string) bool {
+	if inner, ok := topic.Unshare(filter); ok {
+		filter = inner
+	}
+	var v string
+	switch {
+	case strings.HasPrefix(filter, "%u"), strings.HasPrefix(filter, "${username}"):
+		v = user
+	case strings.HasPrefix(filter, "%c"), strings.HasPrefix(filter, "${clientid}"):
+		v = client
+	}
+	return v != "" && v[0] == '$'
 }
 
 func stringArgs(args []any, n int) ([]string, bool) {

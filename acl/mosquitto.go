@@ -73,7 +73,9 @@ func csvLine(fields []string) string {
 // pattern deny); a SUBSCRIBE is authorized by filter containment (Mosquitto
 // allows every SUBSCRIBE and filters deliveries); a username or client ID
 // with '+', '#' or '/' makes the patterns that use it not apply (Mosquitto
-// denies all pattern-based access for '+' and '#' and substitutes '/').
+// denies all pattern-based access for '+' and '#' and substitutes '/'); a
+// value starting with '$' at the start of a pattern makes it not apply
+// (Mosquitto lets client "$SYS" read $SYS/# through "pattern read %c/#").
 func ParseMosquitto(r io.Reader) ([]Rule, error) {
 	br := bufio.NewReader(r)
 	var rules []Rule

@@ -218,3 +218,50 @@ func TestParseMosquittoRefusesPlaceholdersMosquittoKeepsLiteral(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, rules, 2)
 }
+
+// A client ID or username that starts with '$' must not carry a pattern
+// such as "%c/#" into the topics reserved to the server ($SYS/...).
+func TestPlaceholderValueCannotReachDollarTopics(t *testing.T) {
+	e := newEnforcer(t)
+	c, err := acl.NewCasbin(e)
+	require.NoError(t, err)
+	_, err = e.AddPolicies([][]string{
+		{"*", "%c/#", "readwrite", "allow"},
+		{"*", "users/%u/#", "readwrite", "allow"},
+		{"*", "$share/g/%u/#", "read", "allow"},
+		{"ops", "$%c/x", "read", "allow"},
+	})
+	require.NoError(t, err)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		user, client, act, topic string
+		want                     bool
+	}{
+		{"bob", "$SYS", "read", "$SYS/broker/version", false},
+		{"bob", "$SYS", "write", "$SYS/x", false},
+		{"bob", "$SYS", "read", "$SYS/#", false},
+		{"bob", "$share", "read", "$share/#", false},
+		{"$SYS", "c", "read", "$SYS/x", false},
+		{"$SYS", "c", "read", "$share/grp/$SYS/x", false},
+		{"$x", "c", "read", "users/$x/a", true}, // not the first level
+		{"bob", "dev1", "read", "dev1/a", true},
+		{"ops", "SYS", "read", "$SYS/x", true}, // the policy wrote the '$'
+	} {
+		want, err := e.Enforce(tc.user, tc.client, tc.topic, tc.act)
+		require.NoError(t, err)
+		require.Equal(t, tc.want, want, "Enforce %+v", tc)
+		require.Equal(t, tc.want, c.Allowed(tc.user, tc.client, tc.act, tc.topic), "Allowed %+v", tc)
+		cl := &mqttsec.Client{ID: tc.client, Username: tc.user}
+		a := mqttsec.Receive
+		if tc.act == "write" {
+			a = mqttsec.Publish
+		}
+		require.Equal(t, tc.want, c.Bind(cl).Authorize(ctx, cl, a, tc.topic) == nil, "bound %+v", tc)
+	}
+	// Grants follow the same rule.
+	g := &mqttsec.Client{ID: "$SYS", Username: "bob", Identity: &mqttsec.Identity{Grants: []mqttsec.Grant{{Topic: "%c/#", Access: mqttsec.Subscribe, Allow: true}}}}
+	w, err := acl.NewCasbin(newEnforcer(t), acl.WithGrants(acl.GrantsWiden))
+	require.NoError(t, err)
+	require.Error(t, w.Authorize(ctx, g, mqttsec.Receive, "$SYS/x"))
+	require.Error(t, w.Bind(g).Authorize(ctx, g, mqttsec.Receive, "$SYS/x"))
+}
