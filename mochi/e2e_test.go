@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"maps"
@@ -818,4 +819,28 @@ func TestDisconnectOncePerSession(t *testing.T) {
 		require.NoError(t, err, "d-%d", i)
 		require.NoError(t, c.Disconnect(&paho.Disconnect{}))
 	}
+}
+
+// TestSessionEndsWhenConnackFails: mochi calls no OnDisconnect when it
+// cannot send the CONNACK (here: the client's Maximum Packet Size is too
+// small for it); the hook still ends the session, so the client ID is not
+// locked.
+func TestSessionEndsWhenConnackFails(t *testing.T) {
+	f := start(t, testbroker.Options{HookOptions: []mochi.Option{mochi.WithConnectTimeout(200 * time.Millisecond)}})
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0xC2, 0, 30}
+	body = append(body, 5, 0x27, 0, 0, 0, 2) // Maximum Packet Size 2
+	for _, s := range []string{"tiny", "alice", "pw"} {
+		body = binary.BigEndian.AppendUint16(body, uint16(len(s)))
+		body = append(body, s...)
+	}
+	c, err := net.Dial("tcp", f.b.Addr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write(append([]byte{0x10, byte(len(body))}, body...))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return f.events.count(mqttsec.EventConnected, "tiny") == 1 },
+		testbroker.Timeout, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return f.events.count(mqttsec.EventDisconnected, "tiny") == 1 },
+		testbroker.Timeout, 10*time.Millisecond)
+	_ = f.dial(t, "tiny", "mallory")
 }
