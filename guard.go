@@ -222,6 +222,17 @@ func (g *Guard) connect(ctx context.Context, p *parts, cl *Client, cred Credenti
 	if !id.Expiry.IsZero() && !now.Before(id.Expiry) {
 		return nil, fmt.Errorf("%w: credentials expired at %s", ErrBadCredentials, id.Expiry.UTC().Format(time.RFC3339))
 	}
+	// Decisions after CONNECT key on the authenticated principal, never on
+	// a user name the client merely claimed (a certificate-authenticated
+	// client could otherwise send "admin" and get admin's rules).
+	if id.Method != MethodAnonymous {
+		if id.Subject == "" {
+			return nil, fmt.Errorf("%w: authenticator returned an identity without a subject", ErrBadCredentials)
+		}
+		cl.Username = id.Subject
+	} else {
+		cl.Username = ""
+	}
 	cl.Identity = id
 	s := &Session{g: g, client: *cl}
 	b := bind(p, &s.client)

@@ -360,3 +360,36 @@ func BenchmarkGuardPublish(b *testing.B) {
 		}
 	}
 }
+
+// TestGuardUsernameIsTheIdentity: a client authenticated by something
+// other than its user name (a certificate, say) cannot borrow another
+// user's rules by claiming that user's name.
+func TestGuardUsernameIsTheIdentity(t *testing.T) {
+	cert := mqttsec.AuthenticatorFunc(func(_ context.Context, cl *mqttsec.Client, _ mqttsec.Credentials) (*mqttsec.Identity, error) {
+		switch cl.ID {
+		case "anon":
+			return &mqttsec.Identity{Subject: "anonymous", Method: mqttsec.MethodAnonymous}, nil
+		case "nosubject":
+			return &mqttsec.Identity{Method: mqttsec.MethodX509}, nil
+		}
+		return &mqttsec.Identity{Subject: "device-7", Method: mqttsec.MethodX509}, nil
+	})
+	var seen []string
+	record := mqttsec.AuthorizerFunc(func(_ context.Context, cl *mqttsec.Client, _ mqttsec.Access, _ string) error {
+		seen = append(seen, cl.Username)
+		return own.Authorize(ctx, cl, mqttsec.Publish, "u/"+cl.Username+"/x")
+	})
+	g := mqttsec.New(mqttsec.Config{Authenticator: cert, Authorizer: record, Events: &events{}})
+	s, err := g.Connect(ctx, client("c1", "admin"), pw(""), nil)
+	require.NoError(t, err)
+	require.Equal(t, "device-7", s.Client().Username)
+	require.NoError(t, g.Deliver(ctx, s, "u/device-7/x"))
+	require.Equal(t, []string{"device-7"}, seen, "the authorizer sees the identity, not the claimed name")
+
+	s, err = g.Connect(ctx, client("anon", "admin"), pw(""), nil)
+	require.NoError(t, err)
+	require.Empty(t, s.Client().Username, "an anonymous identity has no user name")
+
+	_, err = g.Connect(ctx, client("nosubject", "admin"), pw(""), nil)
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
+}

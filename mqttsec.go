@@ -100,7 +100,11 @@ type Client struct {
 	// ID is the MQTT client identifier (after the broker assigned one, if
 	// the client sent none).
 	ID string
-	// Username is the user name field of CONNECT, possibly empty.
+	// Username is the user name field of CONNECT, possibly empty. After
+	// authentication the Guard replaces it with Identity.Subject (empty for
+	// an anonymous identity), so authorizers, %u placeholders and events
+	// of a connection see the authenticated principal, never a name the
+	// client merely claimed (as Mosquitto's use_identity_as_username).
 	Username string
 	// RemoteAddr is the peer address as "ip:port".
 	RemoteAddr string
