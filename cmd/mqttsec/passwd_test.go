@@ -205,9 +205,13 @@ func TestPasswdBinary(t *testing.T) {
 			}
 		}
 		waitPrompt("Password:")
+		// The prompt is written just before echo is switched off: give the
+		// command a moment, or the terminal itself may echo early input.
+		time.Sleep(300 * time.Millisecond)
 		_, err = stdin.Write([]byte("grace's secret password\n"))
 		require.NoError(t, err)
 		waitPrompt("Reenter password:")
+		time.Sleep(300 * time.Millisecond)
 		_, err = stdin.Write([]byte("grace's secret password\n"))
 		require.NoError(t, err)
 		rest, _ := io.ReadAll(stdout)
