@@ -175,7 +175,11 @@ func runServe(ctx context.Context, o *serveOptions, out io.Writer, ready func(tl
 		Logger:        logger,
 	})
 
-	server := mqtt.New(&mqtt.Options{InlineClient: false, Logger: logger})
+	// Bound what mochi reads per packet: without a maximum it allocates
+	// whatever size a first, unauthenticated packet claims (up to 256 MB).
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = maxPacketSize(o.maxPayload)
+	server := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: logger})
 	if _, err := mochi.NewHook(g, server, mochi.WithLogger(logger), mochi.WithConnectTimeout(o.connectTimeout)); err != nil {
 		return err
 	}
@@ -239,6 +243,15 @@ func ensureDevPasswd(path string) (string, error) {
 		return "", err
 	}
 	return pass, nil
+}
+
+// maxPacketSize is the largest MQTT packet serve accepts: the payload limit
+// plus room for the longest topic and properties, or 16 MiB without one.
+func maxPacketSize(maxPayload int) uint32 {
+	if maxPayload <= 0 || maxPayload > 16<<20 {
+		return 16 << 20
+	}
+	return uint32(maxPayload) + 128<<10
 }
 
 func portOf(addr string) string {

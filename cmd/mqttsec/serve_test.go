@@ -5,7 +5,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -131,4 +133,17 @@ func TestServeDevDefault(t *testing.T) {
 
 	code, _ := pub.Pub(t, "devices/other/temp", []byte("x"), 1)
 	require.Equal(t, byte(0x87), code)
+
+	// A first packet that claims 100 MB is refused before it is read:
+	// the connection closes instead of the broker allocating the claim.
+	raw, err := tls.Dial("tcp", addr, tc)
+	require.NoError(t, err)
+	defer raw.Close()
+	_, err = raw.Write([]byte{0x10, 0x80, 0x80, 0x80, 0x30}) // CONNECT, remaining length 100,663,296
+	require.NoError(t, err)
+	require.NoError(t, raw.SetReadDeadline(time.Now().Add(3*time.Second)) // shorter than the 5 s idle timeout)
+	_, err = raw.Read(make([]byte, 16))
+	require.Error(t, err)
+	var ne net.Error
+	require.False(t, errors.As(err, &ne) && ne.Timeout(), "closed at once, not after the idle timeout: %v", err)
 }
