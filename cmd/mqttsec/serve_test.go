@@ -141,7 +141,7 @@ func TestServeDevDefault(t *testing.T) {
 	defer raw.Close()
 	_, err = raw.Write([]byte{0x10, 0x80, 0x80, 0x80, 0x30}) // CONNECT, remaining length 100,663,296
 	require.NoError(t, err)
-	require.NoError(t, raw.SetReadDeadline(time.Now().Add(3*time.Second)) // shorter than the 5 s idle timeout)
+	require.NoError(t, raw.SetReadDeadline(time.Now().Add(3*time.Second))) // shorter than the 5 s idle timeout
 	_, err = raw.Read(make([]byte, 16))
 	require.Error(t, err)
 	var ne net.Error
