@@ -87,7 +87,10 @@ func main() {
 
 	// 4. The Guard composes the parts; the mochi hook enforces it.
 	guard := mqttsec.New(mqttsec.Config{Authenticator: passwords, Authorizer: authz, Logger: logger})
-	server := mqtt.New(&mqtt.Options{Logger: logger})
+	// Bound packet sizes: mochi otherwise allocates what a packet claims.
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = 1 << 20
+	server := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: logger})
 	if _, err := mochi.NewHook(guard, server); err != nil {
 		log.Fatal(err)
 	}
