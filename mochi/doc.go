@@ -71,6 +71,10 @@
 //     No hook runs before that decoder: [Harden] scans the inbound stream
 //     and closes such a connection before mochi decodes the packet. Wrap
 //     every listener with it.
+//   - Without Capabilities.MaximumPacketSize, mochi allocates whatever size
+//     a packet's header claims (up to 256 MB), before authentication. Set
+//     it (mqtt.NewDefaultServerCapabilities, then MaximumPacketSize); the
+//     hook cannot, since mochi reads the packet before any hook runs.
 //   - Session takeover happens after authentication. The Guard's Registry
 //     decides at CONNECT: a refused takeover is answered before mochi
 //     touches the existing session, which stays connected. A kept (offline)
