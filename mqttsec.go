@@ -64,7 +64,9 @@ type Identity struct {
 	// Method is how the subject was authenticated.
 	Method Method
 	// Roles are the groups the subject belongs to, if the authenticator
-	// knows them (a token claim, say). Authorizers may add their own.
+	// knows them (a token claim, say). Authorizers resolve further roles
+	// on their own side (see [ClientBinder]); they must not modify an
+	// Identity, which authenticators may share between connections.
 	Roles []string
 	// Expiry is when the credential stops being valid; zero means never.
 	// The Guard asks the broker to disconnect the client with 0xA0 then.
