@@ -392,12 +392,16 @@ func (denyAll) Authorize(context.Context, *Client, Access, string) error {
 const MaxClientIDLen = 256
 
 // DefaultClientIDPolicy accepts client IDs of 1 to [MaxClientIDLen] bytes of
-// valid UTF-8 without control characters, '+' or '#' (which have a meaning in
-// topic rules). It denies with [ErrClientIDInvalid].
+// valid UTF-8 without control characters, '+' or '#', and not starting with
+// '$' (all have a meaning in topic rules: with a "%c/#" rule a client named
+// "$SYS" would reach broker topics). It denies with [ErrClientIDInvalid].
 var DefaultClientIDPolicy ClientIDPolicy = ClientIDPolicyFunc(func(cl *Client) error {
 	id := cl.ID
 	if id == "" || len(id) > MaxClientIDLen {
 		return fmt.Errorf("%w: length %d not in 1..%d", ErrClientIDInvalid, len(id), MaxClientIDLen)
+	}
+	if id[0] == '$' {
+		return fmt.Errorf("%w: %q starts with '$'", ErrClientIDInvalid, id)
 	}
 	if !utf8.ValidString(id) {
 		return fmt.Errorf("%w: invalid UTF-8", ErrClientIDInvalid)

@@ -94,6 +94,7 @@ func TestGuardConnect(t *testing.T) {
 		{"empty client id", client("", "alice"), pw("pw"), nil, mqttsec.CodeClientIDNotValid},
 		{"wildcard client id", client("a+", "alice"), pw("pw"), nil, mqttsec.CodeClientIDNotValid},
 		{"control char client id", client("a\nb", "alice"), pw("pw"), nil, mqttsec.CodeClientIDNotValid},
+		{"dollar client id", client("$SYS", "alice"), pw("pw"), nil, mqttsec.CodeClientIDNotValid},
 		{"will allowed", client("c4", "alice"), pw("pw"), &mqttsec.Message{Topic: "u/alice/lwt"}, mqttsec.CodeSuccess},
 		{"will denied", client("c5", "alice"), pw("pw"), &mqttsec.Message{Topic: "u/bob/lwt"}, mqttsec.CodeNotAuthorized},
 		{"will invalid", client("c6", "alice"), pw("pw"), &mqttsec.Message{Topic: "u/alice/#"}, mqttsec.CodeTopicNameInvalid},
