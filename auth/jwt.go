@@ -45,7 +45,9 @@ type JWTConfig struct {
 	// matching curve, EdDSA with Ed25519 keys, so a public key can never be
 	// used as an HMAC secret.
 	Algorithms []string `yaml:"algorithms"`
-	// HMACSecret is the shared secret for HS* tokens, at least 32 bytes.
+	// HMACSecret is the shared secret for HS* tokens, at least as long as
+	// the hash output (RFC 7518): 32 bytes for HS256, 48 for HS384, 64 for
+	// HS512 (the longest allowed algorithm decides).
 	// Load it with [HMACSecretFromFile] or [HMACSecretFromEnv]; it is never
 	// printed.
 	HMACSecret []byte `yaml:"-"`
@@ -134,6 +136,9 @@ var knownAlgs = map[string]bool{
 	"EdDSA": true,
 }
 
+// hmacSecretLen is the shortest secret RFC 7518 allows per HS* algorithm.
+var hmacSecretLen = map[string]int{"HS256": 32, "HS384": 48, "HS512": 64}
+
 // NewJWT returns a JWT authenticator. ctx bounds the first JWKS fetch and
 // the refresh goroutine's requests.
 func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
@@ -141,18 +146,21 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 		return nil, fmt.Errorf("%w: jwt: no algorithms allowed", ErrConfig)
 	}
 	var hmac, asym bool
+	minSecret := 0
 	for _, a := range cfg.Algorithms {
 		if !knownAlgs[a] {
 			return nil, fmt.Errorf("%w: jwt: algorithm %q not supported", ErrConfig, a)
 		}
 		if strings.HasPrefix(a, "HS") {
 			hmac = true
+			// RFC 7518 3.2: a key at least as long as the hash output.
+			minSecret = max(minSecret, hmacSecretLen[a])
 		} else {
 			asym = true
 		}
 	}
-	if hmac && len(cfg.HMACSecret) < minHMACSecret {
-		return nil, fmt.Errorf("%w: jwt: HS* algorithms need an HMAC secret of at least %d bytes", ErrConfig, minHMACSecret)
+	if hmac && len(cfg.HMACSecret) < minSecret {
+		return nil, fmt.Errorf("%w: jwt: the allowed HS* algorithms need an HMAC secret of at least %d bytes", ErrConfig, minSecret)
 	}
 	if asym && len(cfg.PublicKeys) == 0 && cfg.JWKSURL == "" {
 		return nil, fmt.Errorf("%w: jwt: asymmetric algorithms need public keys or a JWKS URL", ErrConfig)

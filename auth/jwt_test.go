@@ -294,6 +294,8 @@ func TestJWTConfigErrors(t *testing.T) {
 		"unknown":          {Algorithms: []string{"XS256"}, HMACSecret: k.secret},
 		"hs without key":   {Algorithms: []string{"HS256"}},
 		"short secret":     {Algorithms: []string{"HS256"}, HMACSecret: []byte("short")},
+		"HS384, 32 bytes":  {Algorithms: []string{"HS384"}, HMACSecret: make([]byte, 32)},
+		"HS512, 48 bytes":  {Algorithms: []string{"HS256", "HS512"}, HMACSecret: make([]byte, 48)},
 		"rs without keys":  {Algorithms: []string{"RS256"}, HMACSecret: k.secret},
 		"private key type": {Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ec}},
 	} {
@@ -301,6 +303,12 @@ func TestJWTConfigErrors(t *testing.T) {
 			_, err := auth.NewJWT(context.Background(), cfg)
 			require.ErrorIs(t, err, auth.ErrConfig)
 		})
+	}
+	// RFC 7518: the secret is at least as long as the hash output.
+	for alg, n := range map[string]int{"HS256": 32, "HS384": 48, "HS512": 64} {
+		j, err := auth.NewJWT(context.Background(), auth.JWTConfig{Algorithms: []string{alg}, HMACSecret: make([]byte, n)})
+		require.NoError(t, err, alg)
+		require.NoError(t, j.Close())
 	}
 }
 
