@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,22 +10,8 @@ import (
 
 func runACL(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	cmd := newACLCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	err := cmd.Execute()
-	code := 0
-	var ee *exitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.code
-	case err != nil:
-		code = -1
-	}
-	return out.String(), code
+	out, err := execute(newACLCmd(), "", args...)
+	return out, exitCode(err)
 }
 
 const testPolicy = `p, alice, a/b/#, read, allow

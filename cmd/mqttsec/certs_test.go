@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,22 +11,7 @@ import (
 
 func runCerts(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := newCertsCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	err := cmd.Execute()
-	return out.String(), err
-}
-
-func exitCode(err error) int {
-	var ee *exitError
-	if errors.As(err, &ee) {
-		return ee.code
-	}
-	return -1
+	return execute(newCertsCmd(), "", args...)
 }
 
 func TestCertsInitAndClient(t *testing.T) {

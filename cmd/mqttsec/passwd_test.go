@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"os"
@@ -20,25 +19,8 @@ import (
 
 func runPasswd(t *testing.T, stdin string, args ...string) error {
 	t.Helper()
-	cmd := newPasswdCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetIn(strings.NewReader(stdin))
-	cmd.SetArgs(append([]string{"--cost", "4"}, args...))
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	return cmd.Execute()
-}
-
-func passwdExit(err error) int {
-	var ee *exitError
-	if errors.As(err, &ee) {
-		return ee.code
-	}
-	if err != nil {
-		return -1
-	}
-	return 0
+	_, err := execute(newPasswdCmd(), stdin, append([]string{"--cost", "4"}, args...)...)
+	return err
 }
 
 func verifyUser(t *testing.T, file, user, pw string) bool {
@@ -53,7 +35,7 @@ func TestPasswdCommand(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "passwd")
 
-	require.Equal(t, 1, passwdExit(runPasswd(t, "", "-b", file, "alice", "correct horse battery")), "no -c on a missing file")
+	require.Equal(t, 1, exitCode(runPasswd(t, "", "-b", file, "alice", "correct horse battery")), "no -c on a missing file")
 	require.NoError(t, runPasswd(t, "", "-c", "-b", file, "alice", "correct horse battery"))
 	st, err := os.Stat(file)
 	require.NoError(t, err)
@@ -89,7 +71,7 @@ func TestPasswdCommand(t *testing.T) {
 		"bad cost":          {"", []string{"--cost", "40", "-b", file, "carol", "correct horse battery"}, 2},
 	} {
 		t.Run(name, func(t *testing.T) {
-			require.Equal(t, tc.code, passwdExit(runPasswd(t, tc.stdin, tc.args...)))
+			require.Equal(t, tc.code, exitCode(runPasswd(t, tc.stdin, tc.args...)))
 			after, _ := os.ReadFile(file)
 			require.Equal(t, before, after, "a failed command leaves the file alone")
 		})
