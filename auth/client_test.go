@@ -74,7 +74,7 @@ func TestStaticCredentialsMosquitto(t *testing.T) {
 		cfg := autopaho.ClientConfig{
 			ServerUrls:                    []*url.URL{u},
 			KeepAlive:                     10,
-			ConnectRetryDelay:             time.Hour,
+			ReconnectBackoff:              autopaho.NewConstantBackoff(time.Hour),
 			ConnectTimeout:                5 * time.Second,
 			OnConnectError:                func(err error) { refused <- err },
 			ClientConfig:                  paho.ClientConfig{ClientID: "dev1-client"},
