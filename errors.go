@@ -24,6 +24,7 @@ const (
 	CodePacketTooLarge          ReasonCode = 0x95
 	CodeMessageRateTooHigh      ReasonCode = 0x96
 	CodeQuotaExceeded           ReasonCode = 0x97
+	CodeAdministrativeAction    ReasonCode = 0x98
 	CodeConnectionRateExceeded  ReasonCode = 0x9F
 	CodeMaximumConnectTime      ReasonCode = 0xA0
 	CodeWildcardSubsUnsupported ReasonCode = 0xA2
@@ -89,6 +90,8 @@ func (c ReasonCode) String() string {
 		name = "message rate too high"
 	case CodeQuotaExceeded:
 		name = "quota exceeded"
+	case CodeAdministrativeAction:
+		name = "administrative action"
 	case CodeConnectionRateExceeded:
 		name = "connection rate exceeded"
 	case CodeMaximumConnectTime:
@@ -102,17 +105,21 @@ func (c ReasonCode) String() string {
 // ReasonError is a denial that carries the MQTT v5 reason code to send.
 // The package's sentinels are ReasonErrors; wrap them with %w to add detail
 // and test for them with [errors.Is]. [CodeOf] finds the code in a chain.
+// A ReasonError is immutable.
 type ReasonError struct {
-	Code ReasonCode
+	code ReasonCode
 	msg  string
 }
 
 // Error returns the message.
 func (e *ReasonError) Error() string { return e.msg }
 
+// Code returns the reason code the denial carries.
+func (e *ReasonError) Code() ReasonCode { return e.code }
+
 // NewReasonError returns a new ReasonError. Prefer wrapping a sentinel.
 func NewReasonError(code ReasonCode, msg string) *ReasonError {
-	return &ReasonError{Code: code, msg: msg}
+	return &ReasonError{code: code, msg: msg}
 }
 
 // Sentinel denials, each with its reason code.
@@ -132,6 +139,10 @@ var (
 	ErrQuotaExceeded      = NewReasonError(CodeQuotaExceeded, "mqttsec: quota exceeded")
 	ErrConnectionRate     = NewReasonError(CodeConnectionRateExceeded, "mqttsec: connection rate exceeded")
 	ErrExpired            = NewReasonError(CodeMaximumConnectTime, "mqttsec: credentials expired")
+	ErrRevoked            = NewReasonError(CodeNotAuthorized, "mqttsec: credentials revoked")
+	ErrKicked             = NewReasonError(CodeAdministrativeAction, "mqttsec: disconnected by an administrator")
+	ErrSessionOwned       = NewReasonError(CodeClientIDNotValid, "mqttsec: client identifier owned by a kept session of another identity")
+	ErrForeignSession     = NewReasonError(CodeNotAuthorized, "mqttsec: no session of this Guard")
 )
 
 // ErrAbstain is returned by an [Authenticator] or [Authorizer] that does not
@@ -149,8 +160,99 @@ func CodeOf(err error) ReasonCode {
 		return CodeSuccess
 	}
 	var re *ReasonError
-	if errors.As(err, &re) && re.Code != CodeSuccess {
-		return re.Code
+	if errors.As(err, &re) && re.code != CodeSuccess {
+		return re.code
 	}
 	return CodeUnspecified
+}
+
+// The reason codes each MQTT v5 packet may carry (MQTT 5.0 sections 3.2.2.2,
+// 3.4.2.1, 3.9.3 and 3.14.2.1). An adapter maps a Guard's answer through the
+// method for the packet it sends, so that no packet carries a code the
+// specification does not allow there: a client may treat that as a protocol
+// error and never learn why it was refused.
+
+// ForConnack returns the code a CONNACK answering a denied CONNECT carries:
+// c itself where CONNACK allows it, 0x9F for a message rate (a connect
+// rate), 0x8A for administrative action (a ban), 0x80 otherwise.
+// [Guard.Connect] answers CONNECT.
+func (c ReasonCode) ForConnack() ReasonCode {
+	switch c {
+	case 0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C,
+		0x90, 0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F:
+		return c
+	case CodeMessageRateTooHigh:
+		return CodeConnectionRateExceeded
+	case CodeAdministrativeAction:
+		return CodeBanned
+	}
+	return CodeUnspecified
+}
+
+// ForPuback returns the code a PUBACK or PUBREC answering a denied PUBLISH
+// carries: c itself where PUBACK allows it, 0x97 (quota exceeded) for a
+// message rate, 0x80 otherwise. A denial for which [ReasonCode.Disconnects]
+// is true is answered with a DISCONNECT instead. [Guard.Publish] answers
+// PUBLISH.
+func (c ReasonCode) ForPuback() ReasonCode {
+	switch c {
+	case 0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99:
+		return c
+	case CodeMessageRateTooHigh:
+		return CodeQuotaExceeded
+	}
+	return CodeUnspecified
+}
+
+// ForSuback returns the code a SUBACK carries for a denied topic filter: c
+// itself where SUBACK allows it, 0x97 for a rate, 0x80 otherwise.
+// [Guard.Subscribe] answers one filter of a SUBSCRIBE. For an MQTT 3.1.1
+// client use [ReasonCode.V3Suback].
+func (c ReasonCode) ForSuback() ReasonCode {
+	switch c {
+	case 0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2:
+		return c
+	case CodeMessageRateTooHigh:
+		return CodeQuotaExceeded
+	}
+	return CodeUnspecified
+}
+
+// ForDisconnect returns the code a server's DISCONNECT carries: c itself
+// where DISCONNECT allows it, 0x87 (not authorized) for bad credentials,
+// 0x98 (administrative action) for a ban, 0x80 otherwise. A [Disconnector]
+// maps the code it is given through it.
+func (c ReasonCode) ForDisconnect() ReasonCode {
+	switch c {
+	case 0x00, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93,
+		0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2:
+		return c
+	case CodeBadUsernameOrPassword, CodeClientIDNotValid:
+		return CodeNotAuthorized
+	case CodeBanned:
+		return CodeAdministrativeAction
+	}
+	return CodeUnspecified
+}
+
+// Disconnects reports whether a denied PUBLISH with this code must end the
+// connection (a DISCONNECT with [ReasonCode.ForDisconnect] for a v5 client,
+// the socket closed for a v3 client) rather than be answered with a PUBACK:
+// packet too large, credentials expired or revoked by an administrator, a
+// ban.
+func (c ReasonCode) Disconnects() bool {
+	switch c {
+	case CodePacketTooLarge, CodeMaximumConnectTime, CodeBanned, CodeAdministrativeAction:
+		return true
+	}
+	return false
+}
+
+// V3Suback returns the MQTT 3.1.1 SUBACK return code of a denied filter:
+// 0x80 (failure) for every denial, the granted QoS for success.
+func (c ReasonCode) V3Suback() byte {
+	if c <= 0x02 {
+		return byte(c)
+	}
+	return 0x80
 }

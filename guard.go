@@ -17,7 +17,9 @@ import (
 // default; every default either denies or is the secure choice.
 type Config struct {
 	// Authenticator verifies CONNECT credentials. Nil denies every CONNECT
-	// with 0x86: there is no implicit anonymous access.
+	// with 0x86: there is no implicit anonymous access. When it is a
+	// [Revalidator], [Guard.Revalidate] ends sessions whose credentials
+	// were withdrawn.
 	Authenticator Authenticator
 	// Authorizer decides publish, subscribe and receive. Nil denies all of
 	// them with 0x87.
@@ -26,9 +28,10 @@ type Config struct {
 	// means [DefaultClientIDPolicy].
 	ClientIDs ClientIDPolicy
 	// Registry binds client IDs to identities. Nil means an in-memory
-	// registry, kept across reloads, that refuses (0x85) a client ID held by
-	// a live connection of another identity, so an authenticated user cannot
-	// take over another device's session.
+	// registry, kept across reloads, that refuses (0x85) a client ID held
+	// by a live connection or a kept session of another identity, so an
+	// authenticated user can neither take over nor discard another
+	// device's session.
 	Registry Registry
 	// Limiter enforces rates and quotas. Nil applies no limits.
 	Limiter Limiter
@@ -44,17 +47,39 @@ type Config struct {
 }
 
 // Guard composes authentication, client-ID policy, rate limits and
-// authorization into the decisions a broker needs: [Guard.Connect],
-// [Guard.Publish], [Guard.Subscribe], [Guard.Deliver] and [Guard.Disconnect].
+// authorization into the decisions a broker needs. Each decision answers
+// one packet, and an adapter maps a denial's reason code ([CodeOf]) through
+// the method for that packet:
+//
+//	CONNECT     Guard.Connect     CONNACK        ReasonCode.ForConnack, V3Connack
+//	PUBLISH     Guard.Publish     PUBACK/PUBREC  ReasonCode.ForPuback, or DISCONNECT when ReasonCode.Disconnects
+//	SUBSCRIBE   Guard.Subscribe   SUBACK         ReasonCode.ForSuback, V3Suback (one call per filter)
+//	delivery    Guard.Deliver     (not sent)     a denied message is skipped for that subscriber
+//	will        Guard.Will        (not sent)     a denied will is neither published nor retained
+//	connection  Guard.Disconnect  —              ends the connection; keeps the session's ID bound while the broker keeps it
+//	(any time)  Disconnector      DISCONNECT     ReasonCode.ForDisconnect
+//
 // Deny wins: each step can only refuse, and a missing part denies where
-// skipping it would be insecure.
+// skipping it would be insecure. The zero Guard denies every CONNECT.
 //
 // A Guard is safe for concurrent use. [Guard.Reload] swaps its parts
 // atomically: a check runs entirely on the old parts or entirely on the new.
+// A Guard is also an [EventSink]: give it to the file watchers of the other
+// packages, and a credential reload revalidates live sessions.
 type Guard struct {
 	parts  atomic.Pointer[parts]
 	disc   atomic.Pointer[Disconnector]
-	memReg *memRegistry
+	memReg memRegistry
+
+	// sessions holds every Session not yet ended (connected or kept).
+	sessions sync.Map // *Session -> struct{}
+	// kept maps a client ID to the Session whose session the broker
+	// keeps after its connection ended.
+	kept sync.Map // string -> *Session
+
+	revalMu      sync.Mutex
+	revalRunning bool
+	revalAgain   bool
 }
 
 type parts struct {
@@ -69,17 +94,35 @@ type parts struct {
 
 // New returns a Guard with the given parts.
 func New(cfg Config) *Guard {
-	g := &Guard{memReg: &memRegistry{m: make(map[string]*regEntry)}}
+	g := &Guard{}
 	g.parts.Store(g.resolve(cfg))
 	return g
 }
 
 // Reload replaces the Guard's parts. Connections keep their identities;
-// their authorizers are re-bound on their next check.
+// their authorizers are re-bound on their next check, and live sessions
+// are revalidated with the new authenticator (see [Guard.Revalidate]).
 func (g *Guard) Reload(cfg Config) {
 	p := g.resolve(cfg)
 	g.parts.Store(p)
-	p.emit(Event{Kind: EventReload})
+	p.emit(Event{Kind: EventReload, Source: "guard"})
+	g.scheduleRevalidate()
+}
+
+// zeroParts are the parts of a zero Guard: they deny every CONNECT.
+var zeroParts = func() *parts {
+	p := (&Guard{}).resolve(Config{})
+	p.registry = RegistryFunc(func(context.Context, *Client) (Lease, error) {
+		return Lease{}, ErrServerUnavailable
+	})
+	return p
+}()
+
+func (g *Guard) load() *parts {
+	if p := g.parts.Load(); p != nil {
+		return p
+	}
+	return zeroParts
 }
 
 func (g *Guard) resolve(cfg Config) *parts {
@@ -94,10 +137,11 @@ func (g *Guard) resolve(cfg Config) *parts {
 		p.authz = denyAll{}
 	}
 	if p.ids == nil {
-		p.ids = DefaultClientIDPolicy
+		p.ids = DefaultClientIDPolicy()
 	}
 	if p.registry == nil {
-		p.registry = g.memReg
+		g.memReg.g = g
+		p.registry = &g.memReg
 	}
 	if p.events == nil {
 		p.events = SlogSink(cfg.Logger)
@@ -115,30 +159,62 @@ func (p *parts) emit(e Event) {
 	p.events.Event(e)
 }
 
+// Event implements [EventSink]: it passes e to the Guard's event sink, and
+// after an [EventReload] (a password file, a CRL or a key set reloaded) it
+// revalidates every live and kept session in the background (see
+// [Guard.Revalidate]). Give the Guard as the event sink of every file
+// watcher, so that a withdrawn credential ends the sessions that used it.
+func (g *Guard) Event(e Event) {
+	g.load().emit(e)
+	if e.Kind == EventReload {
+		g.scheduleRevalidate()
+	}
+}
+
 // SetDisconnector installs the broker adapter's Disconnector, used to close
-// connections whose credentials expire.
+// connections whose credentials expire or are revoked.
 func (g *Guard) SetDisconnector(d Disconnector) {
 	g.disc.Store(&d)
 }
 
+func (g *Guard) disconnector() Disconnector {
+	if d := g.disc.Load(); d != nil {
+		return *d
+	}
+	return nil
+}
+
 // Session is the per-connection state a Guard builds at CONNECT: the
 // client, its identity, and its bound authorizer. Later checks take it, so
-// a per-message check does no global lookup and takes no lock.
+// a per-message check does no global lookup and takes no lock. A Session
+// outlives its connection while the broker keeps the session
+// ([Guard.Disconnect] with keep > 0): messages queued for it and its
+// delayed will are still checked against it.
+//
 // A Session is safe for concurrent use.
 type Session struct {
-	g       *Guard
-	client  Client
-	bound   atomic.Pointer[binding]
-	expired atomic.Bool
+	g      *Guard
+	client Client
+	bound  atomic.Pointer[binding]
+	// stop is set when the session may do nothing more: its credentials
+	// expired or were revoked, or an administrator ended it.
+	stop    atomic.Pointer[error]
+	kept    atomic.Bool
 	ended   atomic.Bool
-	release func()
-	timer   *time.Timer
+	resume  bool
+	release func(keep time.Duration)
+
+	mu        sync.Mutex // guards the timers and closed
+	closed    bool       // the connection ended (Disconnect ran once)
+	timer     *time.Timer
+	keepTimer *time.Timer
 }
 
 type binding struct {
 	p     *parts
 	authz Authorizer
 	msg   MessageAuthorizer
+	sub   SubscriptionAuthorizer
 }
 
 // Client returns the connection's client, with its Identity. It must not be
@@ -149,10 +225,31 @@ func (s *Session) Client() *Client { return &s.client }
 func (s *Session) Identity() *Identity { return s.client.Identity }
 
 // Expired reports whether the session's credentials have expired.
-func (s *Session) Expired() bool { return s.expired.Load() }
+func (s *Session) Expired() bool {
+	err := s.stop.Load()
+	return err != nil && errors.Is(*err, ErrExpired)
+}
+
+// Err returns why the session may do nothing more (expired, revoked,
+// kicked), or nil while it may.
+func (s *Session) Err() error {
+	if err := s.stop.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
+// Kept reports whether the session's connection ended and the broker keeps
+// the session (see [Guard.Disconnect]).
+func (s *Session) Kept() bool { return s.kept.Load() && !s.ended.Load() }
+
+// Resume reports whether the connection may resume a session the broker
+// kept for its client ID: the ID was last held by the same identity (see
+// [Lease]). An adapter discards a kept session when Resume is false.
+func (s *Session) Resume() bool { return s.resume }
 
 func (s *Session) binding() *binding {
-	p := s.g.parts.Load()
+	p := s.g.load()
 	if b := s.bound.Load(); b != nil && b.p == p {
 		return b
 	}
@@ -170,19 +267,42 @@ func bind(p *parts, cl *Client) *binding {
 	}
 	b := &binding{p: p, authz: a}
 	b.msg, _ = a.(MessageAuthorizer)
+	b.sub, _ = a.(SubscriptionAuthorizer)
 	return b
+}
+
+// check returns the error that stops every decision of s: s is nil or
+// belongs to another Guard (an adapter bug must deny, not panic), or its
+// credentials expired or were revoked. It allocates nothing.
+func (g *Guard) check(s *Session) error {
+	if s == nil || s.g != g {
+		return ErrForeignSession
+	}
+	if err := s.stop.Load(); err != nil {
+		return *err
+	}
+	if s.ended.Load() {
+		return ErrForeignSession
+	}
+	return nil
 }
 
 // Connect decides a CONNECT: limits, client-ID policy, authentication,
 // credential expiry, the will message, and the client-ID registry, in that
 // order. It returns the Session for later checks, or a denial whose reason
-// code [CodeOf] gives. cred is not retained.
+// code [CodeOf] gives; a CONNACK carries [ReasonCode.ForConnack] of it (v5)
+// or [ReasonCode.V3Connack] (3.1.1). cred is not retained.
+//
+// When the broker keeps a session for cl.ID, the adapter resumes it only
+// if [Session.Resume] is true, and discards it otherwise: a kept session is
+// never handed to another identity.
 //
 // The expiry timer starts before Connect returns, so it can fire before the
 // adapter has registered the session with its [Disconnector]: an adapter
-// registers the session, then refuses the connection if [Session.Expired].
+// registers the session, then refuses the connection if [Session.Err] is
+// not nil.
 func (g *Guard) Connect(ctx context.Context, cl Client, cred Credentials, will *Message) (*Session, error) {
-	p := g.parts.Load()
+	p := g.load()
 	cl.Identity = nil
 	s, err := g.connect(ctx, p, &cl, cred, will)
 	if err != nil {
@@ -245,16 +365,22 @@ func (g *Guard) connect(ctx context.Context, p *parts, cl *Client, cred Credenti
 			return nil, fmt.Errorf("will message: %w", err)
 		}
 	}
-	release, err := p.registry.Claim(ctx, &s.client)
+	lease, err := p.registry.Claim(ctx, &s.client)
 	if err != nil {
 		return nil, reasoned(err, ErrClientIDTaken)
 	}
-	if release == nil {
-		release = func() {}
+	s.resume = lease.Resume
+	s.release = lease.Release
+	// A session kept for this ID is now either resumed by this connection
+	// or discarded by the adapter: it ends either way.
+	if v, ok := g.kept.LoadAndDelete(cl.ID); ok {
+		g.end(v.(*Session))
 	}
-	s.release = release
+	g.sessions.Store(s, struct{}{})
 	if !id.Expiry.IsZero() {
+		s.mu.Lock()
 		s.timer = time.AfterFunc(id.Expiry.Sub(now), s.expire)
+		s.mu.Unlock()
 	}
 	return s, nil
 }
@@ -263,13 +389,23 @@ func (s *Session) expire() {
 	if s.ended.Load() {
 		return
 	}
-	s.expired.Store(true)
-	p := s.g.parts.Load()
-	p.emit(Event{Kind: EventExpired, ClientID: s.client.ID, Username: s.client.Username,
-		RemoteAddr: s.client.RemoteAddr, Code: CodeMaximumConnectTime, Err: ErrExpired})
-	if d := s.g.disc.Load(); d != nil && *d != nil {
-		(*d).Disconnect(s, CodeMaximumConnectTime)
+	s.g.stopSession(s, ErrExpired, EventExpired)
+}
+
+// stopSession makes every later decision of s fail with err, reports kind
+// and asks the adapter to close the connection (or discard the kept
+// session). It reports whether s was stopped by this call.
+func (g *Guard) stopSession(s *Session, err error, kind EventKind) bool {
+	if !s.stop.CompareAndSwap(nil, &err) {
+		return false
 	}
+	code := CodeOf(err)
+	g.load().emit(Event{Kind: kind, ClientID: s.client.ID, Username: s.client.Username,
+		RemoteAddr: s.client.RemoteAddr, Code: code, Err: err})
+	if d := g.disconnector(); d != nil {
+		d.Disconnect(s, code)
+	}
+	return true
 }
 
 // reasoned makes sure err carries a reason code: errors without one are
@@ -286,10 +422,13 @@ func reasoned(err error, def *ReasonError) error {
 }
 
 // Publish decides a PUBLISH: topic-name validation, payload size, rate
-// limits, then authorization. It allocates nothing when it allows.
+// limits, then authorization. A denied message must be neither delivered
+// nor retained; the adapter answers with a PUBACK (QoS 1) or PUBREC (QoS 2)
+// carrying [ReasonCode.ForPuback] for a v5 client, or ends the connection
+// when [ReasonCode.Disconnects]. It allocates nothing when it allows.
 func (g *Guard) Publish(ctx context.Context, s *Session, m *Message) error {
-	if s.expired.Load() {
-		return ErrExpired
+	if err := g.check(s); err != nil {
+		return err
 	}
 	b := s.binding()
 	if err := topic.ValidateName(m.Topic); err != nil {
@@ -330,31 +469,101 @@ func authzErr(err error) error {
 	return err
 }
 
-// Subscribe decides one topic filter of a SUBSCRIBE: filter validation,
-// then authorization of the filter (without any $share prefix).
-func (g *Guard) Subscribe(ctx context.Context, s *Session, filter string) error {
-	if s.expired.Load() {
+// Will decides, when the broker is about to send the will message m of s,
+// whether it may: the session's credentials must not have expired or been
+// revoked, and the current policy must allow the publish. The will was
+// checked at CONNECT too, but a right can be withdrawn in between (a delayed
+// will is sent long after). A denied will is neither published nor
+// retained. Will may be called after [Guard.Disconnect] while the session is
+// kept, and not after it ended.
+func (g *Guard) Will(ctx context.Context, s *Session, m *Message) error {
+	err := g.check(s)
+	if err == nil && s.kept.Load() {
+		err = s.expiredNow(s.g.load())
+	}
+	p := g.load()
+	if err == nil {
+		b := s.binding()
+		p = b.p
+		if b.p.MaxPayload > 0 && len(m.Payload) > b.p.MaxPayload {
+			err = ErrPacketTooLarge
+		} else {
+			err = checkPublish(ctx, b, &s.client, m)
+		}
+	}
+	if err != nil {
+		cl := &Client{}
+		if s != nil {
+			cl = &s.client
+		}
+		p.emit(Event{Kind: EventWillDenied, ClientID: cl.ID, Username: cl.Username,
+			RemoteAddr: cl.RemoteAddr, Topic: m.Topic, Code: CodeOf(err), Err: err})
+	}
+	return err
+}
+
+// expiredNow checks the identity's expiry against the Guard's clock. Live
+// sessions rely on their timer; a kept session checks the clock too, so an
+// injected clock governs what is delivered to it.
+func (s *Session) expiredNow(p *parts) error {
+	if exp := s.client.Identity.Expiry; !exp.IsZero() && !p.now().Before(exp) {
 		return ErrExpired
-	}
-	b := s.binding()
-	if err := topic.ValidateFilter(filter); err != nil {
-		return g.deny(b.p, s, EventSubscribeDenied, filter, fmt.Errorf("%w: %w", ErrTopicFilterInvalid, err))
-	}
-	inner, _ := topic.Unshare(filter)
-	if err := authzErr(b.authz.Authorize(ctx, &s.client, Subscribe, inner)); err != nil {
-		return g.deny(b.p, s, EventSubscribeDenied, filter, err)
 	}
 	return nil
 }
 
-// Deliver decides whether a message published on topic may be delivered to
-// the session's client. It runs once per message per subscriber, retained
-// messages included, and allocates nothing when it allows.
-func (g *Guard) Deliver(ctx context.Context, s *Session, topic string) error {
-	if s.expired.Load() {
-		return ErrExpired
+// Subscribe decides one topic filter of a SUBSCRIBE: filter validation, a
+// rate limit, then authorization of the filter (without any $share
+// prefix) and its QoS. It returns the QoS granted, at most sub.QoS (an
+// authorizer may grant less, see [SubscriptionAuthorizer]), for the SUBACK;
+// a denied filter is answered with [ReasonCode.ForSuback] (v5) or
+// [ReasonCode.V3Suback] (3.1.1).
+func (g *Guard) Subscribe(ctx context.Context, s *Session, sub Subscription) (qos byte, err error) {
+	if err := g.check(s); err != nil {
+		return 0, err
 	}
 	b := s.binding()
+	if err := topic.ValidateFilter(sub.Filter); err != nil {
+		return 0, g.deny(b.p, s, EventSubscribeDenied, sub.Filter, fmt.Errorf("%w: %w", ErrTopicFilterInvalid, err))
+	}
+	if sub.QoS > 2 {
+		return 0, g.deny(b.p, s, EventSubscribeDenied, sub.Filter, fmt.Errorf("%w: QoS %d", ErrTopicFilterInvalid, sub.QoS))
+	}
+	if b.p.Limiter != nil {
+		if err := b.p.Limiter.Allow(&s.client, LimitSubscribe, 1); err != nil {
+			return 0, g.deny(b.p, s, EventSubscribeDenied, sub.Filter, reasoned(err, ErrQuotaExceeded))
+		}
+	}
+	inner, _ := topic.Unshare(sub.Filter)
+	qos = sub.QoS
+	if b.sub != nil {
+		in := sub
+		in.Filter = inner
+		qos, err = b.sub.AuthorizeSubscription(ctx, &s.client, &in)
+		qos = min(qos, sub.QoS)
+	} else {
+		err = b.authz.Authorize(ctx, &s.client, Subscribe, inner)
+	}
+	if err := authzErr(err); err != nil {
+		return 0, g.deny(b.p, s, EventSubscribeDenied, sub.Filter, err)
+	}
+	return qos, nil
+}
+
+// Deliver decides whether a message published on topic may be delivered to
+// the session's client. It runs once per message per subscriber, retained
+// messages and messages queued for a kept session included, and allocates
+// nothing when it allows. A denied message is skipped for this subscriber.
+func (g *Guard) Deliver(ctx context.Context, s *Session, topic string) error {
+	if err := g.check(s); err != nil {
+		return err
+	}
+	b := s.binding()
+	if s.kept.Load() {
+		if err := s.expiredNow(b.p); err != nil {
+			return err
+		}
+	}
 	if err := authzErr(b.authz.Authorize(ctx, &s.client, Receive, topic)); err != nil {
 		return g.deny(b.p, s, EventReceiveDenied, topic, err)
 	}
@@ -367,19 +576,183 @@ func (g *Guard) deny(p *parts, s *Session, kind EventKind, topic string, err err
 	return err
 }
 
-// Disconnect ends a session: it stops the expiry timer and releases the
-// client ID. It is safe to call more than once; only the first call acts.
-func (g *Guard) Disconnect(s *Session) {
-	if s == nil || !s.ended.CompareAndSwap(false, true) {
+// Disconnect is called by the adapter when the session's connection ends.
+// keep is how long the broker keeps the session afterwards: its
+// subscriptions, queued messages and delayed will (for MQTT v5 the session
+// expiry interval, or the will delay when that is longer; for a 3.1.1
+// clean-session-0 client the broker's own expiry; zero for a clean
+// session). The client ID stays bound to the identity for keep, the
+// session's messages and will are still checked, and [Guard.Revalidate] and
+// [Guard.Kick] still reach it. A revoked or expired session is never kept.
+//
+// Disconnect with keep = 0 on a kept session ends it (the broker discarded
+// or expired it); it also ends by itself after keep, or when a connection
+// with the same client ID is accepted. Disconnect is safe to call more than
+// once and with a nil or foreign session.
+func (g *Guard) Disconnect(s *Session, keep time.Duration) {
+	if s == nil || s.g != g || s.ended.Load() {
 		return
 	}
+	if s.stop.Load() != nil {
+		keep = 0
+	}
+	s.mu.Lock()
+	first := !s.closed
+	s.closed = true
+	s.mu.Unlock()
+	if first {
+		if s.release != nil {
+			s.release(keep)
+		}
+		g.load().emit(Event{Kind: EventDisconnected, ClientID: s.client.ID, Username: s.client.Username,
+			RemoteAddr: s.client.RemoteAddr})
+		if keep > 0 {
+			s.mu.Lock()
+			s.keepTimer = time.AfterFunc(keep, func() { g.end(s) })
+			s.mu.Unlock()
+			s.kept.Store(true)
+			if prev, ok := g.kept.Swap(s.client.ID, s); ok && prev.(*Session) != s {
+				g.end(prev.(*Session))
+			}
+			return
+		}
+	}
+	g.end(s)
+}
+
+// end ends s for good: no decision of it succeeds any more.
+func (g *Guard) end(s *Session) {
+	if !s.ended.CompareAndSwap(false, true) {
+		return
+	}
+	s.mu.Lock()
 	if s.timer != nil {
 		s.timer.Stop()
 	}
-	s.release()
-	p := g.parts.Load()
-	p.emit(Event{Kind: EventDisconnected, ClientID: s.client.ID, Username: s.client.Username,
-		RemoteAddr: s.client.RemoteAddr})
+	if s.keepTimer != nil {
+		s.keepTimer.Stop()
+	}
+	s.mu.Unlock()
+	g.sessions.Delete(s)
+	g.kept.CompareAndDelete(s.client.ID, s)
+}
+
+// Sessions returns the sessions the Guard knows: live connections and
+// sessions the broker keeps ([Session.Kept]).
+func (g *Guard) Sessions() []*Session {
+	var out []*Session
+	g.sessions.Range(func(k, _ any) bool {
+		out = append(out, k.(*Session))
+		return true
+	})
+	return out
+}
+
+// MatchClientID returns a matcher for [Guard.Kick] that selects the session
+// of one client ID.
+func MatchClientID(id string) func(*Session) bool {
+	return func(s *Session) bool { return s.client.ID == id }
+}
+
+// MatchSubject returns a matcher for [Guard.Kick] that selects every
+// session of one authenticated subject (whatever the method).
+func MatchSubject(subject string) func(*Session) bool {
+	return func(s *Session) bool { return s.client.Identity != nil && s.client.Identity.Subject == subject }
+}
+
+// Kick ends every session match selects, live or kept: later decisions of
+// the session fail, an [EventRevoked] is reported, and the adapter's
+// [Disconnector] closes the connection with code (mapped with
+// [ReasonCode.ForDisconnect]; 0x98 administrative action is the usual one)
+// or discards the kept session. It returns the number of sessions ended.
+func (g *Guard) Kick(match func(*Session) bool, code ReasonCode) int {
+	if match == nil {
+		return 0
+	}
+	err := error(ErrKicked)
+	if code != CodeAdministrativeAction {
+		err = NewReasonError(code, "mqttsec: disconnected: "+code.String())
+	}
+	n := 0
+	for _, s := range g.Sessions() {
+		if !s.ended.Load() && match(s) && g.stopSession(s, err, EventRevoked) {
+			n++
+		}
+	}
+	return n
+}
+
+// Revalidate asks the authenticator, when it is a [Revalidator], whether
+// the credentials of every live and kept session still hold. A session it
+// denies is ended as by [Guard.Kick] with 0x87 (not authorized): a user
+// removed from the password file or given a new password, a revoked
+// certificate, a withdrawn signing key. An abstention or an error without
+// a denial's code (a backend that is down) keeps the session. It returns
+// the number of sessions ended.
+//
+// The Guard revalidates by itself after [Guard.Reload] and after an
+// [EventReload] reaches [Guard.Event]; call Revalidate after changing
+// credentials in a way no watcher reports.
+func (g *Guard) Revalidate(ctx context.Context) int {
+	rv, ok := g.load().authn.(Revalidator)
+	if !ok {
+		return 0
+	}
+	n := 0
+	for _, s := range g.Sessions() {
+		if ctx.Err() != nil {
+			break
+		}
+		if s.ended.Load() || s.stop.Load() != nil {
+			continue
+		}
+		err := rv.Revalidate(ctx, &s.client)
+		if err == nil || errors.Is(err, ErrAbstain) {
+			continue
+		}
+		switch CodeOf(err) {
+		case CodeServerBusy, CodeServerUnavailable, CodeUnspecified:
+			continue // not a verdict on the credentials
+		}
+		if g.stopSession(s, fmt.Errorf("%w: %w", ErrRevoked, err), EventRevoked) {
+			n++
+		}
+	}
+	return n
+}
+
+// revalidateTimeout bounds one background revalidation pass.
+const revalidateTimeout = time.Minute
+
+// scheduleRevalidate runs Revalidate in the background; requests that
+// arrive while a pass runs are coalesced into one more pass.
+func (g *Guard) scheduleRevalidate() {
+	if _, ok := g.load().authn.(Revalidator); !ok {
+		return
+	}
+	g.revalMu.Lock()
+	if g.revalRunning {
+		g.revalAgain = true
+		g.revalMu.Unlock()
+		return
+	}
+	g.revalRunning = true
+	g.revalMu.Unlock()
+	go func() {
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), revalidateTimeout)
+			g.Revalidate(ctx)
+			cancel()
+			g.revalMu.Lock()
+			if !g.revalAgain {
+				g.revalRunning = false
+				g.revalMu.Unlock()
+				return
+			}
+			g.revalAgain = false
+			g.revalMu.Unlock()
+		}
+	}()
 }
 
 type denyAll struct{}
@@ -388,14 +761,23 @@ func (denyAll) Authorize(context.Context, *Client, Access, string) error {
 	return ErrNotAuthorized
 }
 
+// RegistryFunc adapts a function to a Registry.
+type RegistryFunc func(ctx context.Context, cl *Client) (Lease, error)
+
+// Claim calls f(ctx, cl).
+func (f RegistryFunc) Claim(ctx context.Context, cl *Client) (Lease, error) { return f(ctx, cl) }
+
 // MaxClientIDLen is the longest client ID [DefaultClientIDPolicy] accepts.
 const MaxClientIDLen = 256
 
-// DefaultClientIDPolicy accepts client IDs of 1 to [MaxClientIDLen] bytes of
+// DefaultClientIDPolicy returns the policy a Guard uses when
+// [Config.ClientIDs] is nil: client IDs of 1 to [MaxClientIDLen] bytes of
 // valid UTF-8 without control characters, '+' or '#', and not starting with
 // '$' (all have a meaning in topic rules: with a "%c/#" rule a client named
 // "$SYS" would reach broker topics). It denies with [ErrClientIDInvalid].
-var DefaultClientIDPolicy ClientIDPolicy = ClientIDPolicyFunc(func(cl *Client) error {
+func DefaultClientIDPolicy() ClientIDPolicy { return defaultClientIDPolicy }
+
+var defaultClientIDPolicy = ClientIDPolicyFunc(func(cl *Client) error {
 	id := cl.ID
 	if id == "" || len(id) > MaxClientIDLen {
 		return fmt.Errorf("%w: length %d not in 1..%d", ErrClientIDInvalid, len(id), MaxClientIDLen)
@@ -415,27 +797,43 @@ var DefaultClientIDPolicy ClientIDPolicy = ClientIDPolicyFunc(func(cl *Client) e
 })
 
 // memRegistry is the default Registry: a client ID moves only between
-// connections of the same identity, and it stays bound to that identity
-// while any of its claims is live (a takeover whose new connection ends
-// first does not free the ID of the old one).
+// connections of the same identity; it stays bound to that identity while
+// any of its claims is live (a takeover whose new connection ends first
+// does not free the ID of the old one) and, after the last one, for as long
+// as the broker keeps the session.
 type memRegistry struct {
-	mu sync.Mutex
-	m  map[string]*regEntry
+	g       *Guard
+	mu      sync.Mutex
+	m       map[string]*regEntry
+	sweepAt int
 }
 
 type regEntry struct {
 	subject string
 	method  Method
 	claims  int
+	until   time.Time // with claims == 0: bound until then (a kept session)
 }
 
-func (r *memRegistry) Claim(_ context.Context, cl *Client) (func(), error) {
+func (r *memRegistry) Claim(_ context.Context, cl *Client) (Lease, error) {
 	id := cl.Identity
+	now := r.g.load().now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = make(map[string]*regEntry)
+	}
+	r.sweep(now)
 	e, ok := r.m[cl.ID]
+	if ok && e.claims == 0 && !now.Before(e.until) {
+		delete(r.m, cl.ID)
+		ok = false
+	}
 	if ok && (e.subject != id.Subject || e.method != id.Method) {
-		return nil, fmt.Errorf("%w: %q", ErrClientIDTaken, cl.ID)
+		if e.claims == 0 {
+			return Lease{}, fmt.Errorf("%w: %q", ErrSessionOwned, cl.ID)
+		}
+		return Lease{}, fmt.Errorf("%w: %q", ErrClientIDTaken, cl.ID)
 	}
 	if !ok {
 		e = &regEntry{subject: id.Subject, method: id.Method}
@@ -444,13 +842,40 @@ func (r *memRegistry) Claim(_ context.Context, cl *Client) (func(), error) {
 	e.claims++
 	clientID := cl.ID
 	var once sync.Once
-	return func() {
+	return Lease{Resume: ok, Release: func(keep time.Duration) {
 		once.Do(func() {
+			now := r.g.load().now()
 			r.mu.Lock()
-			if e.claims--; e.claims == 0 && r.m[clientID] == e {
+			defer r.mu.Unlock()
+			e.claims--
+			if keep > 0 {
+				e.until = later(e.until, now.Add(keep))
+			}
+			if e.claims == 0 && !now.Before(e.until) && r.m[clientID] == e {
 				delete(r.m, clientID)
 			}
-			r.mu.Unlock()
 		})
-	}, nil
+	}}, nil
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// sweep drops expired kept entries once the map has doubled since the
+// last sweep, so IDs of sessions nobody resumes do not accumulate. The
+// caller holds r.mu.
+func (r *memRegistry) sweep(now time.Time) {
+	if len(r.m) < r.sweepAt {
+		return
+	}
+	for id, e := range r.m {
+		if e.claims == 0 && !now.Before(e.until) {
+			delete(r.m, id)
+		}
+	}
+	r.sweepAt = 2*len(r.m) + 1024
 }

@@ -62,6 +62,12 @@ func client(id, user string) mqttsec.Client {
 	return mqttsec.Client{ID: id, Username: user, RemoteAddr: "127.0.0.1:5000", Protocol: 5}
 }
 
+// sub subscribes s to filter at QoS 1 and returns the error.
+func sub(g *mqttsec.Guard, s *mqttsec.Session, filter string) error {
+	_, err := g.Subscribe(ctx, s, mqttsec.Subscription{Filter: filter, QoS: 1})
+	return err
+}
+
 func pw(s string) mqttsec.Credentials { return mqttsec.Credentials{Password: []byte(s)} }
 
 func TestGuardDefaultsDeny(t *testing.T) {
@@ -74,7 +80,7 @@ func TestGuardDefaultsDeny(t *testing.T) {
 	s, err := g.Connect(ctx, client("c1", "alice"), pw("pw"), nil)
 	require.NoError(t, err)
 	require.ErrorIs(t, g.Publish(ctx, s, &mqttsec.Message{Topic: "u/alice/x"}), mqttsec.ErrNotAuthorized)
-	require.ErrorIs(t, g.Subscribe(ctx, s, "u/alice/#"), mqttsec.ErrNotAuthorized)
+	require.ErrorIs(t, sub(g, s, "u/alice/#"), mqttsec.ErrNotAuthorized)
 	require.ErrorIs(t, g.Deliver(ctx, s, "u/alice/x"), mqttsec.ErrNotAuthorized)
 }
 
@@ -105,7 +111,7 @@ func TestGuardConnect(t *testing.T) {
 			require.Equal(t, tt.code, mqttsec.CodeOf(err), "err: %v", err)
 			if tt.code == mqttsec.CodeSuccess {
 				require.Equal(t, "alice", s.Identity().Subject)
-				g.Disconnect(s)
+				g.Disconnect(s, 0)
 			} else {
 				require.Nil(t, s)
 				require.NotContains(t, err.Error(), "pw", "no secret in errors")
@@ -126,15 +132,15 @@ func TestGuardTakeover(t *testing.T) {
 
 	s2, err := g.Connect(ctx, client("dev1", "alice"), pw("pw"), nil)
 	require.NoError(t, err, "the same identity may take over its own session")
-	g.Disconnect(s1) // the old connection ends after the takeover
+	g.Disconnect(s1, 0) // the old connection ends after the takeover
 	_, err = g.Connect(ctx, client("dev1", "bob"), pw("pw"), nil)
 	require.ErrorIs(t, err, mqttsec.ErrClientIDTaken, "the old session's end must not free the new one's ID")
 
-	g.Disconnect(s2)
-	g.Disconnect(s2) // idempotent
+	g.Disconnect(s2, 0)
+	g.Disconnect(s2, 0) // idempotent
 	s3, err := g.Connect(ctx, client("dev1", "bob"), pw("pw"), nil)
 	require.NoError(t, err)
-	g.Disconnect(s3)
+	g.Disconnect(s3, 0)
 
 	// A takeover whose new connection ends first (refused by the broker
 	// after the Guard accepted it) leaves the ID bound to the old one.
@@ -142,20 +148,20 @@ func TestGuardTakeover(t *testing.T) {
 	require.NoError(t, err)
 	failed, err := g.Connect(ctx, client("dev2", "alice"), pw("pw"), nil)
 	require.NoError(t, err)
-	g.Disconnect(failed)
+	g.Disconnect(failed, 0)
 	_, err = g.Connect(ctx, client("dev2", "bob"), pw("pw"), nil)
 	require.ErrorIs(t, err, mqttsec.ErrClientIDTaken, "alice's old connection still holds the ID")
-	g.Disconnect(old)
+	g.Disconnect(old, 0)
 	s4, err := g.Connect(ctx, client("dev2", "bob"), pw("pw"), nil)
 	require.NoError(t, err, "no claim left: the ID is free")
-	g.Disconnect(s4)
+	g.Disconnect(s4, 0)
 }
 
 func TestGuardPublishSubscribeDeliver(t *testing.T) {
 	g := mqttsec.New(mqttsec.Config{Authenticator: users, Authorizer: own, MaxPayload: 4, Events: &events{}})
 	s, err := g.Connect(ctx, client("c1", "alice"), pw("pw"), nil)
 	require.NoError(t, err)
-	defer g.Disconnect(s)
+	defer g.Disconnect(s, 0)
 
 	require.NoError(t, g.Publish(ctx, s, &mqttsec.Message{Topic: "u/alice/x", Payload: []byte("1234")}))
 	require.ErrorIs(t, g.Publish(ctx, s, &mqttsec.Message{Topic: "u/alice/x", Payload: []byte("12345")}), mqttsec.ErrPacketTooLarge)
@@ -166,14 +172,14 @@ func TestGuardPublishSubscribeDeliver(t *testing.T) {
 	require.Equal(t, mqttsec.CodePacketTooLarge, mqttsec.CodeOf(err))
 	w, err := g.Connect(ctx, client("c3", "alice"), pw("pw"), &mqttsec.Message{Topic: "u/alice/lwt", Payload: []byte("1234")})
 	require.NoError(t, err)
-	g.Disconnect(w)
+	g.Disconnect(w, 0)
 	require.ErrorIs(t, g.Publish(ctx, s, &mqttsec.Message{Topic: "u/bob/x"}), mqttsec.ErrNotAuthorized)
 
-	require.NoError(t, g.Subscribe(ctx, s, "u/alice/#"))
-	require.NoError(t, g.Subscribe(ctx, s, "$share/grp/u/alice/#"), "authorized on the filter inside $share")
-	require.ErrorIs(t, g.Subscribe(ctx, s, "u/alice/#/x"), mqttsec.ErrTopicFilterInvalid)
-	require.ErrorIs(t, g.Subscribe(ctx, s, "$share/grp"), mqttsec.ErrTopicFilterInvalid)
-	require.ErrorIs(t, g.Subscribe(ctx, s, "u/bob/#"), mqttsec.ErrNotAuthorized)
+	require.NoError(t, sub(g, s, "u/alice/#"))
+	require.NoError(t, sub(g, s, "$share/grp/u/alice/#"), "authorized on the filter inside $share")
+	require.ErrorIs(t, sub(g, s, "u/alice/#/x"), mqttsec.ErrTopicFilterInvalid)
+	require.ErrorIs(t, sub(g, s, "$share/grp"), mqttsec.ErrTopicFilterInvalid)
+	require.ErrorIs(t, sub(g, s, "u/bob/#"), mqttsec.ErrNotAuthorized)
 
 	require.NoError(t, g.Deliver(ctx, s, "u/alice/x"))
 	require.ErrorIs(t, g.Deliver(ctx, s, "u/bob/x"), mqttsec.ErrNotAuthorized)
@@ -246,7 +252,7 @@ func TestGuardExpiry(t *testing.T) {
 	require.ErrorIs(t, g.Deliver(ctx, s, "u/alice/x"), mqttsec.ErrExpired)
 	require.ErrorIs(t, g.Publish(ctx, s, &mqttsec.Message{Topic: "u/alice/x"}), mqttsec.ErrExpired)
 	require.Contains(t, ev.kinds(), mqttsec.EventExpired)
-	g.Disconnect(s)
+	g.Disconnect(s, 0)
 
 	// Already expired at CONNECT: refused.
 	exp = time.Now().Add(-time.Second)
@@ -257,7 +263,7 @@ func TestGuardExpiry(t *testing.T) {
 	exp = time.Now().Add(100 * time.Millisecond)
 	s, err = g.Connect(ctx, client("c3", "alice"), pw(""), nil)
 	require.NoError(t, err)
-	g.Disconnect(s)
+	g.Disconnect(s, 0)
 	select {
 	case <-d.ch:
 		t.Fatal("disconnect called for an ended session")

@@ -151,6 +151,22 @@ type Message struct {
 	Retain  bool
 }
 
+// Subscription is one topic filter of a SUBSCRIBE with its options, as far
+// as a decision needs them.
+type Subscription struct {
+	// Filter is the topic filter. [Guard.Subscribe] takes it as sent
+	// ("$share/group/f" included); an [Authorizer] is shown the filter with
+	// any $share prefix removed.
+	Filter string
+	// QoS is the maximum QoS the client asks for.
+	QoS byte
+	// NoLocal, RetainAsPublished and RetainHandling are the MQTT v5
+	// subscription options (zero for MQTT 3.1.1).
+	NoLocal           bool
+	RetainAsPublished bool
+	RetainHandling    byte
+}
+
 // Authenticator verifies the credentials of a CONNECT. It returns the
 // Identity on success, [ErrAbstain] when it does not apply, or a denial
 // (wrapping [ErrBadCredentials] or another sentinel).
@@ -182,6 +198,18 @@ func (f AuthorizerFunc) Authorize(ctx context.Context, cl *Client, a Access, top
 	return f(ctx, cl, a, topic)
 }
 
+// SubscriptionAuthorizer is implemented by an Authorizer that also looks at
+// the QoS and options of a subscription (a credential grant limited to some
+// QoS levels, say). When present, the Guard calls AuthorizeSubscription
+// instead of Authorize for subscriptions. It returns the highest QoS it
+// grants, at most sub.QoS (MQTT lets a server grant less than asked, and
+// every delivery of the subscription is then at most that QoS), or a
+// denial. sub.Filter has any $share prefix removed; sub must not be
+// retained.
+type SubscriptionAuthorizer interface {
+	AuthorizeSubscription(ctx context.Context, cl *Client, sub *Subscription) (qos byte, err error)
+}
+
 // ClientBinder is implemented by an Authorizer that can do its per-client
 // work (resolving roles, expanding placeholders) once at CONNECT. The Guard
 // calls Bind after authentication and uses the returned Authorizer for every
@@ -210,12 +238,46 @@ type ClientIDPolicyFunc func(cl *Client) error
 // ValidateClientID calls f(cl).
 func (f ClientIDPolicyFunc) ValidateClientID(cl *Client) error { return f(cl) }
 
-// Registry tracks which identity holds which client ID. Claim is called
-// after authentication; it returns a denial when the connection may not
-// take the ID (another identity holds it), and a release function the Guard
-// calls exactly once when the connection ends.
+// Revalidator is implemented by an [Authenticator] whose credentials can be
+// withdrawn while a connection lives: a user removed from a password file
+// or given a new password, a certificate revoked by a new CRL, a signing key
+// removed from a JWKS. [Guard.Revalidate] asks it about every live and kept
+// session (cl.Identity is set); it returns nil when it issued cl.Identity
+// and still stands by it, a denial carrying a reason code (wrapping
+// [ErrBadCredentials] or [ErrNotAuthorized], say) when the credentials no
+// longer hold, and [ErrAbstain] when the identity is not one it issued. An
+// error without a reason code, or with 0x88/0x89 (a backend that cannot be
+// reached), is no verdict and keeps the session. A session whose
+// authenticator denies is ended (see [Guard.Revalidate]); an abstention
+// keeps it.
+type Revalidator interface {
+	Revalidate(ctx context.Context, cl *Client) error
+}
+
+// Registry tracks which identity holds which client ID, so that no
+// connection or kept session is handed to another identity. Claim is
+// called after authentication; it returns a denial when the connection may
+// not take the ID (another identity holds it, live or for a kept session),
+// or a [Lease].
 type Registry interface {
-	Claim(ctx context.Context, cl *Client) (release func(), err error)
+	Claim(ctx context.Context, cl *Client) (Lease, error)
+}
+
+// Lease is a connection's hold on its client ID, returned by
+// [Registry.Claim].
+type Lease struct {
+	// Resume is true when the ID was held, by a live connection or a kept
+	// session, by the same identity: only then may the connection resume a
+	// session the broker kept for the ID. An adapter discards a kept
+	// session it is not told to resume, whoever it belonged to.
+	Resume bool
+	// Release gives the ID back when the connection ends; the Guard calls
+	// it exactly once. keep is how long the broker keeps the session (its
+	// subscriptions, queued messages and delayed will) after the
+	// connection; the ID stays bound to the identity for that long, so no
+	// other identity can take over, cancel or discard the kept session.
+	// Nil means nothing to release.
+	Release func(keep time.Duration)
 }
 
 // Limit names what a [Limiter] is asked about.
@@ -230,6 +292,8 @@ const (
 	LimitAuthFailure
 	// LimitPublish is a PUBLISH of n payload bytes.
 	LimitPublish
+	// LimitSubscribe is a SUBSCRIBE of n topic filters.
+	LimitSubscribe
 )
 
 // Limiter enforces rates and quotas. It returns nil to allow or a denial
@@ -246,8 +310,12 @@ type LimiterFunc func(cl *Client, l Limit, n int) error
 func (f LimiterFunc) Allow(cl *Client, l Limit, n int) error { return f(cl, l, n) }
 
 // Disconnector is implemented by a broker adapter: it closes the connection
-// of a session with a reason code (0xA0 when credentials expire, 0x8A for a
-// ban). It must not block and is a no-op for a session that already ended.
+// of a session with a reason code (0xA0 when credentials expire, 0x87 when
+// they are revoked, 0x98 for an administrator's kick or a ban), mapped with
+// [ReasonCode.ForDisconnect] for a v5 DISCONNECT. For a session the broker
+// keeps after its connection ended ([Session.Kept]), it discards the kept
+// session: its subscriptions, queued messages and delayed will. It must not
+// block and is a no-op for a session that already ended.
 type Disconnector interface {
 	Disconnect(s *Session, code ReasonCode)
 }
@@ -269,6 +337,16 @@ const (
 	// EventWarning is a condition that needs attention before it becomes
 	// an error: a certificate that expires soon, a stale CRL.
 	EventWarning
+	// EventReloadFailed is a reload that failed (a file that does not
+	// parse, say); the previous state stays in force. Err says why.
+	EventReloadFailed
+	// EventRevoked is a live or kept session ended because a right it
+	// relied on was withdrawn: credentials that no longer verify, an
+	// administrator's kick, a ban.
+	EventRevoked
+	// EventWillDenied is a will message refused when it was due to be
+	// sent: not published, not retained.
+	EventWillDenied
 )
 
 // String returns the event kind in snake case.
@@ -294,6 +372,12 @@ func (k EventKind) String() string {
 		return "error"
 	case EventWarning:
 		return "warning"
+	case EventReloadFailed:
+		return "reload_failed"
+	case EventRevoked:
+		return "revoked"
+	case EventWillDenied:
+		return "will_denied"
 	}
 	return "unknown"
 }
@@ -308,6 +392,11 @@ type Event struct {
 	Topic      string
 	Code       ReasonCode
 	Err        error
+	// Source names the part that reported the event when it is not a
+	// decision of the Guard: "passwords", "acl", "tls", "jwks", ...
+	Source string
+	// File is the file a reload event is about, if any.
+	File string
 }
 
 // EventSink receives security events. Event is called synchronously on the
@@ -338,7 +427,8 @@ func (s slogSink) Event(e Event) {
 	}
 	level := slog.LevelInfo
 	switch e.Kind {
-	case EventConnectDenied, EventPublishDenied, EventSubscribeDenied, EventExpired, EventError, EventWarning:
+	case EventConnectDenied, EventPublishDenied, EventSubscribeDenied, EventExpired, EventError,
+		EventWarning, EventReloadFailed, EventRevoked, EventWillDenied:
 		level = slog.LevelWarn
 	case EventReceiveDenied, EventDisconnected:
 		level = slog.LevelDebug
@@ -347,7 +437,10 @@ func (s slogSink) Event(e Event) {
 	if !l.Enabled(ctx, level) {
 		return
 	}
-	attrs := []slog.Attr{slog.String("client_id", e.ClientID)}
+	attrs := make([]slog.Attr, 0, 8)
+	if e.ClientID != "" {
+		attrs = append(attrs, slog.String("client_id", e.ClientID))
+	}
 	if e.Username != "" {
 		attrs = append(attrs, slog.String("username", e.Username))
 	}
@@ -359,6 +452,12 @@ func (s slogSink) Event(e Event) {
 	}
 	if e.Code != CodeSuccess {
 		attrs = append(attrs, slog.String("code", e.Code.String()))
+	}
+	if e.Source != "" {
+		attrs = append(attrs, slog.String("source", e.Source))
+	}
+	if e.File != "" {
+		attrs = append(attrs, slog.String("file", e.File))
 	}
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("error", e.Err.Error()))

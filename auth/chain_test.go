@@ -104,7 +104,7 @@ func TestGuardChain(t *testing.T) {
 	s, err := g.Connect(context.Background(), mqttsec.Client{ID: "c1", Username: "alice"}, mqttsec.Credentials{Password: []byte("wonderland")}, nil)
 	require.NoError(t, err)
 	require.Equal(t, "alice", s.Identity().Subject)
-	g.Disconnect(s)
+	g.Disconnect(s, 0)
 	_, err = g.Connect(context.Background(), mqttsec.Client{ID: "c1", Username: "alice"}, mqttsec.Credentials{Password: []byte("nope")}, nil)
 	require.Equal(t, mqttsec.CodeBadUsernameOrPassword, mqttsec.CodeOf(err))
 	_, err = g.Connect(context.Background(), mqttsec.Client{ID: "c1"}, mqttsec.Credentials{}, nil)

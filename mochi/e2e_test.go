@@ -639,17 +639,20 @@ func TestPersistentSession(t *testing.T) {
 	require.Eventually(t, func() bool { return f.events.count(mqttsec.EventDisconnected, "keep-1") == 2 },
 		testbroker.Timeout, 10*time.Millisecond)
 
-	// Another identity resuming the kept session gets a fresh one: neither
-	// alice's subscriptions nor her queued messages.
+	// Another identity may neither resume nor discard the kept session:
+	// the client ID stays bound to alice while her session is kept.
 	_, err = pub.Pub(t, "ok/for-alice", []byte("private"), 1)
 	require.NoError(t, err)
-	m, ca, err := testbroker.Dial(t, f.b.Addr, opts("keep-1", "mallory", true))
+	_, ca, err = testbroker.Dial(t, f.b.Addr, opts("keep-1", "mallory", true))
+	require.Error(t, err)
+	require.Equal(t, byte(0x85), ca.ReasonCode)
+	_, ca, err = testbroker.Dial(t, f.b.Addr, opts("keep-1", "mallory", false))
+	require.Error(t, err, "a clean start by another identity must not discard the kept session")
+	require.Equal(t, byte(0x85), ca.ReasonCode)
+	c, ca, err = testbroker.Dial(t, f.b.Addr, opts("keep-1", "alice", true))
 	require.NoError(t, err)
-	require.False(t, ca.SessionPresent)
-	m.NoMessage(t, 300*time.Millisecond)
-	_, err = pub.Pub(t, "ok/after", []byte("x"), 1)
-	require.NoError(t, err)
-	m.NoMessage(t, 300*time.Millisecond)
+	require.True(t, ca.SessionPresent, "alice's session survived")
+	expectOnly(t, c, "ok/for-alice")
 }
 
 func TestPublishLimits(t *testing.T) {
@@ -815,7 +818,13 @@ func TestDisconnectOncePerSession(t *testing.T) {
 		return len(conn) == n && maps.Equal(conn, disc)
 	}, testbroker.Timeout, 10*time.Millisecond)
 	for i := range n {
-		c, _, err := testbroker.Dial(t, f.b.Addr, testbroker.ClientOptions{ClientID: fmt.Sprintf("d-%d", i), Username: "mallory", Password: []byte("pw")})
+		c, ca, err := testbroker.Dial(t, f.b.Addr, testbroker.ClientOptions{ClientID: fmt.Sprintf("d-%d", i), Username: "mallory", Password: []byte("pw")})
+		if i%2 == 1 && i%3 != 2 {
+			// alice's session is kept: her ID stays bound to her.
+			require.Error(t, err, "d-%d", i)
+			require.Equal(t, byte(0x85), ca.ReasonCode, "d-%d", i)
+			continue
+		}
 		require.NoError(t, err, "d-%d", i)
 		require.NoError(t, c.Disconnect(&paho.Disconnect{}))
 	}

@@ -357,8 +357,12 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	if cn == nil {
 		return
 	}
+	keep := time.Duration(0)
+	if !expire && !cl.IsTakenOver() {
+		keep = h.keep(cl)
+	}
 	if _, ok := h.sessions.LoadAndDelete(cn.sess); ok {
-		h.g.Disconnect(cn.sess)
+		h.g.Disconnect(cn.sess, keep)
 	}
 	if expire || cl.IsTakenOver() || !h.current(cl) {
 		h.conns.Delete(cl)
@@ -370,6 +374,20 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 		h.conns.Delete(cl)
 		h.offline.CompareAndDelete(cl.ID, cl)
 	}
+}
+
+// keep is how long mochi keeps the session of cl after its connection
+// ended: the session expiry interval (mochi's maximum for a 3.1.1 client
+// without clean session), or the will delay when that is longer.
+func (h *Hook) keep(cl *mqtt.Client) time.Duration {
+	secs := h.s.Options.Capabilities.MaximumSessionExpiryInterval
+	if cl.Properties.ProtocolVersion == 5 && cl.Properties.Props.SessionExpiryIntervalFlag {
+		secs = min(secs, cl.Properties.Props.SessionExpiryInterval)
+	}
+	secs = max(secs, cl.Properties.Will.WillDelayInterval)
+	// mochi expires a session on its clock tick after the interval: keep
+	// the ID bound a little longer than that.
+	return time.Duration(secs)*time.Second + 2*time.Second
 }
 
 // current reports whether cl is the client mochi holds for its ID.
@@ -392,7 +410,7 @@ func (h *Hook) end(cl *mqtt.Client) {
 	}
 	cn := v.(*conn)
 	if _, ok := h.sessions.LoadAndDelete(cn.sess); ok {
-		h.g.Disconnect(cn.sess)
+		h.g.Disconnect(cn.sess, 0)
 	}
 }
 
@@ -482,7 +500,9 @@ func (h *Hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 				mqttsec.ErrTopicFilterInvalid, f.Filter, sharePrefix)
 			continue
 		}
-		d.errs[i] = h.g.Subscribe(context.Background(), cn.sess, f.Filter)
+		_, d.errs[i] = h.g.Subscribe(context.Background(), cn.sess, mqttsec.Subscription{
+			Filter: f.Filter, QoS: f.Qos, NoLocal: f.NoLocal,
+			RetainAsPublished: f.RetainAsPublished, RetainHandling: f.RetainHandling})
 	}
 	cn.pending.Store(d)
 	return pk
