@@ -228,7 +228,9 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		h.sendConnack(cl, code)
 		return packets.Code{Code: byte(code), Reason: "mqttsec: connect denied: " + code.String()}
 	}
-	h.purgeForeignSession(cl.ID, sess.Identity())
+	if !sess.Resume() {
+		h.discardKept(cl.ID)
+	}
 	cn := &conn{cl: cl, sess: sess}
 	h.conns.Store(cl, cn)
 	h.sessions.Store(sess, cn)
@@ -300,28 +302,21 @@ func tlsState(c net.Conn) *tls.ConnectionState {
 	return nil
 }
 
-// purgeForeignSession discards the session mochi kept for client ID id when
-// it belongs to another identity (or to one this hook never authenticated,
-// such as a session restored from storage): mochi would otherwise hand its
-// subscriptions and queued messages, authorized for the old identity, to
-// the new connection.
-func (h *Hook) purgeForeignSession(id string, who *mqttsec.Identity) {
+// discardKept discards the session mochi kept for client ID id (its
+// subscriptions and queued messages): the Guard did not tell the new
+// connection to resume it, because it belongs to another identity or to one
+// this hook never authenticated (a session restored from storage, say).
+// mochi would otherwise hand it to the new connection.
+func (h *Hook) discardKept(id string) {
 	existing, ok := h.s.Clients.Get(id)
 	if !ok || !existing.Closed() {
 		return // none, or a live connection: the Guard's Registry decided
-	}
-	if old := h.lookup(existing); old != nil && sameIdentity(old.sess.Identity(), who) {
-		return
 	}
 	h.s.UnsubscribeClient(existing)
 	existing.ClearInflights()
 	h.s.Clients.Delete(id)
 	h.conns.Delete(existing)
 	h.offline.CompareAndDelete(id, existing)
-}
-
-func sameIdentity(a, b *mqttsec.Identity) bool {
-	return a != nil && b != nil && a.Subject == b.Subject && a.Method == b.Method
 }
 
 // OnConnectAuthenticate allows exactly the connections OnConnect accepted.
