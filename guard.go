@@ -839,6 +839,9 @@ func (r *memRegistry) Claim(_ context.Context, cl *Client) (Lease, error) {
 		e = &regEntry{subject: id.Subject, method: id.Method}
 		r.m[cl.ID] = e
 	}
+	// The session is now this connection's: how long it is kept is decided
+	// by the releases from here on, not by an earlier connection's.
+	e.until = time.Time{}
 	e.claims++
 	clientID := cl.ID
 	var once sync.Once
