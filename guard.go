@@ -295,7 +295,9 @@ func (g *Guard) check(s *Session) error {
 //
 // When the broker keeps a session for cl.ID, the adapter resumes it only
 // if [Session.Resume] is true, and discards it otherwise: a kept session is
-// never handed to another identity.
+// never handed to another identity. Either way the adapter then ends the
+// kept session's Session with Disconnect(old, 0); until it does, messages
+// queued for the kept session are still checked against it.
 //
 // The expiry timer starts before Connect returns, so it can fire before the
 // adapter has registered the session with its [Disconnector]: an adapter
@@ -371,11 +373,6 @@ func (g *Guard) connect(ctx context.Context, p *parts, cl *Client, cred Credenti
 	}
 	s.resume = lease.Resume
 	s.release = lease.Release
-	// A session kept for this ID is now either resumed by this connection
-	// or discarded by the adapter: it ends either way.
-	if v, ok := g.kept.LoadAndDelete(cl.ID); ok {
-		g.end(v.(*Session))
-	}
 	g.sessions.Store(s, struct{}{})
 	if !id.Expiry.IsZero() {
 		s.mu.Lock()
@@ -585,10 +582,10 @@ func (g *Guard) deny(p *parts, s *Session, kind EventKind, topic string, err err
 // session's messages and will are still checked, and [Guard.Revalidate] and
 // [Guard.Kick] still reach it. A revoked or expired session is never kept.
 //
-// Disconnect with keep = 0 on a kept session ends it (the broker discarded
-// or expired it); it also ends by itself after keep, or when a connection
-// with the same client ID is accepted. Disconnect is safe to call more than
-// once and with a nil or foreign session.
+// Disconnect with keep = 0 on a kept session ends it (the broker resumed,
+// discarded or expired it); it also ends by itself after keep, or when
+// another kept session of the same client ID replaces it. Disconnect is safe
+// to call more than once and with a nil or foreign session.
 func (g *Guard) Disconnect(s *Session, keep time.Duration) {
 	if s == nil || s.g != g || s.ended.Load() {
 		return

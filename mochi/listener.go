@@ -1,6 +1,7 @@
 package mochi
 
 import (
+	"errors"
 	"net"
 	"time"
 
@@ -34,14 +35,20 @@ type idleListener struct {
 	guard bool
 }
 
-// Serve passes each connection to establish with a deadline set.
+// Serve passes each connection to establish with a deadline set. A CONNECT
+// the hook refused is not returned as an error: mochi's listener would log
+// it again, with an empty message, after the Guard's event.
 func (l *idleListener) Serve(establish listeners.EstablishFn) {
 	l.Listener.Serve(func(id string, c net.Conn) error {
 		_ = c.SetDeadline(time.Now().Add(l.d))
 		if l.guard {
 			c = &guardConn{Conn: c}
 		}
-		return establish(id, c)
+		err := establish(id, c)
+		if errors.As(err, new(connectDenied)) {
+			return nil
+		}
+		return err
 	})
 }
 
