@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,13 @@ type Config struct {
 	// MaxPayload is the largest PUBLISH or will message payload allowed, in
 	// bytes. Zero leaves the limit to the broker.
 	MaxPayload int
+	// MaxTopicLevels is the most levels a topic name or filter may have.
+	// MQTT sets no limit, but a broker's topic tree can spend CPU that grows
+	// with the square of the depth on every publish (Mosquitto refuses deep
+	// topics since CVE-2019-11779): a deeper name is refused with 0x90, a
+	// deeper filter with 0x8F. Zero means [DefaultMaxTopicLevels]; negative
+	// means no limit.
+	MaxTopicLevels int
 	// Events receives security events. Nil means SlogSink(Logger).
 	Events EventSink
 	// Logger is used by the default event sink. Nil means slog.Default().
@@ -82,14 +90,18 @@ type Guard struct {
 	revalAgain   bool
 }
 
+// DefaultMaxTopicLevels is the default of [Config.MaxTopicLevels].
+const DefaultMaxTopicLevels = 64
+
 type parts struct {
 	Config
-	authn    Authenticator
-	authz    Authorizer
-	ids      ClientIDPolicy
-	registry Registry
-	events   EventSink
-	now      func() time.Time
+	maxLevels int // -1: no limit
+	authn     Authenticator
+	authz     Authorizer
+	ids       ClientIDPolicy
+	registry  Registry
+	events    EventSink
+	now       func() time.Time
 }
 
 // New returns a Guard with the given parts.
@@ -149,7 +161,21 @@ func (g *Guard) resolve(cfg Config) *parts {
 	if p.now == nil {
 		p.now = time.Now
 	}
+	switch {
+	case cfg.MaxTopicLevels == 0:
+		p.maxLevels = DefaultMaxTopicLevels
+	case cfg.MaxTopicLevels < 0:
+		p.maxLevels = -1
+	default:
+		p.maxLevels = cfg.MaxTopicLevels
+	}
 	return p
+}
+
+// tooDeep reports whether t has more levels than the Guard allows. It
+// does not allocate.
+func (p *parts) tooDeep(t string) bool {
+	return p.maxLevels >= 0 && len(t) >= p.maxLevels && strings.Count(t, "/")+1 > p.maxLevels
 }
 
 func (p *parts) emit(e Event) {
@@ -431,6 +457,9 @@ func (g *Guard) Publish(ctx context.Context, s *Session, m *Message) error {
 	if err := topic.ValidateName(m.Topic); err != nil {
 		return g.deny(b.p, s, EventPublishDenied, m.Topic, fmt.Errorf("%w: %w", ErrTopicNameInvalid, err))
 	}
+	if b.p.tooDeep(m.Topic) {
+		return g.deny(b.p, s, EventPublishDenied, m.Topic, fmt.Errorf("%w: more than %d levels", ErrTopicNameInvalid, b.p.maxLevels))
+	}
 	if b.p.MaxPayload > 0 && len(m.Payload) > b.p.MaxPayload {
 		return g.deny(b.p, s, EventPublishDenied, m.Topic, ErrPacketTooLarge)
 	}
@@ -448,6 +477,9 @@ func (g *Guard) Publish(ctx context.Context, s *Session, m *Message) error {
 func checkPublish(ctx context.Context, b *binding, cl *Client, m *Message) error {
 	if err := topic.ValidateName(m.Topic); err != nil {
 		return fmt.Errorf("%w: %w", ErrTopicNameInvalid, err)
+	}
+	if b.p.tooDeep(m.Topic) {
+		return fmt.Errorf("%w: more than %d levels", ErrTopicNameInvalid, b.p.maxLevels)
 	}
 	var err error
 	if b.msg != nil {
@@ -532,6 +564,9 @@ func (g *Guard) Subscribe(ctx context.Context, s *Session, sub Subscription) (qo
 		}
 	}
 	inner, _ := topic.Unshare(sub.Filter)
+	if b.p.tooDeep(inner) {
+		return 0, g.deny(b.p, s, EventSubscribeDenied, sub.Filter, fmt.Errorf("%w: more than %d levels", ErrTopicFilterInvalid, b.p.maxLevels))
+	}
 	qos = sub.QoS
 	if b.sub != nil {
 		in := sub

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -769,3 +770,31 @@ func TestGuardWill(t *testing.T) {
 var allowNothing = mqttsec.AuthorizerFunc(func(context.Context, *mqttsec.Client, mqttsec.Access, string) error {
 	return mqttsec.ErrNotAuthorized
 })
+
+// TestGuardTopicLevels: names and filters deeper than the bound are
+// refused with the code of their packet; the default bound is 64.
+func TestGuardTopicLevels(t *testing.T) {
+	deep := func(n int) string { return "u/alice" + strings.Repeat("/x", n-2) }
+	for _, tt := range []struct {
+		max, levels int
+		ok          bool
+	}{
+		{0, 64, true}, {0, 65, false}, {3, 3, true}, {3, 4, false}, {-1, 5000, true},
+	} {
+		g := mqttsec.New(mqttsec.Config{Authenticator: users, Authorizer: own, MaxTopicLevels: tt.max, Events: &events{}})
+		s, err := g.Connect(ctx, client("c1", "alice"), pw("pw"), nil)
+		require.NoError(t, err)
+		name := deep(tt.levels)
+		err = g.Publish(ctx, s, &mqttsec.Message{Topic: name})
+		_, serr := g.Subscribe(ctx, s, mqttsec.Subscription{Filter: name + "/#"})
+		_, werr := g.Connect(ctx, client("c2", "alice"), pw("pw"), &mqttsec.Message{Topic: name})
+		if tt.ok {
+			require.NoError(t, err, "%+v", tt)
+			require.NoError(t, werr)
+			continue
+		}
+		require.Equal(t, mqttsec.CodeTopicNameInvalid, mqttsec.CodeOf(err), "%+v", tt)
+		require.Equal(t, mqttsec.CodeTopicFilterInvalid, mqttsec.CodeOf(serr), "%+v", tt)
+		require.Equal(t, mqttsec.CodeTopicNameInvalid, mqttsec.CodeOf(werr), "a will is a publish too")
+	}
+}
