@@ -238,8 +238,20 @@ func (b *Broker) Close() error {
 	return nil
 }
 
-// codeServerShuttingDown is DISCONNECT 0x8B.
-const codeServerShuttingDown mqttsec.ReasonCode = 0x8B
+// Reason codes of the protocol itself, which the mqttsec package does not
+// name (its codes are the answers of security decisions).
+const (
+	codeMalformedPacket       mqttsec.ReasonCode = 0x81
+	codeProtocolError         mqttsec.ReasonCode = 0x82
+	codeServerShuttingDown    mqttsec.ReasonCode = 0x8B
+	codeBadAuthMethod         mqttsec.ReasonCode = 0x8C
+	codeKeepAliveTimeout      mqttsec.ReasonCode = 0x8D
+	codeReceiveMaxExceeded    mqttsec.ReasonCode = 0x93
+	codeTopicAliasInvalid     mqttsec.ReasonCode = 0x94
+	codeSubIDsNotSupported    mqttsec.ReasonCode = 0xA1
+	codePacketIDNotFound      byte               = 0x92
+	codeNoSubscriptionExisted byte               = 0x11
+)
 
 // Disconnect implements [mqttsec.Disconnector]: the connection of s gets a
 // DISCONNECT with code.ForDisconnect() (v5) and is closed; a session the

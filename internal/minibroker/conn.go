@@ -176,7 +176,7 @@ func (c *conn) connect() bool {
 	}
 	if cp.Properties.AuthMethod != "" {
 		// Enhanced authentication (AUTH exchanges) is not supported.
-		c.refuse(0x8C)
+		c.refuse(codeBadAuthMethod)
 		return false
 	}
 	if c.version != v5 && cp.ClientID == "" && !cp.CleanStart {
@@ -201,13 +201,15 @@ func (c *conn) connect() bool {
 	c.recvMax = b.o.MaxInflight
 	if props.ReceiveMaximum != nil {
 		if *props.ReceiveMaximum == 0 {
-			return false // protocol error [MQTT-3.1.2.11.3]
+			c.refuse(codeProtocolError) // a receive maximum of 0 [MQTT-3.1.2-11.3]
+			return false
 		}
 		c.recvMax = min(c.recvMax, int(*props.ReceiveMaximum))
 	}
 	if props.MaximumPacketSize != nil {
 		if *props.MaximumPacketSize == 0 {
-			return false // protocol error
+			c.refuse(codeProtocolError) // a maximum packet size of 0
+			return false
 		}
 		c.maxOut = int(*props.MaximumPacketSize)
 	}
@@ -367,9 +369,9 @@ func (c *conn) readLoop() (graceful bool) {
 			case errors.Is(err, errTooLarge):
 				c.sendDisconnect(mqttsec.CodePacketTooLarge)
 			case errors.Is(err, errMalformed):
-				c.sendDisconnect(0x81)
+				c.sendDisconnect(codeMalformedPacket)
 			case isTimeout(err):
-				c.sendDisconnect(0x8D) // keep alive timeout
+				c.sendDisconnect(codeKeepAliveTimeout)
 			}
 			return false
 		}
@@ -377,9 +379,9 @@ func (c *conn) readLoop() (graceful bool) {
 		if err != nil {
 			b.log.Debug("minibroker: bad packet", "client", c.clientID, "error", err)
 			if errors.Is(err, errProtocol) {
-				c.sendDisconnect(0x82)
+				c.sendDisconnect(codeProtocolError)
 			} else {
-				c.sendDisconnect(0x81)
+				c.sendDisconnect(codeMalformedPacket)
 			}
 			return false
 		}
@@ -393,7 +395,7 @@ func (c *conn) readLoop() (graceful bool) {
 		case *packets.Pubrel:
 			code := byte(0)
 			if _, ok := c.pendingRel[p.PacketID]; !ok {
-				code = 0x92 // packet identifier not found
+				code = codePacketIDNotFound
 			}
 			delete(c.pendingRel, p.PacketID)
 			if c.write(encodeAck(c.version, packets.PUBCOMP, p.PacketID,
@@ -416,7 +418,7 @@ func (c *conn) readLoop() (graceful bool) {
 			return c.onDisconnect(p)
 		default:
 			// PUBREC and PUBCOMP (the broker sends no QoS 2), AUTH.
-			c.sendDisconnect(0x82)
+			c.sendDisconnect(codeProtocolError)
 			return false
 		}
 	}
@@ -436,16 +438,16 @@ func isTimeout(err error) bool {
 func (c *conn) onPublish(p *packets.Publish) bool {
 	b := c.b
 	if p.QoS > 0 && p.PacketID == 0 {
-		c.sendDisconnect(0x82)
+		c.sendDisconnect(codeProtocolError)
 		return false
 	}
 	if c.version == v5 {
 		if p.Properties.TopicAlias != nil {
-			c.sendDisconnect(0x94) // topic alias maximum is 0
+			c.sendDisconnect(codeTopicAliasInvalid) // the topic alias maximum is 0
 			return false
 		}
 		if p.Properties.SubscriptionIdentifier != nil {
-			c.sendDisconnect(0x82) // [MQTT-3.3.4-6]
+			c.sendDisconnect(codeProtocolError) // [MQTT-3.3.4-6]
 			return false
 		}
 	}
@@ -456,7 +458,7 @@ func (c *conn) onPublish(p *packets.Publish) bool {
 			return c.write(encodeAck(c.version, packets.PUBREC, p.PacketID, b.checkCode(v5, packets.PUBREC, 0))) == nil
 		}
 		if len(c.pendingRel) >= b.o.MaxInflight {
-			c.sendDisconnect(0x93) // receive maximum exceeded
+			c.sendDisconnect(codeReceiveMaxExceeded)
 			return false
 		}
 	}
@@ -513,7 +515,7 @@ func (c *conn) onPuback(id uint16) {
 func (c *conn) onSubscribe(p *packets.Subscribe) bool {
 	b := c.b
 	if p.PacketID == 0 {
-		c.sendDisconnect(0x82)
+		c.sendDisconnect(codeProtocolError)
 		return false
 	}
 	codes := make([]byte, len(p.Subscriptions))
@@ -521,14 +523,14 @@ func (c *conn) onSubscribe(p *packets.Subscribe) bool {
 	for i, o := range p.Subscriptions {
 		group := sharedGroup(o.Topic)
 		if group != "" && o.NoLocal {
-			c.sendDisconnect(0x82) // [MQTT-3.8.3-4]
+			c.sendDisconnect(codeProtocolError) // [MQTT-3.8.3-4]
 			return false
 		}
 		var code mqttsec.ReasonCode
 		var qos byte
 		var err error
 		if p.Properties.SubscriptionIdentifier != nil {
-			code = 0xA1 // subscription identifiers not supported
+			code = codeSubIDsNotSupported
 		} else {
 			qos, err = b.g.Subscribe(b.ctx, c.gs, mqttsec.Subscription{Filter: o.Topic, QoS: o.QoS,
 				NoLocal: o.NoLocal, RetainAsPublished: o.RetainAsPublished, RetainHandling: o.RetainHandling})
@@ -595,14 +597,14 @@ func binaryID(id uint16) []byte { return []byte{byte(id >> 8), byte(id)} }
 func (c *conn) onUnsubscribe(p *packets.Unsubscribe) bool {
 	b := c.b
 	if p.PacketID == 0 {
-		c.sendDisconnect(0x82)
+		c.sendDisconnect(codeProtocolError)
 		return false
 	}
 	codes := make([]byte, len(p.Topics))
 	b.mu.Lock()
 	st := c.st
 	for i, f := range p.Topics {
-		code := byte(0x11) // no subscription existed
+		code := codeNoSubscriptionExisted
 		if topic.ValidateFilter(f) != nil {
 			code = byte(mqttsec.CodeTopicFilterInvalid)
 		} else if _, ok := st.subs[f]; ok && st.conn == c {
@@ -636,7 +638,7 @@ func (c *conn) onDisconnect(p *packets.Disconnect) bool {
 		if st.conn == c {
 			if st.expiry == 0 && *se != 0 {
 				b.mu.Unlock()
-				c.sendDisconnect(0x82)
+				c.sendDisconnect(codeProtocolError)
 				return false
 			}
 			st.expiry = min(time.Duration(*se)*time.Second, b.o.MaxSessionExpiry)

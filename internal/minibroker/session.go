@@ -229,24 +229,36 @@ func (b *Broker) matchLocked(m *message) []target {
 }
 
 // enqueue queues d for st after [mqttsec.Guard.Deliver] allowed it for
-// gs, the Guard session the state had when the message was matched. A
+// gs, the Guard session the state had when the message was matched. When
+// the state changed hands meanwhile (a kept session resumed, whose old
+// Guard session has ended), the state's current Guard session decides. A
 // QoS 0 message is not queued for a session without a connection.
 func (b *Broker) enqueue(ctx context.Context, st *state, gs *mqttsec.Session, d *delivery) {
-	if b.g.Deliver(ctx, gs, d.m.topic) != nil {
+	for range 3 {
+		if b.g.Deliver(ctx, gs, d.m.topic) != nil {
+			b.mu.Lock()
+			cur, dead := st.gs, st.dead
+			b.mu.Unlock()
+			if cur == gs || dead {
+				return
+			}
+			gs = cur
+			continue
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if st.dead || b.closed || (d.qos == 0 && st.conn == nil) {
+			return
+		}
+		if st.held() >= b.o.MaxQueue {
+			b.dropped.Add(1)
+			return
+		}
+		st.queue = append(st.queue, d)
+		if st.conn != nil {
+			st.conn.wakeWriter()
+		}
 		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if st.dead || b.closed || (d.qos == 0 && st.conn == nil) {
-		return
-	}
-	if st.held() >= b.o.MaxQueue {
-		b.dropped.Add(1)
-		return
-	}
-	st.queue = append(st.queue, d)
-	if st.conn != nil {
-		st.conn.wakeWriter()
 	}
 }
 
