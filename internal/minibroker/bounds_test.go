@@ -149,7 +149,11 @@ func TestKeepAlive(t *testing.T) {
 	cp.KeepAlive = 1
 	require.Zero(t, r.connect(t, cp).ReasonCode)
 	began := time.Now()
-	require.Equal(t, byte(0x8D), r.disconnected(t))
+	pk := r.next(t)
+	d, ok := pk.Content.(*packets.Disconnect)
+	require.True(t, ok, "expected DISCONNECT, got %s", pk.PacketType())
+	require.Equal(t, byte(0x8D), d.ReasonCode)
+	require.Equal(t, "keep alive timeout", d.Properties.ReasonString)
 	require.GreaterOrEqual(t, time.Since(began), time.Second)
 
 	v := mustDial3(t, f.addr, v3opts{id: "ka3", user: "carol", keepAlive: 1})

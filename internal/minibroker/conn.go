@@ -111,11 +111,22 @@ func (c *conn) sendDisconnect(code mqttsec.ReasonCode) {
 // reasonString is the reason string sent to a client: the code's name,
 // never the error detail (which may describe the policy).
 func reasonString(code mqttsec.ReasonCode) string {
-	s := code.String()
-	if len(s) > 5 {
-		return s[5:] // "0x87 not authorized" -> "not authorized"
+	if name, ok := protocolCodeNames[code]; ok {
+		return name
 	}
-	return s
+	return code.String()[5:] // "0x87 not authorized" -> "not authorized"
+}
+
+// protocolCodeNames names the codes ReasonCode.String does not know.
+var protocolCodeNames = map[mqttsec.ReasonCode]string{
+	codeMalformedPacket:    "malformed packet",
+	codeProtocolError:      "protocol error",
+	codeServerShuttingDown: "server shutting down",
+	codeBadAuthMethod:      "bad authentication method",
+	codeKeepAliveTimeout:   "keep alive timeout",
+	codeReceiveMaxExceeded: "receive maximum exceeded",
+	codeTopicAliasInvalid:  "topic alias invalid",
+	codeSubIDsNotSupported: "subscription identifiers not supported",
 }
 
 // serve is the reader goroutine: CONNECT, then packets until the
