@@ -10,24 +10,42 @@ type ReasonCode byte
 
 // The reason codes a decision can produce.
 const (
-	CodeSuccess                 ReasonCode = 0x00
-	CodeUnspecified             ReasonCode = 0x80
-	CodeClientIDNotValid        ReasonCode = 0x85
-	CodeBadUsernameOrPassword   ReasonCode = 0x86
-	CodeNotAuthorized           ReasonCode = 0x87
-	CodeServerUnavailable       ReasonCode = 0x88
-	CodeServerBusy              ReasonCode = 0x89
-	CodeBanned                  ReasonCode = 0x8A
-	CodeSessionTakenOver        ReasonCode = 0x8E
-	CodeTopicFilterInvalid      ReasonCode = 0x8F
-	CodeTopicNameInvalid        ReasonCode = 0x90
-	CodePacketTooLarge          ReasonCode = 0x95
-	CodeMessageRateTooHigh      ReasonCode = 0x96
-	CodeQuotaExceeded           ReasonCode = 0x97
-	CodeAdministrativeAction    ReasonCode = 0x98
-	CodeConnectionRateExceeded  ReasonCode = 0x9F
-	CodeMaximumConnectTime      ReasonCode = 0xA0
-	CodeWildcardSubsUnsupported ReasonCode = 0xA2
+	CodeSuccess                    ReasonCode = 0x00
+	CodeUnspecified                ReasonCode = 0x80
+	CodeMalformedPacket            ReasonCode = 0x81
+	CodeProtocolError              ReasonCode = 0x82
+	CodeImplementationSpecific     ReasonCode = 0x83
+	CodeUnsupportedProtocol        ReasonCode = 0x84
+	CodeClientIDNotValid           ReasonCode = 0x85
+	CodeBadUsernameOrPassword      ReasonCode = 0x86
+	CodeNotAuthorized              ReasonCode = 0x87
+	CodeServerUnavailable          ReasonCode = 0x88
+	CodeServerBusy                 ReasonCode = 0x89
+	CodeBanned                     ReasonCode = 0x8A
+	CodeServerShuttingDown         ReasonCode = 0x8B
+	CodeBadAuthMethod              ReasonCode = 0x8C
+	CodeKeepAliveTimeout           ReasonCode = 0x8D
+	CodeSessionTakenOver           ReasonCode = 0x8E
+	CodeTopicFilterInvalid         ReasonCode = 0x8F
+	CodeTopicNameInvalid           ReasonCode = 0x90
+	CodePacketIDInUse              ReasonCode = 0x91
+	CodePacketIDNotFound           ReasonCode = 0x92
+	CodeReceiveMaximumExceeded     ReasonCode = 0x93
+	CodeTopicAliasInvalid          ReasonCode = 0x94
+	CodePacketTooLarge             ReasonCode = 0x95
+	CodeMessageRateTooHigh         ReasonCode = 0x96
+	CodeQuotaExceeded              ReasonCode = 0x97
+	CodeAdministrativeAction       ReasonCode = 0x98
+	CodePayloadFormatInvalid       ReasonCode = 0x99
+	CodeRetainNotSupported         ReasonCode = 0x9A
+	CodeQoSNotSupported            ReasonCode = 0x9B
+	CodeUseAnotherServer           ReasonCode = 0x9C
+	CodeServerMoved                ReasonCode = 0x9D
+	CodeSharedSubsUnsupported      ReasonCode = 0x9E
+	CodeConnectionRateExceeded     ReasonCode = 0x9F
+	CodeMaximumConnectTime         ReasonCode = 0xA0
+	CodeSubscriptionIDsUnsupported ReasonCode = 0xA1
+	CodeWildcardSubsUnsupported    ReasonCode = 0xA2
 )
 
 // The MQTT 3.1.1 CONNACK return codes.
@@ -58,48 +76,58 @@ func (c ReasonCode) V3Connack() byte {
 	}
 }
 
-// String returns the reason code in hexadecimal with its name.
+// String returns the reason code in hexadecimal with its name:
+// "0x87 not authorized".
 func (c ReasonCode) String() string {
-	name := "unknown"
-	switch c {
-	case CodeSuccess:
-		name = "success"
-	case CodeUnspecified:
-		name = "unspecified error"
-	case CodeClientIDNotValid:
-		name = "client identifier not valid"
-	case CodeBadUsernameOrPassword:
-		name = "bad user name or password"
-	case CodeNotAuthorized:
-		name = "not authorized"
-	case CodeServerUnavailable:
-		name = "server unavailable"
-	case CodeServerBusy:
-		name = "server busy"
-	case CodeBanned:
-		name = "banned"
-	case CodeSessionTakenOver:
-		name = "session taken over"
-	case CodeTopicFilterInvalid:
-		name = "topic filter invalid"
-	case CodeTopicNameInvalid:
-		name = "topic name invalid"
-	case CodePacketTooLarge:
-		name = "packet too large"
-	case CodeMessageRateTooHigh:
-		name = "message rate too high"
-	case CodeQuotaExceeded:
-		name = "quota exceeded"
-	case CodeAdministrativeAction:
-		name = "administrative action"
-	case CodeConnectionRateExceeded:
-		name = "connection rate exceeded"
-	case CodeMaximumConnectTime:
-		name = "maximum connect time"
-	case CodeWildcardSubsUnsupported:
-		name = "wildcard subscriptions not supported"
+	return fmt.Sprintf("0x%02X %s", byte(c), c.Name())
+}
+
+// Name returns the reason code's name as MQTT 5.0 gives it, in lower case
+// ("not authorized"), or "unknown"; it is what a reason string may carry.
+func (c ReasonCode) Name() string {
+	if n, ok := codeNames[c]; ok {
+		return n
 	}
-	return fmt.Sprintf("0x%02X %s", byte(c), name)
+	return "unknown"
+}
+
+var codeNames = map[ReasonCode]string{
+	CodeSuccess:                    "success",
+	CodeUnspecified:                "unspecified error",
+	CodeMalformedPacket:            "malformed packet",
+	CodeProtocolError:              "protocol error",
+	CodeImplementationSpecific:     "implementation specific error",
+	CodeUnsupportedProtocol:        "unsupported protocol version",
+	CodeClientIDNotValid:           "client identifier not valid",
+	CodeBadUsernameOrPassword:      "bad user name or password",
+	CodeNotAuthorized:              "not authorized",
+	CodeServerUnavailable:          "server unavailable",
+	CodeServerBusy:                 "server busy",
+	CodeBanned:                     "banned",
+	CodeServerShuttingDown:         "server shutting down",
+	CodeBadAuthMethod:              "bad authentication method",
+	CodeKeepAliveTimeout:           "keep alive timeout",
+	CodeSessionTakenOver:           "session taken over",
+	CodeTopicFilterInvalid:         "topic filter invalid",
+	CodeTopicNameInvalid:           "topic name invalid",
+	CodePacketIDInUse:              "packet identifier in use",
+	CodePacketIDNotFound:           "packet identifier not found",
+	CodeReceiveMaximumExceeded:     "receive maximum exceeded",
+	CodeTopicAliasInvalid:          "topic alias invalid",
+	CodePacketTooLarge:             "packet too large",
+	CodeMessageRateTooHigh:         "message rate too high",
+	CodeQuotaExceeded:              "quota exceeded",
+	CodeAdministrativeAction:       "administrative action",
+	CodePayloadFormatInvalid:       "payload format invalid",
+	CodeRetainNotSupported:         "retain not supported",
+	CodeQoSNotSupported:            "qos not supported",
+	CodeUseAnotherServer:           "use another server",
+	CodeServerMoved:                "server moved",
+	CodeSharedSubsUnsupported:      "shared subscriptions not supported",
+	CodeConnectionRateExceeded:     "connection rate exceeded",
+	CodeMaximumConnectTime:         "maximum connect time",
+	CodeSubscriptionIDsUnsupported: "subscription identifiers not supported",
+	CodeWildcardSubsUnsupported:    "wildcard subscriptions not supported",
 }
 
 // ReasonError is a denial that carries the MQTT v5 reason code to send.

@@ -613,9 +613,11 @@ func (g *Guard) deny(p *parts, s *Session, kind EventKind, topic string, err err
 // subscriptions, queued messages and delayed will (for MQTT v5 the session
 // expiry interval, or the will delay when that is longer; for a 3.1.1
 // clean-session-0 client the broker's own expiry; zero for a clean
-// session). The client ID stays bound to the identity for keep, the
-// session's messages and will are still checked, and [Guard.Revalidate] and
-// [Guard.Kick] still reach it. A revoked or expired session is never kept.
+// session). The client ID stays bound to the identity for keep (and a
+// grace of two seconds, so that a will the broker sends as the session
+// expires is still checked against it), the session's messages and will are
+// still checked, and [Guard.Revalidate] and [Guard.Kick] still reach it. A
+// revoked or expired session is never kept.
 //
 // Disconnect with keep = 0 on a kept session ends it (the broker resumed,
 // discarded or expired it); it also ends by itself after keep, or when
@@ -632,6 +634,12 @@ func (g *Guard) Disconnect(s *Session, keep time.Duration) {
 	first := !s.closed
 	s.closed = true
 	s.mu.Unlock()
+	if keep > 0 {
+		// The broker expires the session on its own clock, and may send
+		// the will at that moment: the Guard keeps it, and the ID bound,
+		// a little longer.
+		keep += keepGrace
+	}
 	if first {
 		if s.release != nil {
 			s.release(keep)
@@ -651,6 +659,9 @@ func (g *Guard) Disconnect(s *Session, keep time.Duration) {
 	}
 	g.end(s)
 }
+
+// keepGrace is added to the time a kept session is kept: see Disconnect.
+const keepGrace = 2 * time.Second
 
 // end ends s for good: no decision of it succeeds any more.
 func (g *Guard) end(s *Session) {

@@ -551,6 +551,9 @@ func TestGuardKeptSessionOwned(t *testing.T) {
 	g.Disconnect(s2, time.Minute)
 
 	clk.Add(61 * time.Second)
+	_, err = g.Connect(ctx, client("dev1", "alice"), pw("pw"), nil)
+	require.ErrorIs(t, err, mqttsec.ErrSessionOwned, "bound for a grace after keep: the broker may be sending the will")
+	clk.Add(2 * time.Second)
 	s3, err := g.Connect(ctx, client("dev1", "alice"), pw("pw"), nil)
 	require.NoError(t, err, "after the session expired the ID is free")
 	require.False(t, s3.Resume(), "and nothing of bob's is resumed")

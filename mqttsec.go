@@ -314,8 +314,9 @@ func (f LimiterFunc) Allow(cl *Client, l Limit, n int) error { return f(cl, l, n
 // they are revoked, 0x98 for an administrator's kick or a ban), mapped with
 // [ReasonCode.ForDisconnect] for a v5 DISCONNECT. For a session the broker
 // keeps after its connection ended ([Session.Kept]), it discards the kept
-// session: its subscriptions, queued messages and delayed will. It must not
-// block and is a no-op for a session that already ended.
+// session (its subscriptions, queued messages and delayed will) and may end
+// it with Guard.Disconnect(s, 0) from within Disconnect. It must not block
+// and is a no-op for a session that already ended.
 type Disconnector interface {
 	Disconnect(s *Session, code ReasonCode)
 }

@@ -307,7 +307,7 @@ func (h *Hook) refuse(cl *mqtt.Client, code mqttsec.ReasonCode) error {
 			ReasonCode:  code.V3Connack(),
 		})
 	} else {
-		_ = h.s.SendConnack(cl, packets.Code{Code: byte(code), Reason: reasonString(code)}, false, nil)
+		_ = h.s.SendConnack(cl, packets.Code{Code: byte(code), Reason: code.Name()}, false, nil)
 	}
 	return connectDenied{code}
 }
@@ -337,16 +337,6 @@ func (h *Hook) reap(cn *conn) {
 		return
 	}
 	time.AfterFunc(h.connectTimeout, func() { h.reap(cn) })
-}
-
-// reasonString is the reason string sent to a client: the code's name, never
-// the error detail (which may describe the policy).
-func reasonString(code mqttsec.ReasonCode) string {
-	s := code.String()
-	if i := strings.IndexByte(s, ' '); i >= 0 {
-		return s[i+1:]
-	}
-	return s
 }
 
 // tlsState returns the TLS state of c, unwrapping connections that expose
@@ -553,9 +543,9 @@ func (h *Hook) keep(cl *mqtt.Client) time.Duration {
 		secs = min(secs, cl.Properties.Props.SessionExpiryInterval)
 	}
 	secs = max(secs, cl.Properties.Will.WillDelayInterval)
-	// mochi expires a session on its clock tick after the interval: keep
-	// the ID bound a little longer than that.
-	return time.Duration(secs)*time.Second + 2*time.Second
+	// mochi expires a session on its one-second clock tick after the
+	// interval; the Guard adds a grace of its own to cover it.
+	return time.Duration(secs) * time.Second
 }
 
 // current reports whether cl is the client mochi holds for its ID.
@@ -794,7 +784,7 @@ func (h *Hook) rejectPublish(cl *mqtt.Client, pk packets.Packet, code mqttsec.Re
 	if cl.Properties.ProtocolVersion >= 5 {
 		code = code.ForPuback()
 		ack.ReasonCode = byte(code)
-		ack.Properties.ReasonString = reasonString(code)
+		ack.Properties.ReasonString = code.Name()
 	} else if h.v3DenyDisconnect {
 		cl.Stop(packets.ErrNotAuthorized)
 		return
@@ -926,7 +916,7 @@ func (h *Hook) disconnect(cl *mqtt.Client, code mqttsec.ReasonCode) {
 		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
 	}
 	code = code.ForDisconnect()
-	pc := packets.Code{Code: byte(code), Reason: reasonString(code)}
+	pc := packets.Code{Code: byte(code), Reason: code.Name()}
 	if cl.Properties.ProtocolVersion >= 5 {
 		_ = h.s.DisconnectClient(cl, pc)
 	}

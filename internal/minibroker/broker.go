@@ -215,7 +215,7 @@ func (b *Broker) Close() error {
 	for c := range b.conns {
 		_ = c.nc.SetDeadline(time.Now().Add(time.Second))
 		if c.gs != nil {
-			c.kick(codeServerShuttingDown)
+			c.kick(mqttsec.CodeServerShuttingDown)
 		} else {
 			_ = c.nc.Close()
 		}
@@ -241,16 +241,8 @@ func (b *Broker) Close() error {
 // Reason codes of the protocol itself, which the mqttsec package does not
 // name (its codes are the answers of security decisions).
 const (
-	codeMalformedPacket       mqttsec.ReasonCode = 0x81
-	codeProtocolError         mqttsec.ReasonCode = 0x82
-	codeServerShuttingDown    mqttsec.ReasonCode = 0x8B
-	codeBadAuthMethod         mqttsec.ReasonCode = 0x8C
-	codeKeepAliveTimeout      mqttsec.ReasonCode = 0x8D
-	codeReceiveMaxExceeded    mqttsec.ReasonCode = 0x93
-	codeTopicAliasInvalid     mqttsec.ReasonCode = 0x94
-	codeSubIDsNotSupported    mqttsec.ReasonCode = 0xA1
-	codePacketIDNotFound      byte               = 0x92
-	codeNoSubscriptionExisted byte               = 0x11
+	codePacketIDNotFound      byte = 0x92
+	codeNoSubscriptionExisted byte = 0x11
 )
 
 // Disconnect implements [mqttsec.Disconnector]: the connection of s gets a

@@ -119,14 +119,14 @@ func reasonString(code mqttsec.ReasonCode) string {
 
 // protocolCodeNames names the codes ReasonCode.String does not know.
 var protocolCodeNames = map[mqttsec.ReasonCode]string{
-	codeMalformedPacket:    "malformed packet",
-	codeProtocolError:      "protocol error",
-	codeServerShuttingDown: "server shutting down",
-	codeBadAuthMethod:      "bad authentication method",
-	codeKeepAliveTimeout:   "keep alive timeout",
-	codeReceiveMaxExceeded: "receive maximum exceeded",
-	codeTopicAliasInvalid:  "topic alias invalid",
-	codeSubIDsNotSupported: "subscription identifiers not supported",
+	mqttsec.CodeMalformedPacket:            "malformed packet",
+	mqttsec.CodeProtocolError:              "protocol error",
+	mqttsec.CodeServerShuttingDown:         "server shutting down",
+	mqttsec.CodeBadAuthMethod:              "bad authentication method",
+	mqttsec.CodeKeepAliveTimeout:           "keep alive timeout",
+	mqttsec.CodeReceiveMaximumExceeded:     "receive maximum exceeded",
+	mqttsec.CodeTopicAliasInvalid:          "topic alias invalid",
+	mqttsec.CodeSubscriptionIDsUnsupported: "subscription identifiers not supported",
 }
 
 // serve is the reader goroutine: CONNECT, then packets until the
@@ -187,7 +187,7 @@ func (c *conn) connect() bool {
 	}
 	if cp.Properties.AuthMethod != "" {
 		// Enhanced authentication (AUTH exchanges) is not supported.
-		c.refuse(codeBadAuthMethod)
+		c.refuse(mqttsec.CodeBadAuthMethod)
 		return false
 	}
 	if c.version != v5 && cp.ClientID == "" && !cp.CleanStart {
@@ -212,14 +212,14 @@ func (c *conn) connect() bool {
 	c.recvMax = b.o.MaxInflight
 	if props.ReceiveMaximum != nil {
 		if *props.ReceiveMaximum == 0 {
-			c.refuse(codeProtocolError) // a receive maximum of 0 [MQTT-3.1.2-11.3]
+			c.refuse(mqttsec.CodeProtocolError) // a receive maximum of 0 [MQTT-3.1.2-11.3]
 			return false
 		}
 		c.recvMax = min(c.recvMax, int(*props.ReceiveMaximum))
 	}
 	if props.MaximumPacketSize != nil {
 		if *props.MaximumPacketSize == 0 {
-			c.refuse(codeProtocolError) // a maximum packet size of 0
+			c.refuse(mqttsec.CodeProtocolError) // a maximum packet size of 0
 			return false
 		}
 		c.maxOut = int(*props.MaximumPacketSize)
@@ -335,6 +335,11 @@ func (c *conn) attachLocked(gs *mqttsec.Session, cleanStart bool, expiry time.Du
 	b := c.b
 	st := b.sessions[c.clientID]
 	resume := st != nil && gs.Resume() && !cleanStart
+	if st != nil && st.conn == nil && st.gs != nil && st.gs != gs {
+		// The kept session is resumed or discarded: its Guard session
+		// ends (deliveries to it are checked against gs from now on).
+		defer b.g.Disconnect(st.gs, 0)
+	}
 	if st != nil {
 		if old := st.conn; old != nil {
 			old.takenOver = true
@@ -380,9 +385,9 @@ func (c *conn) readLoop() (graceful bool) {
 			case errors.Is(err, errTooLarge):
 				c.sendDisconnect(mqttsec.CodePacketTooLarge)
 			case errors.Is(err, errMalformed):
-				c.sendDisconnect(codeMalformedPacket)
+				c.sendDisconnect(mqttsec.CodeMalformedPacket)
 			case isTimeout(err):
-				c.sendDisconnect(codeKeepAliveTimeout)
+				c.sendDisconnect(mqttsec.CodeKeepAliveTimeout)
 			}
 			return false
 		}
@@ -390,9 +395,9 @@ func (c *conn) readLoop() (graceful bool) {
 		if err != nil {
 			b.log.Debug("minibroker: bad packet", "client", c.clientID, "error", err)
 			if errors.Is(err, errProtocol) {
-				c.sendDisconnect(codeProtocolError)
+				c.sendDisconnect(mqttsec.CodeProtocolError)
 			} else {
-				c.sendDisconnect(codeMalformedPacket)
+				c.sendDisconnect(mqttsec.CodeMalformedPacket)
 			}
 			return false
 		}
@@ -429,7 +434,7 @@ func (c *conn) readLoop() (graceful bool) {
 			return c.onDisconnect(p)
 		default:
 			// PUBREC and PUBCOMP (the broker sends no QoS 2), AUTH.
-			c.sendDisconnect(codeProtocolError)
+			c.sendDisconnect(mqttsec.CodeProtocolError)
 			return false
 		}
 	}
@@ -449,16 +454,16 @@ func isTimeout(err error) bool {
 func (c *conn) onPublish(p *packets.Publish) bool {
 	b := c.b
 	if p.QoS > 0 && p.PacketID == 0 {
-		c.sendDisconnect(codeProtocolError)
+		c.sendDisconnect(mqttsec.CodeProtocolError)
 		return false
 	}
 	if c.version == v5 {
 		if p.Properties.TopicAlias != nil {
-			c.sendDisconnect(codeTopicAliasInvalid) // the topic alias maximum is 0
+			c.sendDisconnect(mqttsec.CodeTopicAliasInvalid) // the topic alias maximum is 0
 			return false
 		}
 		if p.Properties.SubscriptionIdentifier != nil {
-			c.sendDisconnect(codeProtocolError) // [MQTT-3.3.4-6]
+			c.sendDisconnect(mqttsec.CodeProtocolError) // [MQTT-3.3.4-6]
 			return false
 		}
 	}
@@ -469,7 +474,7 @@ func (c *conn) onPublish(p *packets.Publish) bool {
 			return c.write(encodeAck(c.version, packets.PUBREC, p.PacketID, b.checkCode(v5, packets.PUBREC, 0))) == nil
 		}
 		if len(c.pendingRel) >= b.o.MaxInflight {
-			c.sendDisconnect(codeReceiveMaxExceeded)
+			c.sendDisconnect(mqttsec.CodeReceiveMaximumExceeded)
 			return false
 		}
 	}
@@ -526,7 +531,7 @@ func (c *conn) onPuback(id uint16) {
 func (c *conn) onSubscribe(p *packets.Subscribe) bool {
 	b := c.b
 	if p.PacketID == 0 {
-		c.sendDisconnect(codeProtocolError)
+		c.sendDisconnect(mqttsec.CodeProtocolError)
 		return false
 	}
 	codes := make([]byte, len(p.Subscriptions))
@@ -534,14 +539,14 @@ func (c *conn) onSubscribe(p *packets.Subscribe) bool {
 	for i, o := range p.Subscriptions {
 		group := sharedGroup(o.Topic)
 		if group != "" && o.NoLocal {
-			c.sendDisconnect(codeProtocolError) // [MQTT-3.8.3-4]
+			c.sendDisconnect(mqttsec.CodeProtocolError) // [MQTT-3.8.3-4]
 			return false
 		}
 		var code mqttsec.ReasonCode
 		var qos byte
 		var err error
 		if p.Properties.SubscriptionIdentifier != nil {
-			code = codeSubIDsNotSupported
+			code = mqttsec.CodeSubscriptionIDsUnsupported
 		} else {
 			qos, err = b.g.Subscribe(b.ctx, c.gs, mqttsec.Subscription{Filter: o.Topic, QoS: o.QoS,
 				NoLocal: o.NoLocal, RetainAsPublished: o.RetainAsPublished, RetainHandling: o.RetainHandling})
@@ -608,7 +613,7 @@ func binaryID(id uint16) []byte { return []byte{byte(id >> 8), byte(id)} }
 func (c *conn) onUnsubscribe(p *packets.Unsubscribe) bool {
 	b := c.b
 	if p.PacketID == 0 {
-		c.sendDisconnect(codeProtocolError)
+		c.sendDisconnect(mqttsec.CodeProtocolError)
 		return false
 	}
 	codes := make([]byte, len(p.Topics))
@@ -649,7 +654,7 @@ func (c *conn) onDisconnect(p *packets.Disconnect) bool {
 		if st.conn == c {
 			if st.expiry == 0 && *se != 0 {
 				b.mu.Unlock()
-				c.sendDisconnect(codeProtocolError)
+				c.sendDisconnect(mqttsec.CodeProtocolError)
 				return false
 			}
 			st.expiry = min(time.Duration(*se)*time.Second, b.o.MaxSessionExpiry)
