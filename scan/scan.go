@@ -351,7 +351,7 @@ func parseTarget(raw string) (target, error) {
 // options, and [ErrUnreachable] (with the report so far) when the target
 // accepts no TCP connection. A cancelled ctx ends the scan: the remaining
 // checks are reported as skipped and ctx.Err() is returned with the report.
-func Run(ctx context.Context, target string, opts Options) (Report, error) {
+func Run(ctx context.Context, target string, opts Options) (rep Report, err error) {
 	t, err := parseTarget(target)
 	if err != nil {
 		return Report{Target: target}, err
@@ -369,7 +369,7 @@ func Run(ctx context.Context, target string, opts Options) (Report, error) {
 	if err != nil {
 		return Report{Target: target}, err
 	}
-	rep := Report{Target: target, Started: time.Now()}
+	rep = Report{Target: target, Started: time.Now()}
 	defer func() { rep.ElapsedMS = time.Since(rep.Started).Milliseconds() }()
 
 	// Reachability first: without a TCP connection nothing can be checked.

@@ -79,6 +79,7 @@ func TestWeakMosquitto(t *testing.T) {
 	require.NoError(t, err)
 	require.Less(t, elapsed, 30*time.Second, "a non-intrusive scan of a weak broker")
 	t.Logf("scan took %s", elapsed.Round(time.Millisecond))
+	require.InDelta(t, elapsed.Milliseconds(), rep.ElapsedMS, 1000)
 
 	requireStatus(t, rep, map[string]scan.Status{
 		"plaintext-listener":    scan.Fail,
