@@ -22,9 +22,13 @@ type Severity uint8
 
 // The severities, lowest first.
 const (
+	// Info is a fact worth knowing that is not a weakness by itself.
 	Info Severity = iota
+	// Low is a weakness that needs other conditions to be exploited.
 	Low
+	// Medium exposes data or availability in some deployments.
 	Medium
+	// High lets an outsider read, write or disrupt.
 	High
 )
 
@@ -142,7 +146,13 @@ type format struct {
 func formats() []format {
 	return []format{
 		{"mosquitto", looksConf, func(l *linter, p string, d []byte) error { return l.mosquittoConf(p, d) }},
-		{"mosquitto-passwd", looksPasswd, func(l *linter, p string, d []byte) error { l.passwordFile(p, d); return nil }},
+		{"mosquitto-passwd", looksPasswd, func(l *linter, p string, d []byte) error {
+			if mode, err := l.fs.mode(p); err == nil && mode&0o004 != 0 {
+				l.add("world-readable-file", p, 0, "password file %q is readable by every local user (mode %04o)", p, mode)
+			}
+			l.passwordFile(p, d)
+			return nil
+		}},
 		{"mosquitto-acl", looksMosquittoACL, func(l *linter, p string, d []byte) error { return l.mosquittoACL(p, d, aclContext{}) }},
 		{"casbin", looksCasbin, func(l *linter, p string, d []byte) error { return l.casbinPolicy(p, d) }},
 	}

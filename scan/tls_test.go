@@ -131,4 +131,15 @@ func TestTLSStrong(t *testing.T) {
 	f := byID(t, rep)["tls-certificate"]
 	require.Equal(t, scan.Fail, f.Status)
 	require.Contains(t, f.Evidence, "trusted CA")
+
+	// Nor are credentials sent to a broker whose certificate does not
+	// verify: the checks that need them are skipped, and say why.
+	rep, err = scan.Run(context.Background(), "mqtts://"+b.Addr, scan.Options{
+		Principal: scan.Credentials{Certificate: &cert},
+		Checks:    []string{"wildcard-subscribe"},
+	})
+	require.NoError(t, err)
+	f = byID(t, rep)["wildcard-subscribe"]
+	require.Equal(t, scan.Skip, f.Status)
+	require.Contains(t, f.Evidence, "does not verify; credentials were not sent")
 }
