@@ -35,7 +35,7 @@ func (m memFS) readDir(dir string) ([]string, error) {
 
 func (m memFS) mode(p string) (fs.FileMode, error) {
 	if _, ok := m[p]; ok {
-		return 0o644, nil
+		return 0o600, nil
 	}
 	return 0, fs.ErrNotExist
 }

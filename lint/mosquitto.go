@@ -42,7 +42,7 @@ type mosquitto struct {
 	bridges     []bridgeSection
 }
 
-var listenerKeys = keySet(`bind_address bind_interface certfile keyfile cafile capath tls_version ciphers
+var listenerKeys = keySet(`bind_interface certfile keyfile cafile capath tls_version ciphers
 ciphers_tls1.3 require_certificate use_identity_as_username use_subject_as_username psk_hint max_connections
 protocol socket_domain mount_point http_dir crlfile dhparamfile tls_engine tls_keyform max_qos max_topic_alias
 websockets_headers_size`)
@@ -89,12 +89,15 @@ func buildMosquitto(main string, dirs []directive) *mosquitto {
 		case d.key == "listener":
 			cur = &listener{d: d, explicit: true, opts: map[string]directive{}, sec: newSecurity()}
 			m.listeners = append(m.listeners, cur)
-		case d.key == "port":
-			l := current(d)
-			if !l.explicit {
-				l.d = d
+		case d.key == "port" || d.key == "bind_address":
+			// Options of the default listener wherever they appear.
+			if m.def == nil {
+				m.def = &listener{d: d, opts: map[string]directive{}, sec: newSecurity()}
 			}
-			l.opts["port"] = d
+			if d.key == "port" {
+				m.def.d = d
+			}
+			m.def.opts[d.key] = d
 		case d.key == "connection":
 			m.bridges = append(m.bridges, bridgeSection{name: d.value, d: d})
 			bridge = &m.bridges[len(m.bridges)-1]
@@ -142,8 +145,8 @@ func (l *listener) name() string {
 	return "default listener (port " + port + ")"
 }
 
-// address returns the listener's bind address, interface and whether it
-// is reachable only from this host.
+// local reports whether the listener is reachable only from this host:
+// bound to a loopback address or interface, or a Unix socket.
 func (l *listener) local() bool {
 	addr := ""
 	if l.explicit {

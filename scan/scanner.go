@@ -248,7 +248,8 @@ func errText(err error) string {
 	if errors.Is(err, io.EOF) || errors.Is(err, errClosed) {
 		return "connection closed by the broker"
 	}
-	return err.Error()
+	// Errors may quote what the broker sent (a reason string).
+	return printable(err.Error(), 200)
 }
 
 // closeConns closes the connections of the check that ended.
