@@ -128,3 +128,26 @@ func TestConnOptsSummaryHasNoPassword(t *testing.T) {
 	require.NotContains(t, s, "hunter2")
 	require.Contains(t, s, `user "u"`)
 }
+
+// TestSilentBroker: a listener that accepts connections and never answers
+// ends the scan at once with ErrUnreachable, instead of every check
+// waiting for its deadline.
+func TestSilentBroker(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c); _ = c.Close() }()
+		}
+	}()
+	start := time.Now()
+	_, err = Run(context.Background(), "mqtt://"+l.Addr().String(), Options{CheckTimeout: time.Second})
+	require.ErrorIs(t, err, ErrUnreachable)
+	require.ErrorContains(t, err, "no answer to an MQTT CONNECT")
+	require.Less(t, time.Since(start), 5*time.Second)
+}

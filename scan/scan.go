@@ -372,19 +372,14 @@ func Run(ctx context.Context, target string, opts Options) (rep Report, err erro
 	rep = Report{Target: target, Started: time.Now()}
 	defer func() { rep.ElapsedMS = time.Since(rep.Started).Milliseconds() }()
 
-	// Reachability first: without a TCP connection nothing can be checked.
-	{
-		dctx, cancel := context.WithTimeout(ctx, opts.CheckTimeout)
-		var d net.Dialer
-		c, err := d.DialContext(dctx, "tcp", t.addr)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
-			}
-			return rep, fmt.Errorf("%w: %s: %v", ErrUnreachable, t.addr, err)
+	// Reachability first: without a TCP connection, or a broker that
+	// answers a CONNECT at all (with a CONNACK, a TLS alert or by closing),
+	// nothing can be checked, and every check would wait for its deadline.
+	if err := s.alive(ctx); err != nil {
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
 		}
-		_ = c.Close()
+		return rep, fmt.Errorf("%w: %s: %v", ErrUnreachable, t.addr, err)
 	}
 	if len(selected) == 0 || selected[idleConnection.ID] {
 		s.idle = startIdleProbe(s.t.addr)
@@ -413,6 +408,28 @@ func Run(ctx context.Context, target string, opts Options) (rep Report, err erro
 	rep.Broker = s.broker
 	s.cleanup(ctx)
 	return rep, ctx.Err()
+}
+
+// alive connects to the target and sends an anonymous MQTT 3.1.1 CONNECT:
+// any answer will do, silence until Options.CheckTimeout will not.
+func (s *scanner) alive(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.o.CheckTimeout)
+	defer cancel()
+	nc, err := s.dial(ctx, nil)
+	if err != nil {
+		if isDialError(err) || ctx.Err() != nil {
+			return err
+		}
+		return nil // a TLS refusal is an answer
+	}
+	c, _, err := connect3(ctx, nc, connOpts{clientID: s.clientID()}, s.opWait())
+	if c != nil {
+		_ = c.Close()
+	}
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("no answer to an MQTT CONNECT within %s", s.o.CheckTimeout)
+	}
+	return nil
 }
 
 // runCheck runs one check under its own deadline and turns a panic (a

@@ -98,7 +98,7 @@ func (s *scanner) dial(ctx context.Context, cred *Credentials) (net.Conn, error)
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", s.t.addr)
 	if err != nil {
-		return nil, err
+		return nil, &dialError{err}
 	}
 	if s.t.tls {
 		cfg := s.probe
