@@ -110,7 +110,11 @@ func writeLintText(w io.Writer, rep lint.Report) {
 	bySev := map[lint.Severity]int{}
 	for _, f := range rep.Findings {
 		bySev[f.Severity]++
-		fmt.Fprintf(w, "%s:%d: %s %s: %s\n", f.File, f.Line, f.Severity, f.ID, f.Evidence)
+		where := f.File
+		if f.Line > 0 {
+			where = fmt.Sprintf("%s:%d", f.File, f.Line)
+		}
+		fmt.Fprintf(w, "%s: %s %s: %s\n", where, f.Severity, f.ID, f.Evidence)
 		fmt.Fprintf(w, "    fix: %s\n", f.Remediation)
 	}
 	files := strings.Join(rep.Files, ", ")
