@@ -156,6 +156,25 @@ func TestMosquittoWithACL(t *testing.T) {
 	require.Empty(t, retainedUnder(t, m.Addr, "alice/#", "alice", "alice-secret-pw"))
 }
 
+// TestMosquittoWildcardLeak: with an ACL that lets bob read everything,
+// bob's "#" receives what alice publishes under her own prefix.
+func TestMosquittoWildcardLeak(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	passwd := mosquittoPasswd(t, dir, map[string]string{"alice": "alice-secret-pw", "bob": "bob-secret-pw"})
+	aclFile := writeFile(t, dir, "acl", "user alice\ntopic readwrite alice/#\nuser bob\ntopic readwrite #\n")
+	m := testenv.StartMosquitto(t, "allow_anonymous false", "password_file "+passwd, "acl_file "+aclFile)
+	rep, err := scan.Run(context.Background(), "mqtt://"+m.Addr, scan.Options{
+		Principal:   scan.Credentials{Username: "alice", Password: []byte("alice-secret-pw")},
+		Second:      &scan.Credentials{Username: "bob", Password: []byte("bob-secret-pw")},
+		TopicPrefix: "alice/",
+		Checks:      []string{"wildcard-subscribe"},
+	})
+	require.NoError(t, err)
+	requireStatus(t, rep, map[string]scan.Status{"wildcard-subscribe": scan.Fail})
+	require.Contains(t, byID(t, rep)["wildcard-subscribe"].Evidence, `user "bob" subscribed to "#" too and received 1 message(s) on 1 topic(s), e.g. "alice/mqttsec-scan-`)
+}
+
 // TestIntrusive finds a default account and the missing CONNECT rate
 // limit, and stops guessing at the first hit.
 func TestIntrusive(t *testing.T) {
