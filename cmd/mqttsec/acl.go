@@ -109,12 +109,14 @@ Exit status: 0 allow, 1 deny, 2 usage or policy error.`,
 
 func newACLLintCmd() *cobra.Command {
 	var mosq, csvForm bool
+	o := &lintOptions{}
 	cmd := &cobra.Command{
 		Use:   "lint [--mosquitto|--casbin] FILE",
-		Short: "Report shadowed rules and patterns without %u/%c",
+		Short: `Lint a policy file (an alias for "mqttsec lint --type mosquitto-acl|casbin")`,
 		Long: `Report rules that never change a decision (covered by another rule with the
-same effect, or by a deny rule), Mosquitto patterns without %u or %c, and rules
-with an unknown act or eft or an invalid topic filter.
+same effect, or by a deny rule), Mosquitto patterns without %u or %c, rules
+with an unknown act or eft or an invalid topic filter, and wildcard grants to
+anonymous clients: "mqttsec lint" for one policy file.
 
 The file is a Casbin CSV policy or a Mosquitto acl_file; the format is guessed
 from the first rule line unless --mosquitto or --casbin is given.
@@ -126,31 +128,17 @@ Exit status: 0 no findings, 1 findings, 2 the file does not parse.`,
 			if err != nil {
 				return &exitError{2, err}
 			}
-			isMosq := mosq || (!csvForm && looksMosquitto(data))
-			var rules []acl.Rule
-			var groups [][2]string
-			if isMosq {
-				rules, err = acl.ParseMosquitto(bytes.NewReader(data))
-			} else {
-				rules, groups, err = acl.ParsePolicy(bytes.NewReader(data))
+			if o.fileFormat, err = aclLintFormat(mosq, csvForm, data); err != nil {
+				return &exitError{2, err}
 			}
-			if err != nil {
-				return &exitError{2, fmt.Errorf("%s: %w", args[0], err)}
-			}
-			findings := acl.Lint(rules, groups)
-			out := cmd.OutOrStdout()
-			for _, f := range findings {
-				fmt.Fprintf(out, "%s:%s\n", args[0], f)
-			}
-			if len(findings) > 0 {
-				return &exitError{1, fmt.Errorf("%d finding(s)", len(findings))}
-			}
-			fmt.Fprintf(out, "%s: %d rules, no findings\n", args[0], len(rules))
-			return nil
+			return runLint(cmd.OutOrStdout(), args, o)
 		},
 	}
-	cmd.Flags().BoolVar(&mosq, "mosquitto", false, "the file is a Mosquitto acl_file")
-	cmd.Flags().BoolVar(&csvForm, "casbin", false, "the file is a Casbin CSV policy")
+	f := cmd.Flags()
+	f.BoolVar(&mosq, "mosquitto", false, "the file is a Mosquitto acl_file")
+	f.BoolVar(&csvForm, "casbin", false, "the file is a Casbin CSV policy")
+	f.StringVar(&o.format, "format", "text", "output format: text, json or sarif")
+	f.StringVar(&o.failOn, "fail-on", "low", "exit 1 on a finding of this severity or higher: info, low, medium, high or none")
 	return cmd
 }
 
