@@ -83,7 +83,7 @@ func TestAnonymous(t *testing.T) {
 func TestGuardChain(t *testing.T) {
 	p := auth.NewPasswords(fileWith(t, "alice", "wonderland"), auth.PasswordsConfig{})
 	k := getKeys(t)
-	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}})
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, Issuer: testIss, Audience: testAud})
 	failures := 0
 	var logged []string
 	g := mqttsec.New(mqttsec.Config{

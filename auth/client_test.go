@@ -21,7 +21,7 @@ import (
 func TestConnectPacketBuilderFreshToken(t *testing.T) {
 	k := getKeys(t)
 	clk := newClock()
-	minter := &auth.JWTMinter{Method: jwt.SigningMethodES256, Key: k.ec, Subject: "dev1", TTL: time.Minute, Clock: clk.Now,
+	minter := &auth.JWTMinter{Method: jwt.SigningMethodES256, Key: k.ec, Subject: "dev1", Issuer: testIss, Audience: testAud, TTL: time.Minute, Clock: clk.Now,
 		Claims: map[string]any{"acl": []any{map[string]any{"permission": "allow", "action": "all", "topic": "dev/dev1/#"}}}}
 	build := auth.ConnectPacketBuilder(auth.JWTCredentials("dev1", minter), 0)
 	u, _ := url.Parse("mqtt://127.0.0.1:1883")
@@ -35,7 +35,7 @@ func TestConnectPacketBuilderFreshToken(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEqual(t, tok1, string(cp2.Password), "a fresh token on every connection attempt")
 
-	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, Clock: clk.Now, ACLClaim: true})
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, Issuer: testIss, Audience: testAud, Clock: clk.Now, ACLClaim: true})
 	id, err := tokenLogin(j, "c", cp2.Username, string(cp2.Password))
 	require.NoError(t, err)
 	require.Equal(t, clk.Now().Add(time.Minute), id.Expiry)

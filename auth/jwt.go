@@ -34,9 +34,22 @@ const (
 	minHMACSecret       = 32
 )
 
-// JWTConfig configures a [JWT] authenticator. Algorithms and at least one
-// key source are required; every other zero value is the secure default.
-// A JWTConfig must not be modified after it is passed to [NewJWT].
+// JWTConfig configures a [JWT] authenticator. Algorithms, at least one key
+// source and Audience are required, and so is Issuer when tokens are
+// verified with public keys or a JWKS; every other zero value is the secure
+// default. A JWTConfig must not be modified after it is passed to [NewJWT].
+//
+// # Names
+//
+// A token's subject is a name in the namespace of its issuer: "alice" of
+// one identity provider is not "alice" of another. A JWT accepts one
+// issuer, so the subjects it turns into [mqttsec.Identity.Subject] come
+// from one namespace, and a token of another issuer is denied even when a
+// configured key verifies it. Policies, client-ID binding and %u
+// placeholders see only the subject: authenticators of one [Chain] share
+// that namespace, so make sure a name means one principal across them (a
+// token subject is the same principal as the password-file user or
+// certificate name it equals).
 type JWTConfig struct {
 	// Algorithms is the allow-list of signing algorithms ("RS256", "ES256",
 	// "EdDSA", "HS256", ...). "none" is never accepted. A token's algorithm
@@ -67,10 +80,26 @@ type JWTConfig struct {
 	HTTPClient *http.Client `yaml:"-"`
 	// OnJWKSError is called when a JWKS fetch fails. It must not block.
 	OnJWKSError func(err error) `yaml:"-"`
-	// Issuer, when set, must equal the "iss" claim.
+	// Issuer must equal the "iss" claim. It is required when tokens are
+	// verified with PublicKeys or a JWKSURL (keys that may sign tokens
+	// for several issuers, or for another issuer after a mix-up), unless
+	// InsecureAnyIssuer is set; with HMACSecret alone it is optional
+	// (whoever holds the secret is the issuer).
 	Issuer string `yaml:"issuer"`
-	// Audience, when set, must be in the "aud" claim.
+	// InsecureAnyIssuer accepts tokens whatever their "iss" claim, and
+	// without one. The subjects of every issuer the keys verify then share
+	// one namespace: "alice" of one issuer logs in as "alice" of another.
+	// Leave it false; set Issuer.
+	InsecureAnyIssuer bool `yaml:"insecure_any_issuer"`
+	// Audience must be one of the values of the "aud" claim: this broker's
+	// name at the issuer. It is required unless InsecureAnyAudience is set,
+	// so that a token the same issuer minted for another service does not
+	// log in here (RFC 8725, section 3.9).
 	Audience string `yaml:"audience"`
+	// InsecureAnyAudience accepts tokens whatever their "aud" claim, and
+	// without one: any token of the issuer, for any of its services, logs
+	// in. Leave it false; set Audience.
+	InsecureAnyAudience bool `yaml:"insecure_any_audience"`
 	// Leeway is the clock skew allowed for "exp", "nbf" and "iat"; zero
 	// means DefaultLeeway, a negative value none.
 	Leeway time.Duration `yaml:"leeway"`
@@ -164,6 +193,14 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 	}
 	if asym && len(cfg.PublicKeys) == 0 && cfg.JWKSURL == "" {
 		return nil, fmt.Errorf("%w: jwt: asymmetric algorithms need public keys or a JWKS URL", ErrConfig)
+	}
+	if cfg.Audience == "" && !cfg.InsecureAnyAudience {
+		return nil, fmt.Errorf("%w: jwt: Audience is required (a token the issuer minted for another service would log in); "+
+			"InsecureAnyAudience waives it", ErrConfig)
+	}
+	if cfg.Issuer == "" && !cfg.InsecureAnyIssuer && (len(cfg.PublicKeys) > 0 || cfg.JWKSURL != "") {
+		return nil, fmt.Errorf("%w: jwt: Issuer is required with public keys or a JWKS URL (subjects of different issuers "+
+			"would be one principal); InsecureAnyIssuer waives it", ErrConfig)
 	}
 	for _, k := range cfg.PublicKeys {
 		switch k.(type) {

@@ -92,8 +92,14 @@ func sign(t testing.TB, m jwt.SigningMethod, key any, claims jwt.MapClaims) stri
 	return s
 }
 
+// The issuer and audience of the test tokens.
+const (
+	testIss = "https://idp.example"
+	testAud = "mqtt"
+)
+
 func claimsAt(now time.Time, sub string) jwt.MapClaims {
-	return jwt.MapClaims{"sub": sub, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+	return jwt.MapClaims{"sub": sub, "iss": testIss, "aud": testAud, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
 }
 
 func newJWT(t testing.TB, cfg auth.JWTConfig) *auth.JWT {
@@ -119,6 +125,8 @@ func TestJWT(t *testing.T) {
 		Algorithms: []string{"RS256", "ES256", "EdDSA", "HS256"},
 		HMACSecret: k.secret,
 		PublicKeys: pub,
+		Issuer:     testIss,
+		Audience:   testAud,
 		Clock:      clk.Now,
 		RolesClaim: "roles",
 		ACLClaim:   true,
@@ -173,7 +181,6 @@ func TestJWT(t *testing.T) {
 
 	t.Run("identity", func(t *testing.T) {
 		c := claimsAt(now, "dev7")
-		c["iss"] = "idp"
 		c["roles"] = []string{"sensor", "fleet-a"}
 		c["acl"] = []any{
 			map[string]any{"permission": "allow", "action": "publish", "topic": "t/${clientid}", "qos": []int{0, 1}, "retain": false},
@@ -187,7 +194,7 @@ func TestJWT(t *testing.T) {
 			Method:     mqttsec.MethodJWT,
 			Roles:      []string{"sensor", "fleet-a"},
 			Expiry:     now.Add(time.Hour),
-			Attributes: map[string]string{"iss": "idp"},
+			Attributes: map[string]string{"iss": testIss},
 			Grants: []mqttsec.Grant{
 				{Allow: true, Access: mqttsec.Publish, Topic: "t/${clientid}", QoS: []byte{0, 1}, Retain: &f},
 				{Allow: false, Access: mqttsec.Publish | mqttsec.Subscribe, Topic: "#"},
@@ -224,7 +231,7 @@ func jwtEncode(b []byte) string { return (&jwt.Token{}).EncodeSegment(b) }
 func TestJWTKeyConfusionAllowListOnly(t *testing.T) {
 	k := getKeys(t)
 	clk := newClock()
-	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"RS256"}, PublicKeys: []crypto.PublicKey{k.rsaPub}, Clock: clk.Now})
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"RS256"}, PublicKeys: []crypto.PublicKey{k.rsaPub}, Issuer: testIss, Audience: testAud, Clock: clk.Now})
 	forged := sign(t, jwt.SigningMethodHS256, k.rsaPEM, claimsAt(clk.Now(), "dev1"))
 	_, err := tokenLogin(j, "c1", "dev1", forged)
 	require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
@@ -263,7 +270,7 @@ func TestJWTIssuerAudienceClientID(t *testing.T) {
 func TestJWTCache(t *testing.T) {
 	k := getKeys(t)
 	clk := newClock()
-	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, Clock: clk.Now, Leeway: -1})
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, Issuer: testIss, Audience: testAud, Clock: clk.Now, Leeway: -1})
 	c := claimsAt(clk.Now(), "dev1")
 	c["exp"] = clk.Now().Add(time.Minute).Unix()
 	tok := sign(t, jwt.SigningMethodES256, k.ec, c)
@@ -296,8 +303,15 @@ func TestJWTConfigErrors(t *testing.T) {
 		"short secret":     {Algorithms: []string{"HS256"}, HMACSecret: []byte("short")},
 		"HS384, 32 bytes":  {Algorithms: []string{"HS384"}, HMACSecret: make([]byte, 32)},
 		"HS512, 48 bytes":  {Algorithms: []string{"HS256", "HS512"}, HMACSecret: make([]byte, 48)},
-		"rs without keys":  {Algorithms: []string{"RS256"}, HMACSecret: k.secret},
-		"private key type": {Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ec}},
+		"rs without keys":  {Algorithms: []string{"RS256"}, HMACSecret: k.secret, Audience: testAud},
+		"private key type": {Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ec}, Issuer: testIss, Audience: testAud},
+		// RFC 8725 3.9: a token for another service of the same issuer.
+		"no audience":            {Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, Issuer: testIss},
+		"no audience, hmac":      {Algorithms: []string{"HS256"}, HMACSecret: k.secret},
+		"no issuer, public keys": {Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, Audience: testAud},
+		"no issuer, jwks":        {Algorithms: []string{"ES256"}, JWKSURL: "https://idp.example/jwks", Audience: testAud},
+		"waivers name the other": {Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, InsecureAnyAudience: true},
+		"issuer waiver, no aud":  {Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, InsecureAnyIssuer: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := auth.NewJWT(context.Background(), cfg)
@@ -306,7 +320,7 @@ func TestJWTConfigErrors(t *testing.T) {
 	}
 	// RFC 7518: the secret is at least as long as the hash output.
 	for alg, n := range map[string]int{"HS256": 32, "HS384": 48, "HS512": 64} {
-		j, err := auth.NewJWT(context.Background(), auth.JWTConfig{Algorithms: []string{alg}, HMACSecret: make([]byte, n)})
+		j, err := auth.NewJWT(context.Background(), auth.JWTConfig{Algorithms: []string{alg}, HMACSecret: make([]byte, n), Audience: testAud})
 		require.NoError(t, err, alg)
 		require.NoError(t, j.Close())
 	}
@@ -374,6 +388,8 @@ func TestJWTJWKS(t *testing.T) {
 		Algorithms:  []string{"RS256", "ES256", "HS256"},
 		HMACSecret:  k.secret,
 		JWKSURL:     srv.URL,
+		Issuer:      testIss,
+		Audience:    testAud,
 		JWKSRefresh: 20 * time.Millisecond,
 		OnJWKSError: func(err error) {
 			select {
@@ -436,7 +452,7 @@ func TestJWTJWKSKeyRemovalEmptiesCache(t *testing.T) {
 		_, _ = w.Write(bodies[rotated])
 	}))
 	t.Cleanup(srv.Close)
-	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, JWKSURL: srv.URL, Clock: clk.Now})
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, JWKSURL: srv.URL, Issuer: testIss, Audience: testAud, Clock: clk.Now})
 	mk := func(key *ecdsa.PrivateKey, kid string) string {
 		c := claimsAt(clk.Now(), "dev")
 		c["_kid"] = kid
@@ -456,4 +472,48 @@ func TestJWTJWKSKeyRemovalEmptiesCache(t *testing.T) {
 	require.NoError(t, err)
 	_, err = tokenLogin(j, "c", "dev", old)
 	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "a cached token outlived the removal of its key")
+}
+
+// The audience (and, with public keys, the issuer) are required unless a
+// named waiver is set; a waiver accepts what it names and nothing else.
+func TestJWTAudienceIssuerWaivers(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	tok := func(mod func(jwt.MapClaims)) string {
+		c := claimsAt(clk.Now(), "dev1")
+		mod(c)
+		return sign(t, jwt.SigningMethodES256, k.ec, c)
+	}
+	otherAud := tok(func(c jwt.MapClaims) { c["aud"] = "web-shop" })
+	noAud := tok(func(c jwt.MapClaims) { delete(c, "aud") })
+	otherIss := tok(func(c jwt.MapClaims) { c["iss"] = "https://other-idp.example" })
+
+	strict := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub},
+		Issuer: testIss, Audience: testAud, Clock: clk.Now})
+	for name, tk := range map[string]string{"other audience": otherAud, "no audience": noAud, "other issuer": otherIss} {
+		_, err := tokenLogin(strict, "c", "dev1", tk)
+		require.ErrorIs(t, err, mqttsec.ErrBadCredentials, name)
+	}
+
+	anyAud := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub},
+		Issuer: testIss, InsecureAnyAudience: true, Clock: clk.Now})
+	for _, tk := range []string{otherAud, noAud} {
+		_, err := tokenLogin(anyAud, "c", "dev1", tk)
+		require.NoError(t, err)
+	}
+	_, err := tokenLogin(anyAud, "c", "dev1", otherIss)
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "the audience waiver does not waive the issuer")
+
+	anyIss := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub},
+		Audience: testAud, InsecureAnyIssuer: true, Clock: clk.Now})
+	_, err = tokenLogin(anyIss, "c", "dev1", otherIss)
+	require.NoError(t, err)
+	_, err = tokenLogin(anyIss, "c", "dev1", otherAud)
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "the issuer waiver does not waive the audience")
+
+	// A shared HMAC secret is its own issuer: Issuer is optional there,
+	// the audience is not.
+	hs := newJWT(t, auth.JWTConfig{Algorithms: []string{"HS256"}, HMACSecret: k.secret, Audience: testAud, Clock: clk.Now})
+	_, err = tokenLogin(hs, "c", "dev1", sign(t, jwt.SigningMethodHS256, k.secret, claimsAt(clk.Now(), "dev1")))
+	require.NoError(t, err)
 }

@@ -14,7 +14,11 @@
 //	openssl ecparam -name prime256v1 -genkey -noout -out device.key
 //	openssl ec -in device.key -pubout -out device.pub   # give this to the broker
 //	go run ./examples/jwtdevice -broker mqtts://localhost:8883 -ca ca.pem \
-//	    -key device.key -id sensor-42 -ttl 10m
+//	    -key device.key -id sensor-42 -audience mqtt -ttl 10m
+//
+// The broker's auth.JWTConfig names the issuer and the audience it accepts
+// (both are required by default): here the issuer is the device ID and the
+// audience the broker's name.
 //
 // Flags:
 //
@@ -22,8 +26,8 @@
 //	-ca        PEM file of CAs that sign the broker's certificate (mqtts)
 //	-key       PEM private key that signs the tokens (EC P-256, Ed25519 or RSA)
 //	-id        device ID: token "sub", user name and client ID
-//	-issuer    token "iss" (the broker may require one)
-//	-audience  token "aud" (the broker may require one)
+//	-issuer    token "iss" (default: the device ID)
+//	-audience  token "aud": the broker's name, which it requires
 //	-ttl       token lifetime
 //	-topic     topic the device publishes a heartbeat to ("%s" is the ID)
 //	-interval  heartbeat interval
@@ -61,8 +65,8 @@ func main() {
 		caFile   = flag.String("ca", "", "PEM file of CAs for the broker certificate")
 		keyFile  = flag.String("key", "device.key", "PEM private key that signs the tokens")
 		id       = flag.String("id", "", "device ID (token subject, user name, client ID)")
-		issuer   = flag.String("issuer", "", "token issuer")
-		audience = flag.String("audience", "", "token audience")
+		issuer   = flag.String("issuer", "", "token issuer (default: the device ID)")
+		audience = flag.String("audience", "mqtt", "token audience: the broker's name")
 		ttl      = flag.Duration("ttl", 10*time.Minute, "token lifetime")
 		topic    = flag.String("topic", "devices/%s/heartbeat", "heartbeat topic")
 		interval = flag.Duration("interval", 10*time.Second, "heartbeat interval")
@@ -86,6 +90,9 @@ func run(ctx context.Context, log *slog.Logger, broker, caFile, keyFile, id, iss
 	u, err := url.Parse(broker)
 	if err != nil {
 		return fmt.Errorf("-broker: %w", err)
+	}
+	if issuer == "" {
+		issuer = id
 	}
 	key, method, err := loadSigningKey(keyFile)
 	if err != nil {
