@@ -38,7 +38,7 @@ func TestConnectPacketBuilderFreshToken(t *testing.T) {
 	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, Issuer: testIss, Audience: testAud, Clock: clk.Now, ACLClaim: true})
 	id, err := tokenLogin(j, "c", cp2.Username, string(cp2.Password))
 	require.NoError(t, err)
-	require.Equal(t, clk.Now().Add(time.Minute), id.Expiry)
+	require.Equal(t, clk.Now().Add(time.Minute+auth.DefaultLeeway), id.Expiry)
 	require.Len(t, id.Grants, 1)
 	_, err = tokenLogin(j, "c", cp1.Username, tok1)
 	require.Error(t, err, "the first token has expired")

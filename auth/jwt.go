@@ -101,7 +101,10 @@ type JWTConfig struct {
 	// in. Leave it false; set Audience.
 	InsecureAnyAudience bool `yaml:"insecure_any_audience"`
 	// Leeway is the clock skew allowed for "exp", "nbf" and "iat"; zero
-	// means DefaultLeeway, a negative value none.
+	// means DefaultLeeway, a negative value none. A token is valid until
+	// exp + Leeway, and everything agrees on it: the verification, the
+	// cache, and Identity.Expiry, so the Guard disconnects the client (with
+	// 0xA0) at exp + Leeway.
 	Leeway time.Duration `yaml:"leeway"`
 	// SubjectClaim names the claim that identifies the client; zero means
 	// "sub". It becomes Identity.Subject.
@@ -134,8 +137,8 @@ type JWTConfig struct {
 // abstains when the password does not have the shape of a JWT (so a
 // [Chain] can try passwords next) and denies, wrapping
 // [mqttsec.ErrBadCredentials], any token that fails verification. The
-// Identity carries the token's expiry, after which the Guard disconnects
-// the client with 0xA0.
+// Identity carries the token's expiry (exp + Leeway), after which the
+// Guard disconnects the client with 0xA0.
 //
 // A JWT is safe for concurrent use. With a JWKSURL it runs a refresh
 // goroutine until [JWT.Close].
@@ -146,6 +149,7 @@ type JWT struct {
 	cancel context.CancelFunc
 	cache  *boundedCache[jwtEntry]
 	now    func() time.Time
+	leeway time.Duration
 	// gen counts key changes (a new JWK Set, a Flush); a cache entry
 	// verified under an older generation is not used.
 	gen atomic.Uint64
@@ -225,7 +229,7 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 	if size == 0 {
 		size = DefaultCacheSize
 	}
-	j := &JWT{cfg: cfg, cache: newBoundedCache[jwtEntry](size), now: cfg.Clock}
+	j := &JWT{cfg: cfg, cache: newBoundedCache[jwtEntry](size), now: cfg.Clock, leeway: leeway}
 	if j.now == nil {
 		j.now = time.Now
 	}
@@ -430,7 +434,9 @@ func (j *JWT) identity(c *tokenClaims) (*mqttsec.Identity, error) {
 	if raw, ok := c.raw[j.cfg.SubjectClaim]; !ok || json.Unmarshal(raw, &sub) != nil || sub == "" {
 		return nil, deny(fmt.Sprintf("token has no string %q claim", j.cfg.SubjectClaim))
 	}
-	id := &mqttsec.Identity{Subject: sub, Method: mqttsec.MethodJWT, Expiry: c.ExpiresAt.Time}
+	// The parser accepts the token until exp + leeway: so do the cache and
+	// the Guard.
+	id := &mqttsec.Identity{Subject: sub, Method: mqttsec.MethodJWT, Expiry: c.ExpiresAt.Time.Add(j.leeway)}
 	if c.Issuer != "" {
 		id.Attributes = map[string]string{"iss": c.Issuer}
 	}

@@ -193,7 +193,7 @@ func TestJWT(t *testing.T) {
 			Subject:    "dev7",
 			Method:     mqttsec.MethodJWT,
 			Roles:      []string{"sensor", "fleet-a"},
-			Expiry:     now.Add(time.Hour),
+			Expiry:     now.Add(time.Hour + auth.DefaultLeeway),
 			Attributes: map[string]string{"iss": testIss},
 			Grants: []mqttsec.Grant{
 				{Allow: true, Access: mqttsec.Publish, Topic: "t/${clientid}", QoS: []byte{0, 1}, Retain: &f},
@@ -516,4 +516,37 @@ func TestJWTAudienceIssuerWaivers(t *testing.T) {
 	hs := newJWT(t, auth.JWTConfig{Algorithms: []string{"HS256"}, HMACSecret: k.secret, Audience: testAud, Clock: clk.Now})
 	_, err = tokenLogin(hs, "c", "dev1", sign(t, jwt.SigningMethodHS256, k.secret, claimsAt(clk.Now(), "dev1")))
 	require.NoError(t, err)
+}
+
+// Leeway applies to "exp" everywhere: a token within Leeway past its exp
+// is accepted by the parser, by the cache and by the Guard, and the
+// Identity (hence the Guard's disconnect) expires at exp + Leeway.
+func TestJWTLeewayAppliesToExpiry(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub},
+		Issuer: testIss, Audience: testAud, Clock: clk.Now}) // DefaultLeeway
+	c := claimsAt(clk.Now(), "dev1")
+	exp := clk.Now().Add(-5 * time.Second)
+	c["exp"] = exp.Unix()
+	tok := sign(t, jwt.SigningMethodES256, k.ec, c)
+
+	id, err := tokenLogin(j, "c", "dev1", tok)
+	require.NoError(t, err, "5 s past exp is within the default leeway")
+	require.Equal(t, exp.Add(auth.DefaultLeeway), id.Expiry)
+	_, err = tokenLogin(j, "c", "dev1", tok)
+	require.NoError(t, err, "the cache agrees with the parser")
+
+	g := mqttsec.New(mqttsec.Config{Authenticator: j, Clock: clk.Now, Events: mqttsec.EventSinkFunc(func(mqttsec.Event) {})})
+	s, err := g.Connect(context.Background(), mqttsec.Client{ID: "c", Username: "dev1"}, mqttsec.Credentials{Password: []byte(tok)}, nil)
+	require.NoError(t, err, "the Guard agrees with the authenticator")
+	require.Equal(t, exp.Add(auth.DefaultLeeway), s.Identity().Expiry)
+	g.Disconnect(s, 0)
+
+	clk.Advance(auth.DefaultLeeway)
+	_, err = tokenLogin(j, "c", "dev1", tok)
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "exp + leeway has passed (cache)")
+	j.Flush()
+	_, err = tokenLogin(j, "c", "dev1", tok)
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "exp + leeway has passed (parser)")
 }
