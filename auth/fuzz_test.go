@@ -173,3 +173,53 @@ func FuzzParseACLClaim(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPasswordFileSet checks that every user name Set accepts is written
+// and read back as itself, alone, next to a comment and another user (a
+// name that became a comment, a blank line or another name would silently
+// lose the user), and that every refusal wraps ErrInvalidUsername.
+func FuzzPasswordFileSet(f *testing.F) {
+	for _, s := range []string{
+		"alice", "#alice", " alice", "alice ", "\u00a0#x", "a:b", "al\nice", "", " ", "ütf-8 ✓",
+		"a#b", "\t#", "x\r", "$SYS", "*", "\u2028", "a\u0085b",
+	} {
+		f.Add(s)
+	}
+	h, err := auth.ParseHash("$2b$04$" + strings.Repeat("a", 21) + "." + strings.Repeat("a", 31))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		pf, err := auth.ParsePasswordFile(strings.NewReader("# users\nzz-other:"+h.String()+"\n"), "f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pf.Set(name, h); err != nil {
+			if !errors.Is(err, auth.ErrInvalidUsername) {
+				t.Fatalf("error %v does not wrap ErrInvalidUsername", err)
+			}
+			if auth.ValidateUsername(name) == nil {
+				t.Fatalf("ValidateUsername accepts %q, Set refuses it", name)
+			}
+			return
+		}
+		if auth.ValidateUsername(name) != nil {
+			t.Fatalf("Set accepts %q, ValidateUsername refuses it", name)
+		}
+		var out bytes.Buffer
+		if _, err := pf.WriteTo(&out); err != nil {
+			t.Fatal(err)
+		}
+		back, err := auth.ParsePasswordFile(&out, "f")
+		if err != nil {
+			t.Fatalf("Set accepted %q, the written file does not parse: %v", name, err)
+		}
+		want := []string{"zz-other", name}
+		if name == "zz-other" {
+			want = want[:1]
+		}
+		if got := back.Users(); strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+			t.Fatalf("users %q, want %q", got, want)
+		}
+	})
+}

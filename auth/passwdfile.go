@@ -12,12 +12,15 @@ import (
 	"strings"
 )
 
-// maxLine is the longest password file line accepted.
-const maxLine = 64 << 10
+// maxLine is the longest password file line accepted: the longest user
+// name, ':' and the longest hash, so that whatever [PasswordFile.Set]
+// accepts reads back.
+const maxLine = maxUsername + 1 + maxHashString
 
 // PasswordFile is a password file in Mosquitto's format: one
 // "username:hash" entry per line, blank lines and lines starting with '#'
-// ignored (and preserved when the file is written back). Any hash accepted
+// ignored (and preserved when the file is written back), blanks around a
+// user name ignored. Any hash accepted
 // by [ParseHash] may appear, so a file written by mosquitto_passwd is
 // read unchanged.
 //
@@ -104,6 +107,8 @@ func (f *PasswordFile) parseLine(line string) error {
 	if !ok {
 		return fmt.Errorf("%w: want username:hash", ErrMalformedFile)
 	}
+	// Blanks around the name are not part of it, as for Mosquitto.
+	user = strings.Trim(user, " \t")
 	if err := validUsername(user); err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformedFile, err)
 	}
@@ -157,10 +162,13 @@ func (f *PasswordFile) Users() []string {
 
 // Set adds user with hash h, or replaces the hash of an existing user in
 // place. It returns an error wrapping [ErrInvalidUsername] for a name that
-// cannot be stored. It applies no strength policy: check the password with
-// [Policy.Check] before hashing it.
+// the file cannot carry back as itself: empty, longer than 65535 bytes,
+// not UTF-8, with ':' or a control character (a newline would start
+// another entry), starting with '#' (a comment), or with white space at
+// either end (trimmed when read). It applies no strength policy: check the
+// password with [Policy.Check] before hashing it.
 func (f *PasswordFile) Set(user string, h *Hash) error {
-	if err := validUsername(user); err != nil {
+	if err := storableUsername(user); err != nil {
 		return err
 	}
 	if h == nil {

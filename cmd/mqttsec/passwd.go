@@ -93,6 +93,13 @@ Exit status: 0 on success, 1 on failure, 2 on a usage error.`,
 					return &exitError{code: 1, err: err}
 				}
 			}
+			if !del {
+				// Before asking for a password: a name the file cannot
+				// hold would be lost (a leading '#' makes a comment).
+				if err := auth.ValidateUsername(user); err != nil {
+					return &exitError{code: 1, err: err}
+				}
+			}
 			if del {
 				if err := pf.Delete(user); err != nil {
 					return &exitError{code: 1, err: err}
