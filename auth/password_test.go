@@ -206,13 +206,25 @@ func TestWatcher(t *testing.T) {
 			reloads := make(chan int, 16)
 			errs := make(chan error, 16)
 			opt := mode.opt
-			opt.OnReload = func(n int) { reloads <- n }
-			opt.OnError = func(err error) { errs <- err }
 			p := auth.NewPasswords(nil, auth.PasswordsConfig{})
+			opt.Events = mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+				// The Watcher's goroutine: no FailNow here.
+				if e.Source != auth.EventSource || e.File != path {
+					t.Errorf("event source %q, file %q", e.Source, e.File)
+				}
+				switch e.Kind {
+				case mqttsec.EventReload:
+					reloads <- p.Users()
+				case mqttsec.EventReloadFailed:
+					errs <- e.Err
+				default:
+					t.Errorf("unexpected event %v", e.Kind)
+				}
+			})
 			w, err := auth.WatchPasswordFile(path, p, opt)
 			require.NoError(t, err)
 			defer w.Close()
-			require.Equal(t, 1, <-reloads)
+			require.Equal(t, 1, p.Users())
 			_, err = login(p, "alice", "one")
 			require.NoError(t, err)
 
@@ -228,6 +240,7 @@ func TestWatcher(t *testing.T) {
 			var pe *auth.ParseError
 			require.True(t, errors.As(err, &pe))
 			require.Equal(t, 1, pe.Line)
+			require.NotContains(t, err.Error(), "broken", "no hash in a reported error")
 			_, err = login(p, "bob", "two")
 			require.NoError(t, err)
 
@@ -275,4 +288,37 @@ func TestPasswordsCacheBounded(t *testing.T) {
 		require.LessOrEqual(t, auth.CachedEntries(p), 2)
 	}
 	require.Equal(t, 2, auth.CachedEntries(p))
+}
+
+// A rewrite with the same content (a touch, an editor saving unchanged) is
+// no reload: nothing is swapped and nothing is reported, so the Guard does
+// not revalidate every session for nothing. Reload on demand reports like
+// the watch does.
+func TestWatcherReportsOnlyChanges(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "passwd")
+	writeAtomic(t, path, fileWith(t, "alice", "one"))
+	var mu sync.Mutex
+	var kinds []mqttsec.EventKind
+	p := auth.NewPasswords(nil, auth.PasswordsConfig{})
+	w, err := auth.WatchPasswordFile(path, p, auth.WatchOptions{PollInterval: time.Hour, NoFSNotify: true,
+		Events: mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+			mu.Lock()
+			kinds = append(kinds, e.Kind)
+			mu.Unlock()
+		})})
+	require.NoError(t, err)
+	defer w.Close()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, data, 0o600))
+	require.NoError(t, w.Reload())
+	require.NoError(t, os.WriteFile(path, []byte("alice:$7$broken\n"), 0o600))
+	require.Error(t, w.Reload())
+	require.Equal(t, 1, p.Users())
+	require.NoError(t, os.WriteFile(path, data[:0], 0o600))
+	require.NoError(t, w.Reload())
+	require.Equal(t, 0, p.Users())
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []mqttsec.EventKind{mqttsec.EventReloadFailed, mqttsec.EventReload}, kinds)
 }
