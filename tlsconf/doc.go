@@ -35,6 +35,8 @@
 // without a pinned key ([ErrPinMismatch]), and finally calls VerifyPeer.
 // Refusals are reported through Config.Events as
 // [mqttsec.EventConnectDenied].
+// [Reloader.VerifyClientCertificate] runs the same checks on demand, for
+// a connection that is already up.
 //
 // # Weak material
 //
@@ -55,9 +57,15 @@
 // files when their content changes; [Reloader.Reload] does it on demand
 // (SIGHUP). Servers get the new material through GetConfigForClient, so the
 // next handshake uses it and handshakes in progress finish with the old
-// one. A file that fails to load keeps the previous material and is
-// reported once as [mqttsec.EventError]; a successful reload is
-// [mqttsec.EventReload].
+// one. Every watcher of this module reports the same way to an
+// [mqttsec.EventSink] (Config.Events): a successful reload is an
+// [mqttsec.EventReload] per changed file, a file that fails to load keeps
+// the previous material and is reported once as
+// [mqttsec.EventReloadFailed], each with Source "tls" and File. Give the
+// [mqttsec.Guard] as Config.Events and an auth.X509 that verifies with the
+// Reloader ([Reloader.VerifyClientCertificate]): a client whose
+// certificate a reloaded CRL revokes, or that no longer chains to a
+// reloaded CA bundle, is disconnected.
 //
 // # Development CA
 //
