@@ -8,7 +8,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
@@ -190,11 +192,12 @@ func TestJWT(t *testing.T) {
 		require.NoError(t, err)
 		f := false
 		require.Equal(t, &mqttsec.Identity{
-			Subject:    "dev7",
-			Method:     mqttsec.MethodJWT,
-			Roles:      []string{"sensor", "fleet-a"},
-			Expiry:     now.Add(time.Hour + auth.DefaultLeeway),
-			Attributes: map[string]string{"iss": testIss},
+			Subject: "dev7",
+			Method:  mqttsec.MethodJWT,
+			Roles:   []string{"sensor", "fleet-a"},
+			Expiry:  now.Add(time.Hour + auth.DefaultLeeway),
+			Attributes: map[string]string{auth.AttrIssuer: testIss, auth.AttrAudience: testAud, auth.AttrAlgorithm: "EdDSA",
+				auth.AttrKey: spkiID(t, k.edPub)},
 			Grants: []mqttsec.Grant{
 				{Allow: true, Access: mqttsec.Publish, Topic: "t/${clientid}", QoS: []byte{0, 1}, Retain: &f},
 				{Allow: false, Access: mqttsec.Publish | mqttsec.Subscribe, Topic: "#"},
@@ -391,12 +394,15 @@ func TestJWTJWKS(t *testing.T) {
 		Issuer:      testIss,
 		Audience:    testAud,
 		JWKSRefresh: 20 * time.Millisecond,
-		OnJWKSError: func(err error) {
+		Events: mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+			if e.Kind != mqttsec.EventReloadFailed || e.Source != auth.JWKSEventSource || e.File != srv.URL {
+				return
+			}
 			select {
-			case jwksErrs <- err:
+			case jwksErrs <- e.Err:
 			default:
 			}
-		},
+		}),
 		Clock: clk.Now,
 	})
 	mk := func(m jwt.SigningMethod, key any, kid, sub string) string {
@@ -549,4 +555,178 @@ func TestJWTLeewayAppliesToExpiry(t *testing.T) {
 	j.Flush()
 	_, err = tokenLogin(j, "c", "dev1", tok)
 	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "exp + leeway has passed (parser)")
+}
+
+// spkiID is the AttrKey of a public key: its SPKI pin.
+func spkiID(t testing.TB, pub crypto.PublicKey) string {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	require.NoError(t, err)
+	sum := sha256.Sum256(der)
+	return "sha256/" + base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// A JWK Set fetched over plain http from a host that is not loopback could
+// be replaced by anyone on the path: refused unless InsecureJWKSHTTP is
+// set, and so is a redirect to such a URL.
+func TestJWTJWKSURLMustBeSecure(t *testing.T) {
+	k := getKeys(t)
+	base := auth.JWTConfig{Algorithms: []string{"ES256"}, Issuer: testIss, Audience: testAud}
+	for _, u := range []string{"http://idp.example/jwks", "http://10.0.0.1/jwks", "ftp://idp.example/jwks", "file:///etc/jwks.json", "/jwks"} {
+		cfg := base
+		cfg.JWKSURL = u
+		_, err := auth.NewJWT(context.Background(), cfg)
+		require.ErrorIs(t, err, auth.ErrConfig, u)
+	}
+	// A key server on this host may speak http.
+	srv := jwksServer(t, map[string]any{"ec-1": k.ecPub})
+	for _, u := range []string{srv.URL, strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)} {
+		cfg := base
+		cfg.JWKSURL = u
+		_, err := tokenLogin(newJWT(t, cfg), "c", "a", sign(t, jwt.SigningMethodES256, k.ec, claimsAt(time.Now(), "a")))
+		require.NoError(t, err, u)
+	}
+	// The waiver is explicit.
+	cfg := base
+	cfg.JWKSURL, cfg.InsecureJWKSHTTP = "http://192.0.2.1:1/jwks", true
+	cfg.HTTPClient = &http.Client{Timeout: 50 * time.Millisecond}
+	cfg.Events = mqttsec.EventSinkFunc(func(mqttsec.Event) {})
+	newJWT(t, cfg)
+
+	// An https key server that redirects to plain http elsewhere.
+	redirect := httptest.NewTLSServer(http.RedirectHandler("http://192.0.2.1/jwks", http.StatusFound))
+	t.Cleanup(redirect.Close)
+	failed := make(chan error, 4)
+	cfg = base
+	cfg.JWKSURL, cfg.HTTPClient = redirect.URL, redirect.Client()
+	cfg.Events = mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+		if e.Kind == mqttsec.EventReloadFailed {
+			failed <- e.Err
+		}
+	})
+	newJWT(t, cfg)
+	err := waitFor(t, failed)
+	require.ErrorContains(t, err, "plain http")
+}
+
+// Revalidate judges a session by what its Identity records: the key that
+// verified the token, its issuer, audience and algorithm.
+func TestJWTRevalidate(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	cfg := auth.JWTConfig{Algorithms: []string{"ES256", "HS256"}, PublicKeys: []crypto.PublicKey{k.ecPub, k.other.Public()},
+		HMACSecret: k.secret, Issuer: testIss, Audience: testAud, Clock: clk.Now}
+	j := newJWT(t, cfg)
+	login := func(a *auth.JWT, m jwt.SigningMethod, key any) *mqttsec.Client {
+		t.Helper()
+		id, err := tokenLogin(a, "c", "dev1", sign(t, m, key, claimsAt(clk.Now(), "dev1")))
+		require.NoError(t, err)
+		return &mqttsec.Client{ID: "c", Username: "dev1", Identity: id}
+	}
+	ec := login(j, jwt.SigningMethodES256, k.ec)
+	other := login(j, jwt.SigningMethodES256, k.other)
+	hs := login(j, jwt.SigningMethodHS256, k.secret)
+	require.Equal(t, spkiID(t, k.ecPub), ec.Identity.Attributes[auth.AttrKey])
+	require.Equal(t, spkiID(t, k.other.Public()), other.Identity.Attributes[auth.AttrKey],
+		"without kid, the key that verified the token is recorded")
+	require.NotContains(t, hs.Identity.Attributes[auth.AttrKey], string(k.secret))
+	for _, cl := range []*mqttsec.Client{ec, other, hs} {
+		require.NoError(t, j.Revalidate(context.Background(), cl))
+	}
+
+	// Not a token's identity, or not one a JWT made: abstain.
+	for _, id := range []*mqttsec.Identity{
+		nil,
+		{Subject: "dev1", Method: mqttsec.MethodPassword},
+		{Subject: "dev1", Method: mqttsec.MethodJWT},
+	} {
+		require.ErrorIs(t, j.Revalidate(context.Background(), &mqttsec.Client{ID: "c", Identity: id}), mqttsec.ErrAbstain)
+	}
+
+	// A JWT for another configuration (after a Guard reload) judges them.
+	deny := func(c auth.JWTConfig, cl *mqttsec.Client) {
+		t.Helper()
+		err := newJWT(t, c).Revalidate(context.Background(), cl)
+		require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
+	}
+	c := cfg
+	c.PublicKeys = []crypto.PublicKey{k.ecPub} // k.other withdrawn
+	require.NoError(t, newJWT(t, c).Revalidate(context.Background(), ec))
+	deny(c, other)
+	c = cfg
+	c.HMACSecret = []byte(strings.Repeat("n", 32)) // a new secret
+	deny(c, hs)
+	c = cfg
+	c.Issuer = "https://new-idp.example"
+	deny(c, ec)
+	c = cfg
+	c.Audience = "other-broker"
+	deny(c, ec)
+	c = cfg
+	c.Algorithms = []string{"ES256"}
+	deny(c, hs)
+}
+
+// A key removed from the JWK Set is reported as a reload and denies the
+// sessions it verified; a set that only looks different is no reload.
+func TestJWTJWKSKeyRemovalRevalidates(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	var mu sync.Mutex
+	set := func(pretty bool, keys map[string]any) []byte {
+		var s jwkset.JWKSMarshal
+		for _, kid := range []string{"a", "b"} {
+			if key, ok := keys[kid]; ok {
+				jwk, err := jwkset.NewJWKFromKey(key, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: kid}})
+				require.NoError(t, err)
+				s.Keys = append(s.Keys, jwk.Marshal())
+			}
+		}
+		if pretty {
+			b, err := json.MarshalIndent(s, "", "  ")
+			require.NoError(t, err)
+			return b
+		}
+		b, err := json.Marshal(s)
+		require.NoError(t, err)
+		return b
+	}
+	body := set(false, map[string]any{"a": k.ecPub, "b": k.other.Public()})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	reloads := make(chan struct{}, 16)
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, JWKSURL: srv.URL, JWKSRefresh: 20 * time.Millisecond,
+		Issuer: testIss, Audience: testAud, Clock: clk.Now,
+		Events: mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+			if e.Kind == mqttsec.EventReload && e.Source == auth.JWKSEventSource && e.File == srv.URL {
+				reloads <- struct{}{}
+			}
+		})})
+	mk := func(key *ecdsa.PrivateKey, kid string) *mqttsec.Client {
+		c := claimsAt(clk.Now(), "dev")
+		c["_kid"] = kid
+		id, err := tokenLogin(j, "c", "dev", sign(t, jwt.SigningMethodES256, key, c))
+		require.NoError(t, err)
+		return &mqttsec.Client{ID: "c", Identity: id}
+	}
+	a, b := mk(k.ec, "a"), mk(k.other, "b")
+
+	mu.Lock()
+	body = set(true, map[string]any{"a": k.ecPub, "b": k.other.Public()}) // same keys, other bytes
+	mu.Unlock()
+	select {
+	case <-reloads:
+		t.Fatal("a key set with the same keys is no reload")
+	case <-time.After(200 * time.Millisecond): // ten refreshes
+	}
+	mu.Lock()
+	body = set(false, map[string]any{"a": k.ecPub})
+	mu.Unlock()
+	waitFor(t, reloads)
+	require.NoError(t, j.Revalidate(context.Background(), a))
+	require.ErrorIs(t, j.Revalidate(context.Background(), b), mqttsec.ErrBadCredentials)
 }
