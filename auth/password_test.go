@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -321,4 +322,69 @@ func TestWatcherReportsOnlyChanges(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.Equal(t, []mqttsec.EventKind{mqttsec.EventReloadFailed, mqttsec.EventReload}, kinds)
+}
+
+// After a reload, a Passwords vouches for the sessions of unchanged users
+// and denies those of removed users and of users with a new password; it
+// abstains for identities it did not issue.
+func TestPasswordsRevalidate(t *testing.T) {
+	ctx := context.Background()
+	f0 := fileWith(t, "alice", "one", "bob", "two", "carol", "three")
+	p := auth.NewPasswords(f0, auth.PasswordsConfig{})
+	session := func(a mqttsec.Authenticator, user, pw string) *mqttsec.Client {
+		t.Helper()
+		id, err := login(a, user, pw)
+		require.NoError(t, err)
+		return &mqttsec.Client{ID: user, Username: user, Identity: id}
+	}
+	alice, bob, carol := session(p, "alice", "one"), session(p, "bob", "two"), session(p, "carol", "three")
+	for _, cl := range []*mqttsec.Client{alice, bob, carol} {
+		require.NoError(t, p.Revalidate(ctx, cl))
+	}
+
+	// The file is reloaded: bob removed, carol given a new password.
+	f := fileWith(t, "carol", "four")
+	aliceHash, _ := f0.Lookup("alice")
+	require.NoError(t, f.Set("alice", aliceHash))
+	p.Replace(f)
+	require.NoError(t, p.Revalidate(ctx, alice), "unchanged user")
+	for _, cl := range []*mqttsec.Client{bob, carol} {
+		err := p.Revalidate(ctx, cl)
+		require.ErrorIs(t, err, mqttsec.ErrBadCredentials, cl.ID)
+		require.NotContains(t, err.Error(), "three")
+	}
+	// carol logs in again with her new password: that session holds.
+	require.NoError(t, p.Revalidate(ctx, session(p, "carol", "four")))
+
+	// Not ours: another Passwords' identity for the same name, another
+	// method, a copy of an identity.
+	other := auth.NewPasswords(fileWith(t, "alice", "one"), auth.PasswordsConfig{})
+	copied := *alice.Identity
+	for _, cl := range []*mqttsec.Client{
+		session(other, "alice", "one"),
+		{ID: "x", Identity: &mqttsec.Identity{Subject: "alice", Method: mqttsec.MethodJWT}},
+		{ID: "y", Identity: &copied},
+		{ID: "z"},
+	} {
+		require.ErrorIs(t, p.Revalidate(ctx, cl), mqttsec.ErrAbstain, cl.ID)
+	}
+}
+
+// Identities a Passwords issued are remembered only while something holds
+// them: a file that flips users forever does not grow the memory.
+func TestPasswordsForgetsCollectedIdentities(t *testing.T) {
+	h1, err := auth.HashPassword([]byte("one"), auth.HashOptions{BcryptCost: 4})
+	require.NoError(t, err)
+	h2, err := auth.HashPassword([]byte("two"), auth.HashOptions{BcryptCost: 4})
+	require.NoError(t, err)
+	p := auth.NewPasswords(nil, auth.PasswordsConfig{CacheSize: -1})
+	for i := range 200 {
+		f := auth.NewPasswordFile()
+		require.NoError(t, f.Set("alice", []*auth.Hash{h1, h2}[i%2]))
+		p.Replace(f)
+	}
+	require.Eventually(t, func() bool {
+		runtime.GC()
+		return auth.Issued(p) <= 2
+	}, 10*time.Second, 10*time.Millisecond)
 }
