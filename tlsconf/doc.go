@@ -71,7 +71,8 @@
 //
 // [CreateDevCA], [OpenDevCA] and [EnsureDevCA] manage a small ECDSA P-256
 // CA in a folder: a server certificate for localhost, 127.0.0.1 and ::1,
-// client certificates with CN=NAME ([DevCA.IssueClient]), revocation lists
+// client certificates with CN=NAME, and DNS name NAME when NAME is a host
+// name ([DevCA.IssueClient]), revocation lists
 // ([DevCA.WriteCRL]). Keys are written with mode 0600. The command
 // "mqttsec certs init --dir DIR" and "mqttsec certs client --dir DIR NAME"
 // use it.
