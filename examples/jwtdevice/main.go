@@ -123,10 +123,6 @@ func run(ctx context.Context, log *slog.Logger, broker, caFile, keyFile, id, iss
 		OnConnectError: func(err error) { log.Warn("connect failed", "error", err) },
 		ClientConfig: paho.ClientConfig{
 			ClientID: id,
-			// paho calls the AuthHandler for a CONNACK that carries an
-			// authentication method and crashes without one: a broker
-			// (or anyone on a plain mqtt:// path) could stop the device.
-			AuthHandler: noEnhancedAuth{},
 			OnServerDisconnect: func(d *paho.Disconnect) {
 				// 0xA0: the token expired; autopaho reconnects with a new one.
 				log.Info("server disconnected", "reason", fmt.Sprintf("0x%02X", d.ReasonCode))
@@ -134,7 +130,11 @@ func run(ctx context.Context, log *slog.Logger, broker, caFile, keyFile, id, iss
 			OnClientError: func(err error) { log.Warn("client error", "error", err) },
 		},
 	}
-	// A fresh token on every connection attempt; the ID doubles as user name.
+	// A fresh token on every connection attempt; the ID doubles as user
+	// name. Configure also installs an AuthHandler (auth.NoEnhancedAuth):
+	// paho calls it for a CONNACK that carries an authentication method
+	// and crashes without one, so a broker (or anyone on a plain mqtt://
+	// path) could stop the device.
 	auth.Configure(&cfg, auth.JWTCredentials(id, minter))
 
 	cm, err := autopaho.NewConnection(ctx, cfg)
@@ -164,16 +164,6 @@ func run(ctx context.Context, log *slog.Logger, broker, caFile, keyFile, id, iss
 		}
 	}
 }
-
-// noEnhancedAuth is the device's paho.Auther: the device uses no MQTT v5
-// enhanced authentication, so it ignores a CONNACK that names a method and
-// answers an unexpected AUTH challenge with an AUTH that names no method, a
-// protocol error that ends the exchange.
-type noEnhancedAuth struct{}
-
-func (noEnhancedAuth) Authenticate(*paho.Auth) *paho.Auth { return &paho.Auth{ReasonCode: 0x18} }
-
-func (noEnhancedAuth) Authenticated() {}
 
 // loadSigningKey reads a PEM private key and picks the matching signing
 // method: ES256 for P-256, EdDSA for Ed25519, RS256 for RSA.
