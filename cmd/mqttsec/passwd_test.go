@@ -2,10 +2,12 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -205,4 +207,35 @@ func TestPasswdBinary(t *testing.T) {
 		require.NotContains(t, seen.String(), "secret", "the password must not be echoed")
 		require.True(t, verifyUser(t, file, "grace", "grace's secret password"))
 	})
+}
+
+// The help says what Mosquitto 2.0 makes of our hashes; this checks it
+// against a real Mosquitto: a "$7$" line written with -H sha512-pbkdf2 (and
+// our iteration count) logs in, a bcrypt line (the default) does not.
+func TestPasswdMosquittoReadsPBKDF2(t *testing.T) {
+	pub := testenv.Need(t, "mosquitto_pub")
+	file := filepath.Join(t.TempDir(), "passwd")
+	require.NoError(t, runPasswd(t, "", "-c", "-H", "sha512-pbkdf2", "-b", file, "alice", "alice's long password"))
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.Regexp(t, `^alice:\$7\$210000\$`, string(b))
+	require.NoError(t, runPasswd(t, "", "-b", file, "bob", "bob's long password")) // bcrypt
+	m := testenv.StartMosquitto(t, "allow_anonymous false", "password_file "+file)
+	publish := func(user, pw string) error {
+		out, err := exec.Command(pub, "-h", "127.0.0.1", "-p", strconv.Itoa(m.Port), "-u", user, "-P", pw,
+			"-t", "t", "-m", "x", "-q", "1").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		return nil
+	}
+	require.NoError(t, publish("alice", "alice's long password"))
+	require.Error(t, publish("alice", "wrong password"))
+	require.Error(t, publish("bob", "bob's long password"), "Mosquitto 2.0 cannot read a bcrypt line")
+
+	help, err := execute(newPasswdCmd(), "", "--help")
+	require.NoError(t, err)
+	require.Contains(t, help, "Mosquitto 2.0 does not")
+	require.Contains(t, help, "-H sha512-pbkdf2")
+	require.Equal(t, 2, exitCode(runPasswd(t, "", "-H", "sha512", "-b", file, "carol", "carol's long password")))
 }
