@@ -83,11 +83,14 @@ type JWTConfig struct {
 	// tokens for any subject. Redirects are held to the same rule.
 	JWKSURL string `yaml:"jwks_url"`
 	// InsecureJWKSHTTP allows a JWKSURL (and redirects) over plain http to
-	// any host. Leave it false.
+	// any host, and an HTTPClient whose transport skips the verification
+	// of the server's certificate. Leave it false.
 	InsecureJWKSHTTP bool `yaml:"insecure_jwks_http"`
 	// JWKSRefresh is the JWKS refresh interval; zero means DefaultJWKSRefresh.
 	JWKSRefresh time.Duration `yaml:"jwks_refresh"`
-	// HTTPClient fetches the JWKS. Nil means http.DefaultClient.
+	// HTTPClient fetches the JWKS. Nil means http.DefaultClient. One
+	// whose *http.Transport skips certificate verification
+	// (InsecureSkipVerify) is refused, as plain http is.
 	HTTPClient *http.Client `yaml:"-"`
 	// Events receives what the JWKS refresh does, as every watcher of
 	// this module reports it, with Source "jwks" ([JWKSEventSource]) and
@@ -260,6 +263,12 @@ func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 		}
 		if err := jwksURLAllowed(u, cfg.InsecureJWKSHTTP); err != nil {
 			return nil, fmt.Errorf("%w: jwt: %w", ErrConfig, err)
+		}
+		if c := cfg.HTTPClient; c != nil && !cfg.InsecureJWKSHTTP {
+			if tr, ok := c.Transport.(*http.Transport); ok && tr.TLSClientConfig != nil && tr.TLSClientConfig.InsecureSkipVerify {
+				return nil, fmt.Errorf("%w: jwt: the JWKS HTTPClient skips certificate verification: anyone on the path "+
+					"can replace the keys (InsecureJWKSHTTP allows it)", ErrConfig)
+			}
 		}
 	}
 	for _, k := range cfg.PublicKeys {

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -586,8 +587,15 @@ func TestJWTJWKSURLMustBeSecure(t *testing.T) {
 		_, err := tokenLogin(newJWT(t, cfg), "c", "a", sign(t, jwt.SigningMethodES256, k.ec, claimsAt(time.Now(), "a")))
 		require.NoError(t, err, u)
 	}
-	// The waiver is explicit.
+	// A client that does not verify the key server is as good as http.
 	cfg := base
+	cfg.JWKSURL = "https://idp.example/jwks"
+	cfg.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	_, err := auth.NewJWT(context.Background(), cfg)
+	require.ErrorIs(t, err, auth.ErrConfig)
+
+	// The waiver is explicit.
+	cfg = base
 	cfg.JWKSURL, cfg.InsecureJWKSHTTP = "http://192.0.2.1:1/jwks", true
 	cfg.HTTPClient = &http.Client{Timeout: 50 * time.Millisecond}
 	cfg.Events = mqttsec.EventSinkFunc(func(mqttsec.Event) {})
@@ -605,7 +613,7 @@ func TestJWTJWKSURLMustBeSecure(t *testing.T) {
 		}
 	})
 	newJWT(t, cfg)
-	err := waitFor(t, failed)
+	err = waitFor(t, failed)
 	require.ErrorContains(t, err, "plain http")
 }
 
