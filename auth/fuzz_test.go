@@ -266,6 +266,9 @@ func FuzzJWTClaims(f *testing.F) {
 		m.Write([]byte(signing))
 		tok := signing + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 		id, err := j.Authenticate(context.Background(), &mqttsec.Client{ID: "c"}, mqttsec.Credentials{Password: []byte(tok)})
+		if errors.Is(err, mqttsec.ErrAbstain) && len(claims) == 0 {
+			return // "header..signature" is not the shape of a token
+		}
 		if err != nil {
 			if id != nil || mqttsec.CodeOf(err) != mqttsec.CodeBadUsernameOrPassword {
 				t.Fatalf("denial %v (%v) with identity %v", err, mqttsec.CodeOf(err), id)

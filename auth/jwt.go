@@ -44,13 +44,11 @@ const (
 // verified with public keys or a JWKS; every other zero value is the secure
 // default. A JWTConfig must not be modified after it is passed to [NewJWT].
 //
-// # Names
-//
 // A token's subject is a name in the namespace of its issuer: "alice" of
 // one identity provider is not "alice" of another. A JWT accepts one
 // issuer, so the subjects it turns into [mqttsec.Identity.Subject] come
 // from one namespace, and a token of another issuer is denied even when a
-// configured key verifies it. Policies, client-ID binding and %u
+// configured key verifies it (unless InsecureAnyIssuer). Policies, client-ID binding and %u
 // placeholders see only the subject: authenticators of one [Chain] share
 // that namespace, so make sure a name means one principal across them (a
 // token subject is the same principal as the password-file user or
@@ -376,6 +374,10 @@ func (j *JWT) jwksFetched() {
 	if kfp == nil {
 		return
 	}
+	// Read and store under one lock, so that a slower reader of an older
+	// set never overwrites a newer one.
+	j.jwksMu.Lock()
+	defer j.jwksMu.Unlock()
 	jwks, err := (*kfp).Storage().KeyReadAll(context.Background())
 	if err != nil {
 		return
@@ -390,13 +392,11 @@ func (j *JWT) jwksFetched() {
 			ids[id] = true
 		}
 	}
-	j.jwksMu.Lock()
 	prev := j.jwksKeys.Load()
 	changed := prev != nil && !maps.Equal(*prev, ids)
 	if prev == nil || changed {
 		j.jwksKeys.Store(&ids)
 	}
-	j.jwksMu.Unlock()
 	if changed {
 		j.Flush()
 		j.event(mqttsec.EventReload, nil)
