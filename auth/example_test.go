@@ -85,15 +85,9 @@ func ExampleWatchPasswordFile() {
 	}
 	defer os.RemoveAll(dir)
 	path := filepath.Join(dir, "passwd")
-	f := auth.NewPasswordFile()
-	h, err := auth.HashPassword([]byte("alice's long password"), auth.HashOptions{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := f.Set("alice", h); err != nil {
-		log.Fatal(err)
-	}
-	if err := f.WriteFile(path); err != nil {
+	// Written by mosquitto_passwd -c -b passwd alice secret1.
+	const file = "alice:$7$101$552PqRKIBes5embQ$5YZQ0uPohXxx8ISETXjeQ6wTI0X9JzDmSfsFQ1LhZG2p9HrHwB6G1ynYpVO/uieQS+YXHxsUDDjs9/znU8nrwQ==\n"
+	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
 		log.Fatal(err)
 	}
 
@@ -106,11 +100,15 @@ func ExampleWatchPasswordFile() {
 	defer w.Close()
 
 	s, err := guard.Connect(context.Background(), mqttsec.Client{ID: "alice-1", Username: "alice"},
-		mqttsec.Credentials{Password: []byte("alice's long password")}, nil)
+		mqttsec.Credentials{Password: []byte("secret1")}, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
 	// An administrator removes alice (mqttsec passwd -D passwd alice).
+	f, err := auth.LoadPasswordFile(path)
+	if err != nil {
+		log.Fatal(err)
+	}
 	if err := f.Delete("alice"); err != nil {
 		log.Fatal(err)
 	}
