@@ -65,8 +65,8 @@
 // # Revocation
 //
 // Credentials can be withdrawn while a client is connected. [Passwords],
-// [JWT], [X509] and [Chain] are [mqttsec.Revalidator]s: asked about a live
-// or kept session, they answer nil when they issued its identity and still
+// [JWT], [X509] and [Chain] each implement [mqttsec.Revalidator]: asked
+// about a live or kept session, they answer nil when they issued its identity and still
 // stand by it, a denial when the credentials no longer hold, and
 // [mqttsec.ErrAbstain] when the identity is not theirs:
 //

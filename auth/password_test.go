@@ -210,7 +210,7 @@ func TestWatcher(t *testing.T) {
 			p := auth.NewPasswords(nil, auth.PasswordsConfig{})
 			opt.Events = mqttsec.EventSinkFunc(func(e mqttsec.Event) {
 				// The Watcher's goroutine: no FailNow here.
-				if e.Source != auth.EventSource || e.File != path {
+				if e.Source != auth.PasswordsEventSource || e.File != path {
 					t.Errorf("event source %q, file %q", e.Source, e.File)
 				}
 				switch e.Kind {

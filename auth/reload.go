@@ -47,8 +47,8 @@ type WatchOptions struct {
 	Clock func() time.Time
 }
 
-// EventSource is the Source of the events a [Watcher] reports.
-const EventSource = "passwords"
+// PasswordsEventSource is the Source of the events a [Watcher] reports.
+const PasswordsEventSource = "passwords"
 
 // Watcher reloads a password file into a [Passwords] when its content
 // changes, and reports each reload to an [mqttsec.EventSink] (see
@@ -158,7 +158,7 @@ func (w *Watcher) reloadAndReport() error {
 }
 
 func (w *Watcher) event(kind mqttsec.EventKind, err error) {
-	w.opt.Events.Event(mqttsec.Event{Time: w.opt.Clock(), Kind: kind, Source: EventSource, File: w.path, Err: err})
+	w.opt.Events.Event(mqttsec.Event{Time: w.opt.Clock(), Kind: kind, Source: PasswordsEventSource, File: w.path, Err: err})
 }
 
 func sameStamp(a, b os.FileInfo) bool {
