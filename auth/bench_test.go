@@ -178,13 +178,13 @@ func BenchmarkJWT(b *testing.B) {
 	}{{"cache=off", -1}, {"cache=on", 0}} {
 		b.Run("ES256/"+tc.name, func(b *testing.B) {
 			j, err := auth.NewJWT(context.Background(), auth.JWTConfig{Algorithms: []string{"ES256"},
-				PublicKeys: []crypto.PublicKey{k.ecPub}, CacheSize: tc.cache})
+				PublicKeys: []crypto.PublicKey{k.ecPub}, Issuer: testIss, Audience: testAud, CacheSize: tc.cache})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer j.Close()
 			now := time.Now()
-			tok := sign(b, jwt.SigningMethodES256, k.ec, jwt.MapClaims{"sub": "dev1", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()})
+			tok := sign(b, jwt.SigningMethodES256, k.ec, claimsAt(now, "dev1"))
 			cl := &mqttsec.Client{ID: "c", Username: "dev1"}
 			cred := mqttsec.Credentials{Password: []byte(tok)}
 			b.ReportAllocs()

@@ -15,6 +15,15 @@ import (
 // A chain never allows anonymous access unless an [Anonymous] authenticator
 // is in it. A cancelled ctx stops the chain with ctx's error.
 //
+// The chain is an [mqttsec.Revalidator]: it asks every element that is a
+// Revalidator about a session. One that vouches for the identity (nil)
+// keeps the session; otherwise one that cannot decide (an error without a
+// denial's reason code, or 0x88/0x89: a backend that cannot be reached)
+// keeps it too, as it might have vouched; otherwise a denial ends it; when
+// every element abstains, or none is a Revalidator, the chain abstains. The
+// order does not matter there: an identity is judged by what issued it,
+// not by what would authenticate first.
+//
 // The chain is safe for concurrent use if its elements are.
 func Chain(authns ...mqttsec.Authenticator) mqttsec.Authenticator {
 	c := make(chain, 0, len(authns))
@@ -51,6 +60,52 @@ func (c chain) Authenticate(ctx context.Context, cl *mqttsec.Client, cred mqttse
 		return nil, err
 	}
 	return nil, errAllAbstained
+}
+
+// Revalidate implements [mqttsec.Revalidator]: see [Chain].
+func (c chain) Revalidate(ctx context.Context, cl *mqttsec.Client) error {
+	var denial, undecided error
+	for _, a := range c {
+		rv, ok := a.(mqttsec.Revalidator)
+		if !ok {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%w: %w", mqttsec.ErrServerBusy, err)
+		}
+		err := rv.Revalidate(ctx, cl)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, mqttsec.ErrAbstain):
+		case isVerdict(err):
+			if denial == nil {
+				denial = err
+			}
+		default:
+			if undecided == nil {
+				undecided = err
+			}
+		}
+	}
+	if undecided != nil {
+		return undecided
+	}
+	if denial != nil {
+		return denial
+	}
+	return mqttsec.ErrAbstain
+}
+
+// isVerdict reports whether a Revalidate error is a denial, as
+// [mqttsec.Guard.Revalidate] reads it: it carries a reason code other than
+// 0x80, 0x88 and 0x89.
+func isVerdict(err error) bool {
+	switch mqttsec.CodeOf(err) {
+	case mqttsec.CodeUnspecified, mqttsec.CodeServerUnavailable, mqttsec.CodeServerBusy:
+		return false
+	}
+	return true
 }
 
 // Anonymous returns an Authenticator that allows a CONNECT carrying no

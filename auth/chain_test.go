@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,7 +85,7 @@ func TestAnonymous(t *testing.T) {
 func TestGuardChain(t *testing.T) {
 	p := auth.NewPasswords(fileWith(t, "alice", "wonderland"), auth.PasswordsConfig{})
 	k := getKeys(t)
-	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}})
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, Issuer: testIss, Audience: testAud})
 	failures := 0
 	var logged []string
 	g := mqttsec.New(mqttsec.Config{
@@ -119,4 +121,93 @@ func TestGuardChain(t *testing.T) {
 		require.NotContains(t, l, expired[len(expired)-12:], "no token in events")
 		require.NotContains(t, l, expired[:20])
 	}
+}
+
+// revalidator is an authenticator whose Revalidate answer is fixed.
+type revalidator struct {
+	mqttsec.Authenticator
+	err error
+}
+
+func (r revalidator) Revalidate(context.Context, *mqttsec.Client) error { return r.err }
+
+// A chain vouches for a session when any element does; otherwise an
+// element that cannot decide keeps the session; otherwise a denial ends
+// it; otherwise the chain abstains. The order does not matter.
+func TestChainRevalidate(t *testing.T) {
+	ctx := context.Background()
+	cl := &mqttsec.Client{ID: "c", Identity: &mqttsec.Identity{Subject: "a", Method: mqttsec.MethodPassword}}
+	vouch := revalidator{err: nil}
+	abstain := revalidator{err: mqttsec.ErrAbstain}
+	denial := revalidator{err: fmt.Errorf("%w: removed", mqttsec.ErrBadCredentials)}
+	busy := revalidator{err: fmt.Errorf("%w: backend down", mqttsec.ErrServerUnavailable)}
+	plainErr := revalidator{err: errors.New("no idea")}
+	notRv := fixed(nil, mqttsec.ErrAbstain)
+	for _, tc := range []struct {
+		name  string
+		elems []mqttsec.Authenticator
+		want  error // nil, ErrAbstain, or the error expected
+	}{
+		{"empty", nil, mqttsec.ErrAbstain},
+		{"no revalidators", []mqttsec.Authenticator{notRv, auth.Anonymous()}, mqttsec.ErrAbstain},
+		{"vouch", []mqttsec.Authenticator{abstain, vouch}, nil},
+		{"vouch beats denial", []mqttsec.Authenticator{denial, vouch}, nil},
+		{"vouch beats denial, either order", []mqttsec.Authenticator{vouch, denial}, nil},
+		{"denial", []mqttsec.Authenticator{abstain, denial, notRv}, denial.err},
+		{"undecided keeps", []mqttsec.Authenticator{denial, busy}, busy.err},
+		{"error without code keeps", []mqttsec.Authenticator{plainErr, denial}, plainErr.err},
+		{"all abstain", []mqttsec.Authenticator{abstain, abstain}, mqttsec.ErrAbstain},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rv, ok := auth.Chain(tc.elems...).(mqttsec.Revalidator)
+			require.True(t, ok, "a Chain is a Revalidator")
+			err := rv.Revalidate(ctx, cl)
+			if tc.want == nil {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, tc.want)
+		})
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	err := auth.Chain(denial).(mqttsec.Revalidator).Revalidate(cancelled, cl)
+	require.Equal(t, mqttsec.CodeServerBusy, mqttsec.CodeOf(err), "a cancelled revalidation is no verdict")
+}
+
+// In a Guard, a chain of passwords and tokens ends exactly the sessions
+// whose credentials were withdrawn: removing a user from the passwords
+// does not touch a token session of the same name.
+func TestGuardRevalidatesChain(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	p := auth.NewPasswords(fileWith(t, "alice", "wonderland", "bob", "builder"), auth.PasswordsConfig{})
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub},
+		Issuer: testIss, Audience: testAud, Clock: clk.Now})
+	var mu sync.Mutex
+	revoked := map[string]mqttsec.ReasonCode{}
+	g := mqttsec.New(mqttsec.Config{Authenticator: auth.Chain(j, p), Clock: clk.Now,
+		Events: mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+			if e.Kind == mqttsec.EventRevoked {
+				mu.Lock()
+				revoked[e.ClientID] = e.Code
+				mu.Unlock()
+			}
+		})})
+	connect := func(id, user, pw string) *mqttsec.Session {
+		t.Helper()
+		s, err := g.Connect(context.Background(), mqttsec.Client{ID: id, Username: user}, mqttsec.Credentials{Password: []byte(pw)}, nil)
+		require.NoError(t, err)
+		return s
+	}
+	connect("alice-pw", "alice", "wonderland")
+	connect("bob-pw", "bob", "builder")
+	connect("alice-jwt", "alice", sign(t, jwt.SigningMethodES256, k.ec, claimsAt(clk.Now(), "alice")))
+
+	f := fileWith(t, "bob", "builder")
+	p.Replace(f) // alice removed, bob's hash line changed (a new salt)
+	require.Equal(t, 2, g.Revalidate(context.Background()))
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, map[string]mqttsec.ReasonCode{"alice-pw": mqttsec.CodeNotAuthorized, "bob-pw": mqttsec.CodeNotAuthorized}, revoked)
 }

@@ -159,9 +159,15 @@ func ConnectPacketBuilder(p CredentialProvider, timeout time.Duration) func(*pah
 
 // Configure installs p on cfg: it clears cfg's static user name and
 // password and chains p's ConnectPacketBuilder before any builder already
-// set.
+// set. When cfg has no AuthHandler it installs [NoEnhancedAuth]: paho
+// calls the AuthHandler for a CONNACK that names an authentication method
+// and crashes without one, so whoever answers the CONNECT could stop the
+// client.
 func Configure(cfg *autopaho.ClientConfig, p CredentialProvider) {
 	cfg.ConnectUsername, cfg.ConnectPassword = "", nil
+	if cfg.AuthHandler == nil {
+		cfg.AuthHandler = NoEnhancedAuth{}
+	}
 	build := ConnectPacketBuilder(p, 0)
 	prev := cfg.ConnectPacketBuilder
 	cfg.ConnectPacketBuilder = func(cp *paho.Connect, u *url.URL) (*paho.Connect, error) {
@@ -172,3 +178,16 @@ func Configure(cfg *autopaho.ClientConfig, p CredentialProvider) {
 		return prev(cp, u)
 	}
 }
+
+// NoEnhancedAuth is the paho.Auther of a client that uses no MQTT v5
+// enhanced authentication (no AuthMethod in its CONNECT). A server may not
+// start an AUTH exchange with such a client: NoEnhancedAuth answers one
+// with an AUTH that names no method, a protocol error that ends it, and
+// ignores a CONNACK that names a method. [Configure] installs it.
+type NoEnhancedAuth struct{}
+
+// Authenticate answers an AUTH packet: with reason 0x18 and no method.
+func (NoEnhancedAuth) Authenticate(*paho.Auth) *paho.Auth { return &paho.Auth{ReasonCode: 0x18} }
+
+// Authenticated does nothing.
+func (NoEnhancedAuth) Authenticated() {}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto"
 	"errors"
+	"io"
+	"net"
 	"net/url"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/require"
@@ -21,7 +24,7 @@ import (
 func TestConnectPacketBuilderFreshToken(t *testing.T) {
 	k := getKeys(t)
 	clk := newClock()
-	minter := &auth.JWTMinter{Method: jwt.SigningMethodES256, Key: k.ec, Subject: "dev1", TTL: time.Minute, Clock: clk.Now,
+	minter := &auth.JWTMinter{Method: jwt.SigningMethodES256, Key: k.ec, Subject: "dev1", Issuer: testIss, Audience: testAud, TTL: time.Minute, Clock: clk.Now,
 		Claims: map[string]any{"acl": []any{map[string]any{"permission": "allow", "action": "all", "topic": "dev/dev1/#"}}}}
 	build := auth.ConnectPacketBuilder(auth.JWTCredentials("dev1", minter), 0)
 	u, _ := url.Parse("mqtt://127.0.0.1:1883")
@@ -35,10 +38,10 @@ func TestConnectPacketBuilderFreshToken(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEqual(t, tok1, string(cp2.Password), "a fresh token on every connection attempt")
 
-	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, Clock: clk.Now, ACLClaim: true})
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, Issuer: testIss, Audience: testAud, Clock: clk.Now, ACLClaim: true})
 	id, err := tokenLogin(j, "c", cp2.Username, string(cp2.Password))
 	require.NoError(t, err)
-	require.Equal(t, clk.Now().Add(time.Minute), id.Expiry)
+	require.Equal(t, clk.Now().Add(time.Minute+auth.DefaultLeeway), id.Expiry)
 	require.Len(t, id.Grants, 1)
 	_, err = tokenLogin(j, "c", cp1.Username, tok1)
 	require.Error(t, err, "the first token has expired")
@@ -101,3 +104,61 @@ func TestStaticCredentialsMosquitto(t *testing.T) {
 	// Mosquitto 2.0 answers a wrong password with 0x87 (not authorized).
 	require.Contains(t, []byte{0x86, 0x87}, reason.ReasonCode)
 }
+
+// A CONNACK that names an authentication method makes paho call its
+// AuthHandler, and crash without one: Configure installs one (a client
+// that keeps its own is left alone), so whoever answers the CONNECT, a
+// broker or anyone on a plain mqtt:// path, cannot stop the client.
+func TestConfigureInstallsAuthHandler(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		if _, err := packets.ReadPacket(conn); err != nil {
+			return
+		}
+		cp := packets.NewControlPacket(packets.CONNACK)
+		cp.Content.(*packets.Connack).Properties = &packets.Properties{AuthMethod: "SCRAM-SHA-256"}
+		if _, err := cp.WriteTo(conn); err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, conn)
+	}()
+	u, _ := url.Parse("mqtt://" + ln.Addr().String())
+	cfg := autopaho.ClientConfig{
+		ServerUrls:                    []*url.URL{u},
+		KeepAlive:                     30,
+		ReconnectBackoff:              autopaho.NewConstantBackoff(time.Hour),
+		CleanStartOnInitialConnection: true,
+		ClientConfig:                  paho.ClientConfig{ClientID: "dev1"},
+	}
+	auth.Configure(&cfg, auth.StaticCredentials("dev1", []byte("pw")))
+	require.NotNil(t, cfg.AuthHandler)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cm, err := autopaho.NewConnection(ctx, cfg)
+	require.NoError(t, err)
+	require.NoError(t, cm.AwaitConnection(ctx))
+	// paho calls Authenticated in a goroutine; give it the chance to run
+	// (a nil handler crashed the test binary right here).
+	time.Sleep(100 * time.Millisecond)
+	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer dcancel()
+	_ = cm.Disconnect(dctx)
+
+	own := &countingAuth{}
+	cfg.AuthHandler = own
+	auth.Configure(&cfg, auth.StaticCredentials("dev1", []byte("pw")))
+	require.Same(t, own, cfg.AuthHandler)
+	require.Equal(t, &paho.Auth{ReasonCode: 0x18}, auth.NoEnhancedAuth{}.Authenticate(&paho.Auth{}))
+}
+
+type countingAuth struct{ n int }
+
+func (a *countingAuth) Authenticate(*paho.Auth) *paho.Auth { a.n++; return &paho.Auth{} }
+func (a *countingAuth) Authenticated()                     {}

@@ -92,13 +92,15 @@ func TestE2EJWT(t *testing.T) {
 	j := newJWT(t, auth.JWTConfig{
 		Algorithms: []string{"ES256", "RS256"},
 		PublicKeys: []crypto.PublicKey{k.ecPub, k.rsaPub},
+		Issuer:     testIss,
+		Audience:   testAud,
 		Leeway:     -1,
 	})
 	p := auth.NewPasswords(fileWith(t, "alice", "alice-password"), auth.PasswordsConfig{})
 	b, ids := startBroker(t, auth.Chain(j, p), nil)
 	now := time.Now()
 	tok := func(m jwt.SigningMethod, key any, sub string, exp time.Time) []byte {
-		return []byte(sign(t, m, key, jwt.MapClaims{"sub": sub, "iat": now.Unix(), "exp": exp.Unix()}))
+		return []byte(sign(t, m, key, jwt.MapClaims{"sub": sub, "iss": testIss, "aud": testAud, "iat": now.Unix(), "exp": exp.Unix()}))
 	}
 
 	c, _, err := testbroker.Dial(t, b.Addr, testbroker.ClientOptions{ClientID: "d1", Username: "dev1",

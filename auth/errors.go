@@ -22,8 +22,9 @@ var (
 	// ErrUnknownUser is returned by [PasswordFile.Delete] for a user that is
 	// not in the file.
 	ErrUnknownUser = errors.New("auth: unknown user")
-	// ErrInvalidUsername is returned when setting a user name that cannot be
-	// stored in a password file (empty, ':' or a control character).
+	// ErrInvalidUsername is returned when setting a user name that a
+	// password file cannot hold: empty, ':' or a control character, a
+	// leading '#', white space at either end (see [PasswordFile.Set]).
 	ErrInvalidUsername = errors.New("auth: invalid user name")
 	// ErrPasswordTooLong is returned when hashing a password longer than the
 	// scheme can use (bcrypt uses only 72 bytes). Passwords are never

@@ -31,3 +31,10 @@ func JWTCached(j *JWT) int { return j.cache.len() }
 
 // Slots returns the verification concurrency bound.
 func Slots(p *Passwords) int { return cap(p.sem) }
+
+// Issued returns the number of identities p remembers having issued.
+func Issued(p *Passwords) int {
+	n := 0
+	p.issued.Range(func(any, any) bool { n++; return true })
+	return n
+}

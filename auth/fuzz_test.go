@@ -2,10 +2,15 @@ package auth_test
 
 import (
 	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mqttsec/mqttsec"
 	"github.com/mqttsec/mqttsec/auth"
@@ -170,6 +175,134 @@ func FuzzParseACLClaim(f *testing.F) {
 		again, err := auth.ParseACLClaim(b)
 		if err != nil || len(again) != len(grants) {
 			t.Fatalf("re-encoded grants do not parse: %v", err)
+		}
+	})
+}
+
+// FuzzPasswordFileSet checks that every user name Set accepts is written
+// and read back as itself, alone, next to a comment and another user (a
+// name that became a comment, a blank line or another name would silently
+// lose the user), and that every refusal wraps ErrInvalidUsername.
+func FuzzPasswordFileSet(f *testing.F) {
+	for _, s := range []string{
+		"alice", "#alice", " alice", "alice ", "\u00a0#x", "a:b", "al\nice", "", " ", "ütf-8 ✓",
+		"a#b", "\t#", "x\r", "$SYS", "*", "\u2028", "a\u0085b",
+	} {
+		f.Add(s)
+	}
+	h, err := auth.ParseHash("$2b$04$" + strings.Repeat("a", 21) + "." + strings.Repeat("a", 31))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		pf, err := auth.ParsePasswordFile(strings.NewReader("# users\nzz-other:"+h.String()+"\n"), "f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pf.Set(name, h); err != nil {
+			if !errors.Is(err, auth.ErrInvalidUsername) {
+				t.Fatalf("error %v does not wrap ErrInvalidUsername", err)
+			}
+			if auth.ValidateUsername(name) == nil {
+				t.Fatalf("ValidateUsername accepts %q, Set refuses it", name)
+			}
+			return
+		}
+		if auth.ValidateUsername(name) != nil {
+			t.Fatalf("Set accepts %q, ValidateUsername refuses it", name)
+		}
+		var out bytes.Buffer
+		if _, err := pf.WriteTo(&out); err != nil {
+			t.Fatal(err)
+		}
+		back, err := auth.ParsePasswordFile(&out, "f")
+		if err != nil {
+			t.Fatalf("Set accepted %q, the written file does not parse: %v", name, err)
+		}
+		want := []string{"zz-other", name}
+		if name == "zz-other" {
+			want = want[:1]
+		}
+		if got := back.Users(); strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+			t.Fatalf("users %q, want %q", got, want)
+		}
+	})
+}
+
+// FuzzJWTClaims signs arbitrary claim sets with an HMAC key and checks what
+// the JWT authenticator makes of them: never a panic, a denial always with
+// 0x86, and an accepted token always one with a string subject, the
+// configured audience, an "exp" in the future within Leeway (the
+// Identity's expiry is exp + Leeway), and no secret in the Identity.
+func FuzzJWTClaims(f *testing.F) {
+	for _, s := range []string{
+		`{"sub":"dev1","aud":"mqtt","exp":1800003600,"iat":1800000000}`,
+		`{"sub":"dev1","aud":["x","mqtt"],"exp":1800000005}`,
+		`{"sub":"dev1","aud":"mqtt","exp":1799999995}`,
+		`{"sub":"dev1","aud":"mqtt","exp":1.8e9,"nbf":1800000100}`,
+		`{"sub":"","aud":"mqtt","exp":1800003600}`,
+		`{"sub":5,"aud":"mqtt","exp":1800003600}`,
+		`{"sub":"dev1","aud":"mqtt","exp":"1800003600"}`,
+		`{"sub":"dev1","aud":"mqtt","exp":1800003600,"roles":["a","b"],"acl":[{"permission":"allow","action":"publish","topic":"t/#"}]}`,
+		`{"sub":"dev1","aud":"mqtt","exp":1800003600,"roles":"admin"}`,
+		`{"sub":"dev1","aud":"mqtt","exp":1e400}`,
+		`{"sub":"dev1","sub":"root","aud":"mqtt","exp":1800003600}`,
+		`[]`, `null`, `{"aud":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	secret := []byte("0123456789abcdef0123456789abcdef-fuzz-secret")
+	now := time.Unix(1_800_000_000, 0)
+	j, err := auth.NewJWT(context.Background(), auth.JWTConfig{Algorithms: []string{"HS256"}, HMACSecret: secret,
+		Audience: "mqtt", RolesClaim: "roles", ACLClaim: true, CacheSize: -1, Clock: func() time.Time { return now }})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer j.Close()
+	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
+	f.Fuzz(func(t *testing.T, claims []byte) {
+		signing := header + "." + base64.RawURLEncoding.EncodeToString(claims)
+		m := hmac.New(sha256.New, secret)
+		m.Write([]byte(signing))
+		tok := signing + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+		id, err := j.Authenticate(context.Background(), &mqttsec.Client{ID: "c"}, mqttsec.Credentials{Password: []byte(tok)})
+		if errors.Is(err, mqttsec.ErrAbstain) && len(claims) == 0 {
+			return // "header..signature" is not the shape of a token
+		}
+		if err != nil {
+			if id != nil || mqttsec.CodeOf(err) != mqttsec.CodeBadUsernameOrPassword {
+				t.Fatalf("denial %v (%v) with identity %v", err, mqttsec.CodeOf(err), id)
+			}
+			if strings.Contains(err.Error(), string(secret)) {
+				t.Fatal("secret in an error")
+			}
+			return
+		}
+		var c struct {
+			Sub string          `json:"sub"`
+			Aud json.RawMessage `json:"aud"`
+			Exp json.Number     `json:"exp"` // golang-jwt also takes a quoted number
+		}
+		if err := json.Unmarshal(claims, &c); err != nil {
+			t.Fatalf("accepted claims encoding/json refuses: %v", err)
+		}
+		if id.Subject == "" || id.Subject != c.Sub || id.Method != mqttsec.MethodJWT {
+			t.Fatalf("identity %+v for sub %q", id, c.Sub)
+		}
+		if !strings.Contains(string(c.Aud), `"mqtt"`) || id.Attributes[auth.AttrAudience] != "mqtt" {
+			t.Fatalf("accepted audience %s", c.Aud)
+		}
+		exp, err := c.Exp.Float64()
+		if err != nil {
+			t.Fatalf("accepted exp %q: %v", c.Exp, err)
+		}
+		if !now.Before(id.Expiry) || id.Expiry.After(time.Unix(int64(exp)+1, 0).Add(auth.DefaultLeeway)) {
+			t.Fatalf("expiry %v for exp %v at %v", id.Expiry, c.Exp, now)
+		}
+		for k, v := range id.Attributes {
+			if strings.Contains(v, string(secret)) {
+				t.Fatalf("secret in attribute %s", k)
+			}
 		}
 	})
 }

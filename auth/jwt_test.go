@@ -8,7 +8,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"net/http"
@@ -92,8 +95,14 @@ func sign(t testing.TB, m jwt.SigningMethod, key any, claims jwt.MapClaims) stri
 	return s
 }
 
+// The issuer and audience of the test tokens.
+const (
+	testIss = "https://idp.example"
+	testAud = "mqtt"
+)
+
 func claimsAt(now time.Time, sub string) jwt.MapClaims {
-	return jwt.MapClaims{"sub": sub, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+	return jwt.MapClaims{"sub": sub, "iss": testIss, "aud": testAud, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
 }
 
 func newJWT(t testing.TB, cfg auth.JWTConfig) *auth.JWT {
@@ -119,6 +128,8 @@ func TestJWT(t *testing.T) {
 		Algorithms: []string{"RS256", "ES256", "EdDSA", "HS256"},
 		HMACSecret: k.secret,
 		PublicKeys: pub,
+		Issuer:     testIss,
+		Audience:   testAud,
 		Clock:      clk.Now,
 		RolesClaim: "roles",
 		ACLClaim:   true,
@@ -173,7 +184,6 @@ func TestJWT(t *testing.T) {
 
 	t.Run("identity", func(t *testing.T) {
 		c := claimsAt(now, "dev7")
-		c["iss"] = "idp"
 		c["roles"] = []string{"sensor", "fleet-a"}
 		c["acl"] = []any{
 			map[string]any{"permission": "allow", "action": "publish", "topic": "t/${clientid}", "qos": []int{0, 1}, "retain": false},
@@ -183,11 +193,12 @@ func TestJWT(t *testing.T) {
 		require.NoError(t, err)
 		f := false
 		require.Equal(t, &mqttsec.Identity{
-			Subject:    "dev7",
-			Method:     mqttsec.MethodJWT,
-			Roles:      []string{"sensor", "fleet-a"},
-			Expiry:     now.Add(time.Hour),
-			Attributes: map[string]string{"iss": "idp"},
+			Subject: "dev7",
+			Method:  mqttsec.MethodJWT,
+			Roles:   []string{"sensor", "fleet-a"},
+			Expiry:  now.Add(time.Hour + auth.DefaultLeeway),
+			Attributes: map[string]string{auth.AttrIssuer: testIss, auth.AttrAudience: testAud, auth.AttrAlgorithm: "EdDSA",
+				auth.AttrKey: spkiID(t, k.edPub)},
 			Grants: []mqttsec.Grant{
 				{Allow: true, Access: mqttsec.Publish, Topic: "t/${clientid}", QoS: []byte{0, 1}, Retain: &f},
 				{Allow: false, Access: mqttsec.Publish | mqttsec.Subscribe, Topic: "#"},
@@ -224,7 +235,7 @@ func jwtEncode(b []byte) string { return (&jwt.Token{}).EncodeSegment(b) }
 func TestJWTKeyConfusionAllowListOnly(t *testing.T) {
 	k := getKeys(t)
 	clk := newClock()
-	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"RS256"}, PublicKeys: []crypto.PublicKey{k.rsaPub}, Clock: clk.Now})
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"RS256"}, PublicKeys: []crypto.PublicKey{k.rsaPub}, Issuer: testIss, Audience: testAud, Clock: clk.Now})
 	forged := sign(t, jwt.SigningMethodHS256, k.rsaPEM, claimsAt(clk.Now(), "dev1"))
 	_, err := tokenLogin(j, "c1", "dev1", forged)
 	require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
@@ -263,7 +274,7 @@ func TestJWTIssuerAudienceClientID(t *testing.T) {
 func TestJWTCache(t *testing.T) {
 	k := getKeys(t)
 	clk := newClock()
-	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, Clock: clk.Now, Leeway: -1})
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, Issuer: testIss, Audience: testAud, Clock: clk.Now, Leeway: -1})
 	c := claimsAt(clk.Now(), "dev1")
 	c["exp"] = clk.Now().Add(time.Minute).Unix()
 	tok := sign(t, jwt.SigningMethodES256, k.ec, c)
@@ -296,8 +307,15 @@ func TestJWTConfigErrors(t *testing.T) {
 		"short secret":     {Algorithms: []string{"HS256"}, HMACSecret: []byte("short")},
 		"HS384, 32 bytes":  {Algorithms: []string{"HS384"}, HMACSecret: make([]byte, 32)},
 		"HS512, 48 bytes":  {Algorithms: []string{"HS256", "HS512"}, HMACSecret: make([]byte, 48)},
-		"rs without keys":  {Algorithms: []string{"RS256"}, HMACSecret: k.secret},
-		"private key type": {Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ec}},
+		"rs without keys":  {Algorithms: []string{"RS256"}, HMACSecret: k.secret, Audience: testAud},
+		"private key type": {Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ec}, Issuer: testIss, Audience: testAud},
+		// RFC 8725 3.9: a token for another service of the same issuer.
+		"no audience":            {Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, Issuer: testIss},
+		"no audience, hmac":      {Algorithms: []string{"HS256"}, HMACSecret: k.secret},
+		"no issuer, public keys": {Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, Audience: testAud},
+		"no issuer, jwks":        {Algorithms: []string{"ES256"}, JWKSURL: "https://idp.example/jwks", Audience: testAud},
+		"waivers name the other": {Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, InsecureAnyAudience: true},
+		"issuer waiver, no aud":  {Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub}, InsecureAnyIssuer: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := auth.NewJWT(context.Background(), cfg)
@@ -306,7 +324,7 @@ func TestJWTConfigErrors(t *testing.T) {
 	}
 	// RFC 7518: the secret is at least as long as the hash output.
 	for alg, n := range map[string]int{"HS256": 32, "HS384": 48, "HS512": 64} {
-		j, err := auth.NewJWT(context.Background(), auth.JWTConfig{Algorithms: []string{alg}, HMACSecret: make([]byte, n)})
+		j, err := auth.NewJWT(context.Background(), auth.JWTConfig{Algorithms: []string{alg}, HMACSecret: make([]byte, n), Audience: testAud})
 		require.NoError(t, err, alg)
 		require.NoError(t, j.Close())
 	}
@@ -374,13 +392,18 @@ func TestJWTJWKS(t *testing.T) {
 		Algorithms:  []string{"RS256", "ES256", "HS256"},
 		HMACSecret:  k.secret,
 		JWKSURL:     srv.URL,
+		Issuer:      testIss,
+		Audience:    testAud,
 		JWKSRefresh: 20 * time.Millisecond,
-		OnJWKSError: func(err error) {
+		Events: mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+			if e.Kind != mqttsec.EventReloadFailed || e.Source != auth.JWKSEventSource || e.File != srv.URL {
+				return
+			}
 			select {
-			case jwksErrs <- err:
+			case jwksErrs <- e.Err:
 			default:
 			}
-		},
+		}),
 		Clock: clk.Now,
 	})
 	mk := func(m jwt.SigningMethod, key any, kid, sub string) string {
@@ -436,7 +459,7 @@ func TestJWTJWKSKeyRemovalEmptiesCache(t *testing.T) {
 		_, _ = w.Write(bodies[rotated])
 	}))
 	t.Cleanup(srv.Close)
-	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, JWKSURL: srv.URL, Clock: clk.Now})
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, JWKSURL: srv.URL, Issuer: testIss, Audience: testAud, Clock: clk.Now})
 	mk := func(key *ecdsa.PrivateKey, kid string) string {
 		c := claimsAt(clk.Now(), "dev")
 		c["_kid"] = kid
@@ -456,4 +479,262 @@ func TestJWTJWKSKeyRemovalEmptiesCache(t *testing.T) {
 	require.NoError(t, err)
 	_, err = tokenLogin(j, "c", "dev", old)
 	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "a cached token outlived the removal of its key")
+}
+
+// The audience (and, with public keys, the issuer) are required unless a
+// named waiver is set; a waiver accepts what it names and nothing else.
+func TestJWTAudienceIssuerWaivers(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	tok := func(mod func(jwt.MapClaims)) string {
+		c := claimsAt(clk.Now(), "dev1")
+		mod(c)
+		return sign(t, jwt.SigningMethodES256, k.ec, c)
+	}
+	otherAud := tok(func(c jwt.MapClaims) { c["aud"] = "web-shop" })
+	noAud := tok(func(c jwt.MapClaims) { delete(c, "aud") })
+	otherIss := tok(func(c jwt.MapClaims) { c["iss"] = "https://other-idp.example" })
+
+	strict := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub},
+		Issuer: testIss, Audience: testAud, Clock: clk.Now})
+	for name, tk := range map[string]string{"other audience": otherAud, "no audience": noAud, "other issuer": otherIss} {
+		_, err := tokenLogin(strict, "c", "dev1", tk)
+		require.ErrorIs(t, err, mqttsec.ErrBadCredentials, name)
+	}
+
+	anyAud := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub},
+		Issuer: testIss, InsecureAnyAudience: true, Clock: clk.Now})
+	for _, tk := range []string{otherAud, noAud} {
+		_, err := tokenLogin(anyAud, "c", "dev1", tk)
+		require.NoError(t, err)
+	}
+	_, err := tokenLogin(anyAud, "c", "dev1", otherIss)
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "the audience waiver does not waive the issuer")
+
+	anyIss := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub},
+		Audience: testAud, InsecureAnyIssuer: true, Clock: clk.Now})
+	_, err = tokenLogin(anyIss, "c", "dev1", otherIss)
+	require.NoError(t, err)
+	_, err = tokenLogin(anyIss, "c", "dev1", otherAud)
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "the issuer waiver does not waive the audience")
+
+	// A shared HMAC secret is its own issuer: Issuer is optional there,
+	// the audience is not.
+	hs := newJWT(t, auth.JWTConfig{Algorithms: []string{"HS256"}, HMACSecret: k.secret, Audience: testAud, Clock: clk.Now})
+	_, err = tokenLogin(hs, "c", "dev1", sign(t, jwt.SigningMethodHS256, k.secret, claimsAt(clk.Now(), "dev1")))
+	require.NoError(t, err)
+}
+
+// Leeway applies to "exp" everywhere: a token within Leeway past its exp
+// is accepted by the parser, by the cache and by the Guard, and the
+// Identity (hence the Guard's disconnect) expires at exp + Leeway.
+func TestJWTLeewayAppliesToExpiry(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{k.ecPub},
+		Issuer: testIss, Audience: testAud, Clock: clk.Now}) // DefaultLeeway
+	c := claimsAt(clk.Now(), "dev1")
+	exp := clk.Now().Add(-5 * time.Second)
+	c["exp"] = exp.Unix()
+	tok := sign(t, jwt.SigningMethodES256, k.ec, c)
+
+	id, err := tokenLogin(j, "c", "dev1", tok)
+	require.NoError(t, err, "5 s past exp is within the default leeway")
+	require.Equal(t, exp.Add(auth.DefaultLeeway), id.Expiry)
+	_, err = tokenLogin(j, "c", "dev1", tok)
+	require.NoError(t, err, "the cache agrees with the parser")
+
+	g := mqttsec.New(mqttsec.Config{Authenticator: j, Clock: clk.Now, Events: mqttsec.EventSinkFunc(func(mqttsec.Event) {})})
+	s, err := g.Connect(context.Background(), mqttsec.Client{ID: "c", Username: "dev1"}, mqttsec.Credentials{Password: []byte(tok)}, nil)
+	require.NoError(t, err, "the Guard agrees with the authenticator")
+	require.Equal(t, exp.Add(auth.DefaultLeeway), s.Identity().Expiry)
+	g.Disconnect(s, 0)
+
+	clk.Advance(auth.DefaultLeeway)
+	_, err = tokenLogin(j, "c", "dev1", tok)
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "exp + leeway has passed (cache)")
+	j.Flush()
+	_, err = tokenLogin(j, "c", "dev1", tok)
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "exp + leeway has passed (parser)")
+}
+
+// spkiID is the AttrKey of a public key: its SPKI pin.
+func spkiID(t testing.TB, pub crypto.PublicKey) string {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	require.NoError(t, err)
+	sum := sha256.Sum256(der)
+	return "sha256/" + base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// A JWK Set fetched over plain http from a host that is not loopback could
+// be replaced by anyone on the path: refused unless InsecureJWKSHTTP is
+// set, and so is a redirect to such a URL.
+func TestJWTJWKSURLMustBeSecure(t *testing.T) {
+	k := getKeys(t)
+	base := auth.JWTConfig{Algorithms: []string{"ES256"}, Issuer: testIss, Audience: testAud}
+	for _, u := range []string{"http://idp.example/jwks", "http://10.0.0.1/jwks", "ftp://idp.example/jwks", "file:///etc/jwks.json", "/jwks"} {
+		cfg := base
+		cfg.JWKSURL = u
+		_, err := auth.NewJWT(context.Background(), cfg)
+		require.ErrorIs(t, err, auth.ErrConfig, u)
+	}
+	// A key server on this host may speak http.
+	srv := jwksServer(t, map[string]any{"ec-1": k.ecPub})
+	for _, u := range []string{srv.URL, strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)} {
+		cfg := base
+		cfg.JWKSURL = u
+		_, err := tokenLogin(newJWT(t, cfg), "c", "a", sign(t, jwt.SigningMethodES256, k.ec, claimsAt(time.Now(), "a")))
+		require.NoError(t, err, u)
+	}
+	// A client that does not verify the key server is as good as http.
+	cfg := base
+	cfg.JWKSURL = "https://idp.example/jwks"
+	cfg.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	_, err := auth.NewJWT(context.Background(), cfg)
+	require.ErrorIs(t, err, auth.ErrConfig)
+
+	// The waiver is explicit.
+	cfg = base
+	cfg.JWKSURL, cfg.InsecureJWKSHTTP = "http://192.0.2.1:1/jwks", true
+	cfg.HTTPClient = &http.Client{Timeout: 50 * time.Millisecond}
+	cfg.Events = mqttsec.EventSinkFunc(func(mqttsec.Event) {})
+	newJWT(t, cfg)
+
+	// An https key server that redirects to plain http elsewhere.
+	redirect := httptest.NewTLSServer(http.RedirectHandler("http://192.0.2.1/jwks", http.StatusFound))
+	t.Cleanup(redirect.Close)
+	failed := make(chan error, 4)
+	cfg = base
+	cfg.JWKSURL, cfg.HTTPClient = redirect.URL, redirect.Client()
+	cfg.Events = mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+		if e.Kind == mqttsec.EventReloadFailed {
+			failed <- e.Err
+		}
+	})
+	newJWT(t, cfg)
+	err = waitFor(t, failed)
+	require.ErrorContains(t, err, "plain http")
+}
+
+// Revalidate judges a session by what its Identity records: the key that
+// verified the token, its issuer, audience and algorithm.
+func TestJWTRevalidate(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	cfg := auth.JWTConfig{Algorithms: []string{"ES256", "HS256"}, PublicKeys: []crypto.PublicKey{k.ecPub, k.other.Public()},
+		HMACSecret: k.secret, Issuer: testIss, Audience: testAud, Clock: clk.Now}
+	j := newJWT(t, cfg)
+	login := func(a *auth.JWT, m jwt.SigningMethod, key any) *mqttsec.Client {
+		t.Helper()
+		id, err := tokenLogin(a, "c", "dev1", sign(t, m, key, claimsAt(clk.Now(), "dev1")))
+		require.NoError(t, err)
+		return &mqttsec.Client{ID: "c", Username: "dev1", Identity: id}
+	}
+	ec := login(j, jwt.SigningMethodES256, k.ec)
+	other := login(j, jwt.SigningMethodES256, k.other)
+	hs := login(j, jwt.SigningMethodHS256, k.secret)
+	require.Equal(t, spkiID(t, k.ecPub), ec.Identity.Attributes[auth.AttrKey])
+	require.Equal(t, spkiID(t, k.other.Public()), other.Identity.Attributes[auth.AttrKey],
+		"without kid, the key that verified the token is recorded")
+	require.NotContains(t, hs.Identity.Attributes[auth.AttrKey], string(k.secret))
+	for _, cl := range []*mqttsec.Client{ec, other, hs} {
+		require.NoError(t, j.Revalidate(context.Background(), cl))
+	}
+
+	// Not a token's identity, or not one a JWT made: abstain.
+	for _, id := range []*mqttsec.Identity{
+		nil,
+		{Subject: "dev1", Method: mqttsec.MethodPassword},
+		{Subject: "dev1", Method: mqttsec.MethodJWT},
+	} {
+		require.ErrorIs(t, j.Revalidate(context.Background(), &mqttsec.Client{ID: "c", Identity: id}), mqttsec.ErrAbstain)
+	}
+
+	// A JWT for another configuration (after a Guard reload) judges them.
+	deny := func(c auth.JWTConfig, cl *mqttsec.Client) {
+		t.Helper()
+		err := newJWT(t, c).Revalidate(context.Background(), cl)
+		require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
+	}
+	c := cfg
+	c.PublicKeys = []crypto.PublicKey{k.ecPub} // k.other withdrawn
+	require.NoError(t, newJWT(t, c).Revalidate(context.Background(), ec))
+	deny(c, other)
+	c = cfg
+	c.HMACSecret = []byte(strings.Repeat("n", 32)) // a new secret
+	deny(c, hs)
+	c = cfg
+	c.Issuer = "https://new-idp.example"
+	deny(c, ec)
+	c = cfg
+	c.Audience = "other-broker"
+	deny(c, ec)
+	c = cfg
+	c.Algorithms = []string{"ES256"}
+	deny(c, hs)
+}
+
+// A key removed from the JWK Set is reported as a reload and denies the
+// sessions it verified; a set that only looks different is no reload.
+func TestJWTJWKSKeyRemovalRevalidates(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	var mu sync.Mutex
+	set := func(pretty bool, keys map[string]any) []byte {
+		var s jwkset.JWKSMarshal
+		for _, kid := range []string{"a", "b"} {
+			if key, ok := keys[kid]; ok {
+				jwk, err := jwkset.NewJWKFromKey(key, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: kid}})
+				require.NoError(t, err)
+				s.Keys = append(s.Keys, jwk.Marshal())
+			}
+		}
+		if pretty {
+			b, err := json.MarshalIndent(s, "", "  ")
+			require.NoError(t, err)
+			return b
+		}
+		b, err := json.Marshal(s)
+		require.NoError(t, err)
+		return b
+	}
+	body := set(false, map[string]any{"a": k.ecPub, "b": k.other.Public()})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	reloads := make(chan struct{}, 16)
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, JWKSURL: srv.URL, JWKSRefresh: 20 * time.Millisecond,
+		Issuer: testIss, Audience: testAud, Clock: clk.Now,
+		Events: mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+			if e.Kind == mqttsec.EventReload && e.Source == auth.JWKSEventSource && e.File == srv.URL {
+				reloads <- struct{}{}
+			}
+		})})
+	mk := func(key *ecdsa.PrivateKey, kid string) *mqttsec.Client {
+		c := claimsAt(clk.Now(), "dev")
+		c["_kid"] = kid
+		id, err := tokenLogin(j, "c", "dev", sign(t, jwt.SigningMethodES256, key, c))
+		require.NoError(t, err)
+		return &mqttsec.Client{ID: "c", Identity: id}
+	}
+	a, b := mk(k.ec, "a"), mk(k.other, "b")
+
+	mu.Lock()
+	body = set(true, map[string]any{"a": k.ecPub, "b": k.other.Public()}) // same keys, other bytes
+	mu.Unlock()
+	select {
+	case <-reloads:
+		t.Fatal("a key set with the same keys is no reload")
+	case <-time.After(200 * time.Millisecond): // ten refreshes
+	}
+	mu.Lock()
+	body = set(false, map[string]any{"a": k.ecPub})
+	mu.Unlock()
+	waitFor(t, reloads)
+	require.NoError(t, j.Revalidate(context.Background(), a))
+	require.ErrorIs(t, j.Revalidate(context.Background(), b), mqttsec.ErrBadCredentials)
 }

@@ -3,19 +3,24 @@ package auth
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 )
 
-// maxLine is the longest password file line accepted.
-const maxLine = 64 << 10
+// maxLine is the longest password file line accepted: the longest user
+// name, ':' and the longest hash, so that whatever [PasswordFile.Set]
+// accepts reads back.
+const maxLine = maxUsername + 1 + maxHashString
 
 // PasswordFile is a password file in Mosquitto's format: one
 // "username:hash" entry per line, blank lines and lines starting with '#'
-// ignored (and preserved when the file is written back). Any hash accepted
+// ignored (and preserved when the file is written back), blanks around a
+// user name ignored. Any hash accepted
 // by [ParseHash] may appear, so a file written by mosquitto_passwd is
 // read unchanged.
 //
@@ -102,6 +107,8 @@ func (f *PasswordFile) parseLine(line string) error {
 	if !ok {
 		return fmt.Errorf("%w: want username:hash", ErrMalformedFile)
 	}
+	// Blanks around the name are not part of it, as for Mosquitto.
+	user = strings.Trim(user, " \t")
 	if err := validUsername(user); err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformedFile, err)
 	}
@@ -155,10 +162,13 @@ func (f *PasswordFile) Users() []string {
 
 // Set adds user with hash h, or replaces the hash of an existing user in
 // place. It returns an error wrapping [ErrInvalidUsername] for a name that
-// cannot be stored. It applies no strength policy: check the password with
-// [Policy.Check] before hashing it.
+// the file cannot carry back as itself: empty, longer than 65535 bytes,
+// not UTF-8, with ':' or a control character (a newline would start
+// another entry), starting with '#' (a comment), or with white space at
+// either end (trimmed when read). It applies no strength policy: check the
+// password with [Policy.Check] before hashing it.
 func (f *PasswordFile) Set(user string, h *Hash) error {
-	if err := validUsername(user); err != nil {
+	if err := storableUsername(user); err != nil {
 		return err
 	}
 	if h == nil {
@@ -211,21 +221,17 @@ func (f *PasswordFile) WriteTo(w io.Writer) (int64, error) {
 // (or a [Watcher]) sees the old file or the new one, never a partial one.
 // When path is a symbolic link, the file it points to is replaced (in that
 // file's directory) and the link is kept, so a broker that reads the
-// target sees the change; a link owned by another user than the caller or
-// root is refused. A replaced file's owner and group are kept when
+// target sees the change. Every symbolic link on the way, the file's and
+// its folders', the first hop and every later one, must belong to the
+// caller or root: another user's link (planted in a shared folder, or
+// pointed at by the caller's own link) could aim the write at any file of
+// the caller's, so it is refused. A replaced file's owner and group are kept when
 // the caller may set them (root editing a file the broker's user owns),
 // and so is its group read permission when its group is kept, so that the
 // broker can still read the new file; no other permission is ever given.
 func (f *PasswordFile) WriteFile(path string) (err error) {
-	if st, lerr := os.Lstat(path); lerr == nil && st.Mode()&os.ModeSymlink != 0 {
-		if !trustedLink(st) {
-			return fmt.Errorf("auth: %s is a symbolic link owned by another user; refusing to write through it", path)
-		}
-		target, rerr := filepath.EvalSymlinks(path)
-		if rerr != nil {
-			return fmt.Errorf("auth: %w", rerr)
-		}
-		path = target
+	if path, err = resolveTrusted(path); err != nil {
+		return err
 	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
@@ -262,4 +268,68 @@ func (f *PasswordFile) WriteFile(path string) (err error) {
 		_ = d.Close()
 	}
 	return nil
+}
+
+// maxLinks bounds the symbolic links followed while resolving a path, as
+// the kernel's limit does.
+const maxLinks = 40
+
+// resolveTrusted returns the absolute path path names with every symbolic
+// link resolved, as [filepath.EvalSymlinks] does, but checks each link it
+// meets, in a folder or at the end, first hop or later, with trustedLink
+// and refuses the path at the first untrusted one. The last component may
+// not exist yet (a new file).
+func resolveTrusted(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("auth: %w", err)
+	}
+	vol := filepath.VolumeName(abs)
+	root := vol + string(filepath.Separator)
+	resolved := root
+	rest := splitPath(abs[len(vol):])
+	for links := 0; len(rest) > 0; {
+		name := rest[0]
+		rest = rest[1:]
+		switch name {
+		case "", ".":
+			continue
+		case "..":
+			resolved = filepath.Dir(resolved)
+			continue
+		}
+		next := filepath.Join(resolved, name)
+		st, err := os.Lstat(next)
+		if errors.Is(err, fs.ErrNotExist) && len(rest) == 0 {
+			return next, nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("auth: %w", err)
+		}
+		if st.Mode()&os.ModeSymlink == 0 {
+			resolved = next
+			continue
+		}
+		if !trustedLink(st) {
+			return "", fmt.Errorf("auth: %s is a symbolic link owned by another user; refusing to write through it", next)
+		}
+		if links++; links > maxLinks {
+			return "", fmt.Errorf("auth: %s: too many symbolic links", path)
+		}
+		target, err := os.Readlink(next)
+		if err != nil {
+			return "", fmt.Errorf("auth: %w", err)
+		}
+		if filepath.IsAbs(target) {
+			tv := filepath.VolumeName(target)
+			resolved = tv + string(filepath.Separator)
+			target = target[len(tv):]
+		}
+		rest = append(splitPath(target), rest...)
+	}
+	return resolved, nil
+}
+
+func splitPath(p string) []string {
+	return strings.FieldsFunc(p, func(r rune) bool { return os.IsPathSeparator(uint8(r)) && r < 0x80 })
 }

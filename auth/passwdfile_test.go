@@ -145,3 +145,42 @@ func TestPasswordFileWriteThroughSymlink(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, entries, 1, "no temporary file left behind")
 }
+
+// Set refuses every name the file format cannot carry back: written and
+// read again, it would be a comment, a blank line, another name (blanks
+// around a name are trimmed, as Mosquitto does) or a parse error that
+// locks every user out. Every name Set accepts reads back as itself.
+func TestPasswordFileSetRefusesNamesThatDoNotRoundTrip(t *testing.T) {
+	h, err := auth.ParseHash(fakeBcrypt)
+	require.NoError(t, err)
+	for _, name := range []string{
+		"#alice", "#", "\u00a0#x", " #x", // comments
+		"", " ", "\t", "\u3000", // blank lines
+		" alice", "alice ", "alice\t", "\u00a0alice", "alice\u2003", // trimmed to another name
+		"a:b", ":", "al\nice", "al\rice", "a\x00b", "a\x7fb", "a\u0085b", "a\xffb", // the separator, controls, not UTF-8
+	} {
+		f := auth.NewPasswordFile()
+		require.ErrorIs(t, f.Set(name, h), auth.ErrInvalidUsername, "%q", name)
+	}
+	for _, name := range []string{"alice", "a#b", "user one", "ütf-8 ✓", "$SYS", "*", "a/b+c", strings.Repeat("x", 65535)} {
+		f := auth.NewPasswordFile()
+		require.NoError(t, f.Set(name, h), "%q", name)
+		var buf bytes.Buffer
+		_, err := f.WriteTo(&buf)
+		require.NoError(t, err)
+		back, err := auth.ParsePasswordFile(&buf, "")
+		require.NoError(t, err, "%.20q", name)
+		require.Equal(t, []string{name}, back.Users())
+	}
+	require.ErrorIs(t, auth.NewPasswordFile().Set(strings.Repeat("x", 65536), h), auth.ErrInvalidUsername)
+}
+
+// Blanks around a name are not part of it, as for Mosquitto: the same file
+// names the same users for both brokers.
+func TestParsePasswordFileTrimsNames(t *testing.T) {
+	f, err := auth.ParsePasswordFile(strings.NewReader(" alice :"+fakeBcrypt+"\n\tbob\t:"+fakeBcrypt+"\n"), "")
+	require.NoError(t, err)
+	require.Equal(t, []string{"alice", "bob"}, f.Users())
+	_, err = auth.ParsePasswordFile(strings.NewReader("alice:"+fakeBcrypt+"\nalice :"+fakeBcrypt+"\n"), "")
+	require.ErrorIs(t, err, auth.ErrDuplicateUser)
+}

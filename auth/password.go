@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/mqttsec/mqttsec"
 )
@@ -55,6 +56,8 @@ type PasswordsConfig struct {
 //
 // A Passwords is safe for concurrent use; [Passwords.Replace] swaps the
 // users atomically, so a reload never fails a login of an unchanged user.
+// It is an [mqttsec.Revalidator]: after a reload, the Guard ends the
+// sessions of removed users and of users whose password changed.
 type Passwords struct {
 	table   atomic.Pointer[userTable]
 	sem     chan struct{}
@@ -64,6 +67,10 @@ type Passwords struct {
 	abstain bool
 	macs    sync.Pool
 	mu      sync.Mutex // serializes Replace
+	// issued holds a weak pointer to every Identity this Passwords made,
+	// so that Revalidate can tell its own identities from another's; an
+	// entry goes when its Identity is collected.
+	issued sync.Map // weak.Pointer[mqttsec.Identity] -> struct{}
 }
 
 type userTable struct {
@@ -135,8 +142,9 @@ func (p *Passwords) Replace(f *PasswordFile) {
 					continue
 				}
 			}
-			t.users[l.user] = &user{hash: l.hash,
-				id: &mqttsec.Identity{Subject: l.user, Method: mqttsec.MethodPassword}}
+			id := &mqttsec.Identity{Subject: l.user, Method: mqttsec.MethodPassword}
+			p.remember(id)
+			t.users[l.user] = &user{hash: l.hash, id: id}
 		}
 		for _, u := range t.users {
 			k := u.hash.params()
@@ -155,6 +163,38 @@ func (p *Passwords) Replace(f *PasswordFile) {
 		})
 	}
 }
+
+// remember records id as one of p's until it is collected.
+func (p *Passwords) remember(id *mqttsec.Identity) {
+	wp := weak.Make(id)
+	p.issued.Store(wp, struct{}{})
+	runtime.AddCleanup(id, func(wp weak.Pointer[mqttsec.Identity]) { p.issued.Delete(wp) }, wp)
+}
+
+// Revalidate implements [mqttsec.Revalidator]. It returns nil while the
+// user of an identity this Passwords issued is in its users with the same
+// hash line, and denies (wrapping [mqttsec.ErrBadCredentials]) once the
+// user was removed or given another hash (a new password) by
+// [Passwords.Replace] or a [Watcher], as Mosquitto does on reload. It
+// abstains for an identity it did not issue: another method's, or another
+// Passwords' (a password is not kept, so it cannot be verified again): so
+// replace the users of the Passwords in the Guard rather than building a
+// new one.
+func (p *Passwords) Revalidate(_ context.Context, cl *mqttsec.Client) error {
+	id := cl.Identity
+	if id == nil || id.Method != mqttsec.MethodPassword {
+		return mqttsec.ErrAbstain
+	}
+	if _, ok := p.issued.Load(weak.Make(id)); !ok {
+		return mqttsec.ErrAbstain
+	}
+	if u, ok := p.table.Load().users[id.Subject]; ok && u.id == id {
+		return nil
+	}
+	return errUserWithdrawn
+}
+
+var errUserWithdrawn = deny("user removed from the password file, or given a new password")
 
 // dummyLike returns a hash with the parameters of h (bcrypt at the default
 // cost when h is nil) that no password matches.

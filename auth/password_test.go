@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -206,13 +207,25 @@ func TestWatcher(t *testing.T) {
 			reloads := make(chan int, 16)
 			errs := make(chan error, 16)
 			opt := mode.opt
-			opt.OnReload = func(n int) { reloads <- n }
-			opt.OnError = func(err error) { errs <- err }
 			p := auth.NewPasswords(nil, auth.PasswordsConfig{})
+			opt.Events = mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+				// The Watcher's goroutine: no FailNow here.
+				if e.Source != auth.PasswordsEventSource || e.File != path {
+					t.Errorf("event source %q, file %q", e.Source, e.File)
+				}
+				switch e.Kind {
+				case mqttsec.EventReload:
+					reloads <- p.Users()
+				case mqttsec.EventReloadFailed:
+					errs <- e.Err
+				default:
+					t.Errorf("unexpected event %v", e.Kind)
+				}
+			})
 			w, err := auth.WatchPasswordFile(path, p, opt)
 			require.NoError(t, err)
 			defer w.Close()
-			require.Equal(t, 1, <-reloads)
+			require.Equal(t, 1, p.Users())
 			_, err = login(p, "alice", "one")
 			require.NoError(t, err)
 
@@ -228,6 +241,7 @@ func TestWatcher(t *testing.T) {
 			var pe *auth.ParseError
 			require.True(t, errors.As(err, &pe))
 			require.Equal(t, 1, pe.Line)
+			require.NotContains(t, err.Error(), "broken", "no hash in a reported error")
 			_, err = login(p, "bob", "two")
 			require.NoError(t, err)
 
@@ -275,4 +289,102 @@ func TestPasswordsCacheBounded(t *testing.T) {
 		require.LessOrEqual(t, auth.CachedEntries(p), 2)
 	}
 	require.Equal(t, 2, auth.CachedEntries(p))
+}
+
+// A rewrite with the same content (a touch, an editor saving unchanged) is
+// no reload: nothing is swapped and nothing is reported, so the Guard does
+// not revalidate every session for nothing. Reload on demand reports like
+// the watch does.
+func TestWatcherReportsOnlyChanges(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "passwd")
+	writeAtomic(t, path, fileWith(t, "alice", "one"))
+	var mu sync.Mutex
+	var kinds []mqttsec.EventKind
+	p := auth.NewPasswords(nil, auth.PasswordsConfig{})
+	w, err := auth.WatchPasswordFile(path, p, auth.WatchOptions{PollInterval: time.Hour, NoFSNotify: true,
+		Events: mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+			mu.Lock()
+			kinds = append(kinds, e.Kind)
+			mu.Unlock()
+		})})
+	require.NoError(t, err)
+	defer w.Close()
+	data, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, data, 0o600))
+	require.NoError(t, w.Reload())
+	require.NoError(t, os.WriteFile(path, []byte("alice:$7$broken\n"), 0o600))
+	require.Error(t, w.Reload())
+	require.Equal(t, 1, p.Users())
+	require.NoError(t, os.WriteFile(path, data[:0], 0o600))
+	require.NoError(t, w.Reload())
+	require.Equal(t, 0, p.Users())
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []mqttsec.EventKind{mqttsec.EventReloadFailed, mqttsec.EventReload}, kinds)
+}
+
+// After a reload, a Passwords vouches for the sessions of unchanged users
+// and denies those of removed users and of users with a new password; it
+// abstains for identities it did not issue.
+func TestPasswordsRevalidate(t *testing.T) {
+	ctx := context.Background()
+	f0 := fileWith(t, "alice", "one", "bob", "two", "carol", "three")
+	p := auth.NewPasswords(f0, auth.PasswordsConfig{})
+	session := func(a mqttsec.Authenticator, user, pw string) *mqttsec.Client {
+		t.Helper()
+		id, err := login(a, user, pw)
+		require.NoError(t, err)
+		return &mqttsec.Client{ID: user, Username: user, Identity: id}
+	}
+	alice, bob, carol := session(p, "alice", "one"), session(p, "bob", "two"), session(p, "carol", "three")
+	for _, cl := range []*mqttsec.Client{alice, bob, carol} {
+		require.NoError(t, p.Revalidate(ctx, cl))
+	}
+
+	// The file is reloaded: bob removed, carol given a new password.
+	f := fileWith(t, "carol", "four")
+	aliceHash, _ := f0.Lookup("alice")
+	require.NoError(t, f.Set("alice", aliceHash))
+	p.Replace(f)
+	require.NoError(t, p.Revalidate(ctx, alice), "unchanged user")
+	for _, cl := range []*mqttsec.Client{bob, carol} {
+		err := p.Revalidate(ctx, cl)
+		require.ErrorIs(t, err, mqttsec.ErrBadCredentials, cl.ID)
+		require.NotContains(t, err.Error(), "three")
+	}
+	// carol logs in again with her new password: that session holds.
+	require.NoError(t, p.Revalidate(ctx, session(p, "carol", "four")))
+
+	// Not ours: another Passwords' identity for the same name, another
+	// method, a copy of an identity.
+	other := auth.NewPasswords(fileWith(t, "alice", "one"), auth.PasswordsConfig{})
+	copied := *alice.Identity
+	for _, cl := range []*mqttsec.Client{
+		session(other, "alice", "one"),
+		{ID: "x", Identity: &mqttsec.Identity{Subject: "alice", Method: mqttsec.MethodJWT}},
+		{ID: "y", Identity: &copied},
+		{ID: "z"},
+	} {
+		require.ErrorIs(t, p.Revalidate(ctx, cl), mqttsec.ErrAbstain, cl.ID)
+	}
+}
+
+// Identities a Passwords issued are remembered only while something holds
+// them: a file that flips users forever does not grow the memory.
+func TestPasswordsForgetsCollectedIdentities(t *testing.T) {
+	h1, err := auth.HashPassword([]byte("one"), auth.HashOptions{BcryptCost: 4})
+	require.NoError(t, err)
+	h2, err := auth.HashPassword([]byte("two"), auth.HashOptions{BcryptCost: 4})
+	require.NoError(t, err)
+	p := auth.NewPasswords(nil, auth.PasswordsConfig{CacheSize: -1})
+	for i := range 200 {
+		f := auth.NewPasswordFile()
+		require.NoError(t, f.Set("alice", []*auth.Hash{h1, h2}[i%2]))
+		p.Replace(f)
+	}
+	require.Eventually(t, func() bool {
+		runtime.GC()
+		return auth.Issued(p) <= 2
+	}, 10*time.Second, 10*time.Millisecond)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -72,17 +73,43 @@ qwerty123456 iloveyou123 letmein123 changeme123 administrator1 hello123
 	return m
 }()
 
-// validUsername reports whether name can be stored in a password file:
+// maxUsername is the longest user name: the MQTT limit of a string.
+const maxUsername = 65535
+
+// validUsername reports whether name can be a user of a password file:
 // non-empty valid UTF-8 without ':' or control characters, at most 65535
-// bytes (the MQTT limit).
+// bytes (the MQTT limit). The parser applies it to the names it reads;
+// [storableUsername] adds what writing a name back needs.
 func validUsername(name string) error {
-	if name == "" || len(name) > 65535 || !utf8.ValidString(name) {
+	if name == "" || len(name) > maxUsername || !utf8.ValidString(name) {
 		return fmt.Errorf("%w: empty, too long or not UTF-8", ErrInvalidUsername)
 	}
 	for _, r := range name {
 		if r == ':' || r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
 			return fmt.Errorf("%w: %q contains ':' or a control character", ErrInvalidUsername, name)
 		}
+	}
+	return nil
+}
+
+// ValidateUsername returns an error wrapping [ErrInvalidUsername] when a
+// password file cannot hold name, the check [PasswordFile.Set] makes: see
+// there. Use it to refuse a name before asking for its password.
+func ValidateUsername(name string) error { return storableUsername(name) }
+
+// storableUsername reports whether name can be written to a password file
+// and read back as itself: a valid name (see validUsername) that does not
+// start with '#' (the line would be a comment) and has no white space at
+// either end (trimmed on reading, as Mosquitto does, or a blank line).
+func storableUsername(name string) error {
+	if err := validUsername(name); err != nil {
+		return err
+	}
+	first, _ := utf8.DecodeRuneInString(name)
+	last, _ := utf8.DecodeLastRuneInString(name)
+	if first == '#' || unicode.IsSpace(first) || unicode.IsSpace(last) {
+		return fmt.Errorf("%w: %q starts with '#' or white space, or ends with white space: "+
+			"a password file cannot hold it", ErrInvalidUsername, name)
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +10,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/mqttsec/mqttsec"
 )
 
 // DefaultPollInterval is how often a [Watcher] checks the file when no
@@ -15,8 +19,7 @@ import (
 const DefaultPollInterval = 2 * time.Second
 
 // WatchOptions configure [WatchPasswordFile]. The zero value watches with
-// fsnotify and polls every DefaultPollInterval. The callbacks are called
-// from the Watcher's goroutine, one at a time.
+// fsnotify, polls every DefaultPollInterval and reports to slog.Default().
 type WatchOptions struct {
 	// PollInterval is how often the file's size, modification time and
 	// identity are checked, as a fallback for file systems where fsnotify
@@ -28,18 +31,30 @@ type WatchOptions struct {
 	// Debounce is how long to wait after a change notification before
 	// reading, so a burst of writes is read once. Zero means 50 ms.
 	Debounce time.Duration
-	// OnReload is called after each successful reload with the number of
-	// users. It must not block.
-	OnReload func(users int)
-	// OnError is called when a changed file cannot be read or parsed; the
-	// previous users stay in force. It must not block.
-	OnError func(err error)
+	// Events receives what the Watcher does, as every watcher of this
+	// module reports it: an [mqttsec.EventReload] after the file changed
+	// and its users were swapped in, an [mqttsec.EventReloadFailed] with
+	// the error when a changed file cannot be read or parsed (the previous
+	// users stay in force), and an [mqttsec.EventError] when watching
+	// fails; each with Source "passwords" and File the file's path. Give
+	// the [mqttsec.Guard] (an EventSink): after a reload it revalidates
+	// live sessions, so a user removed from the file, or given a new
+	// password, is disconnected. Nil means mqttsec.SlogSink(nil), so a
+	// failed reload is never silent. Events are sent from the Watcher's
+	// goroutine (or the caller of [Watcher.Reload]), one at a time.
+	Events mqttsec.EventSink
+	// Clock stamps the events. Nil means time.Now.
+	Clock func() time.Time
 }
 
-// Watcher reloads a password file into a [Passwords] when it changes. Each
-// reload parses the whole file first and swaps it in atomically, so a
-// malformed file never replaces a good one and unchanged users never fail
-// during a reload. Write the file atomically (temporary file and rename, as
+// PasswordsEventSource is the Source of the events a [Watcher] reports.
+const PasswordsEventSource = "passwords"
+
+// Watcher reloads a password file into a [Passwords] when its content
+// changes, and reports each reload to an [mqttsec.EventSink] (see
+// WatchOptions.Events). Each reload parses the whole file first and swaps
+// it in atomically, so a malformed file never replaces a good one and
+// unchanged users never fail during a reload. Write the file atomically (temporary file and rename, as
 // [PasswordFile.WriteFile] and `mqttsec passwd` do): a reader of a file that
 // is rewritten in place can see a shorter, still valid prefix.
 //
@@ -56,6 +71,7 @@ type Watcher struct {
 	mu      sync.Mutex
 	last    os.FileInfo
 	lastErr os.FileInfo
+	sum     [sha256.Size]byte // of the content last swapped in
 }
 
 // WatchPasswordFile loads the file at path into p, then reloads it on every
@@ -67,8 +83,17 @@ func WatchPasswordFile(path string, p *Passwords, opt WatchOptions) (*Watcher, e
 	if opt.Debounce <= 0 {
 		opt.Debounce = 50 * time.Millisecond
 	}
+	if opt.Events == nil {
+		opt.Events = mqttsec.SlogSink(nil)
+	}
+	if opt.Clock == nil {
+		opt.Clock = time.Now
+	}
 	w := &Watcher{path: filepath.Clean(path), p: p, opt: opt, stop: make(chan struct{}), done: make(chan struct{})}
-	if err := w.Reload(); err != nil {
+	w.mu.Lock()
+	_, err := w.reload()
+	w.mu.Unlock()
+	if err != nil {
 		return nil, err
 	}
 	if !opt.NoFSNotify {
@@ -84,30 +109,56 @@ func WatchPasswordFile(path string, p *Passwords, opt WatchOptions) (*Watcher, e
 	return w, nil
 }
 
-// Reload reads the file now and swaps it in; on error the previous users
-// stay in force.
+// Reload reads the file now (on SIGHUP, say) and swaps it in when its
+// content changed, reporting to WatchOptions.Events as a change noticed by
+// the Watcher is; on error the previous users stay in force.
 func (w *Watcher) Reload() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.reload()
+	return w.reloadAndReport()
 }
 
-func (w *Watcher) reload() error {
+// reload reads the file and swaps its users in when its content differs
+// from the last load. It reports whether it did. w.mu is held.
+func (w *Watcher) reload() (changed bool, err error) {
 	st, err := os.Stat(w.path)
 	if err != nil {
-		return fmt.Errorf("auth: %w", err)
+		return false, fmt.Errorf("auth: %w", err)
 	}
-	f, err := LoadPasswordFile(w.path)
+	data, err := os.ReadFile(w.path)
 	if err != nil {
 		w.lastErr = st
-		return err
+		return false, fmt.Errorf("auth: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	if w.last != nil && sum == w.sum {
+		w.last, w.lastErr = st, nil
+		return false, nil
+	}
+	f, err := ParsePasswordFile(bytes.NewReader(data), w.path)
+	if err != nil {
+		w.lastErr = st
+		return false, err
 	}
 	w.p.Replace(f)
-	w.last, w.lastErr = st, nil
-	if w.opt.OnReload != nil {
-		w.opt.OnReload(f.Len())
+	w.last, w.lastErr, w.sum = st, nil, sum
+	return true, nil
+}
+
+// reloadAndReport reloads and reports the outcome. w.mu is held.
+func (w *Watcher) reloadAndReport() error {
+	changed, err := w.reload()
+	switch {
+	case err != nil:
+		w.event(mqttsec.EventReloadFailed, err)
+	case changed:
+		w.event(mqttsec.EventReload, nil)
 	}
-	return nil
+	return err
+}
+
+func (w *Watcher) event(kind mqttsec.EventKind, err error) {
+	w.opt.Events.Event(mqttsec.Event{Time: w.opt.Clock(), Kind: kind, Source: PasswordsEventSource, File: w.path, Err: err})
 }
 
 func sameStamp(a, b os.FileInfo) bool {
@@ -125,9 +176,7 @@ func (w *Watcher) check(force bool) {
 			return
 		}
 	}
-	if err := w.reload(); err != nil && w.opt.OnError != nil {
-		w.opt.OnError(err)
-	}
+	_ = w.reloadAndReport()
 }
 
 func (w *Watcher) run() {
@@ -160,9 +209,7 @@ func (w *Watcher) run() {
 				errs = nil
 				continue
 			}
-			if w.opt.OnError != nil {
-				w.opt.OnError(fmt.Errorf("auth: watching %s: %w", w.path, err))
-			}
+			w.event(mqttsec.EventError, fmt.Errorf("auth: watching %s: %w", w.path, err))
 		case <-debounce.C:
 			w.check(true)
 		}

@@ -46,8 +46,26 @@ type X509Config struct {
 	// MatchUsername requires a non-empty CONNECT user name to equal the
 	// certificate identity.
 	MatchUsername bool `yaml:"match_username"`
+	// Verifier, when set, checks a connected client's certificate chain
+	// again when the Guard revalidates sessions (see [X509.Revalidate]):
+	// give the *tlsconf.Reloader that serves the listener, and the Guard
+	// as that Reloader's Events, and a client whose certificate a reloaded
+	// CRL revokes, or that no longer chains to a reloaded CA bundle, is
+	// disconnected. Nil checks only pins and validity again.
+	Verifier ClientCertVerifier `yaml:"-"`
 	// Clock returns the current time. Nil means time.Now.
 	Clock func() time.Time `yaml:"-"`
+}
+
+// ClientCertVerifier checks a client's certificate chain, as the client
+// sent it (leaf first), against the current trust material: CA bundle,
+// revocation lists. It returns nil when the chain would be accepted by a
+// new handshake, and otherwise an error that carries a denial's reason
+// code ([mqttsec.ErrNotAuthorized]) when the chain is refused; an error
+// without one is no verdict. *tlsconf.Reloader implements it. It must be
+// safe for concurrent use.
+type ClientCertVerifier interface {
+	VerifyClientCertificate(chain []*x509.Certificate) error
 }
 
 // X509 authenticates a client by the certificate it presented in the TLS
@@ -56,7 +74,8 @@ type X509Config struct {
 // certificate chain (tls.Config.ClientAuth must be VerifyClientCertIfGiven
 // or RequireAndVerifyClientCert), when the certificate is outside its
 // validity period, or when it is not pinned. The Identity expires at the
-// earliest notAfter of the verified chain.
+// earliest notAfter of the verified chain. It is an [mqttsec.Revalidator]
+// (see [X509.Revalidate]).
 //
 // An X509 is safe for concurrent use.
 type X509 struct {
@@ -117,6 +136,27 @@ func (x *X509) Authenticate(_ context.Context, cl *mqttsec.Client, _ mqttsec.Cre
 	if x.pins != nil && !x.pins[fp] {
 		return nil, deny(fmt.Sprintf("certificate %s is not pinned", fp))
 	}
+	subject := x.subjectOf(leaf, fp)
+	if subject == "" {
+		return nil, deny("certificate has no identity in the configured field")
+	}
+	if x.cfg.MatchUsername && cl.Username != "" && cl.Username != subject {
+		return nil, deny(fmt.Sprintf("user name %q does not match certificate identity %q", cl.Username, subject))
+	}
+	return &mqttsec.Identity{
+		Subject: subject,
+		Method:  mqttsec.MethodX509,
+		Expiry:  expiry,
+		Attributes: map[string]string{
+			"fingerprint": fp,
+			"serial":      leaf.SerialNumber.String(),
+			"issuer":      leaf.Issuer.String(),
+		},
+	}, nil
+}
+
+// subjectOf returns the identity the configured field of leaf gives, or "".
+func (x *X509) subjectOf(leaf *x509.Certificate, fp string) string {
 	var subject string
 	switch x.cfg.Field {
 	case CommonName:
@@ -139,20 +179,47 @@ func (x *X509) Authenticate(_ context.Context, cl *mqttsec.Client, _ mqttsec.Cre
 	case Fingerprint:
 		subject = fp
 	}
-	if subject == "" {
-		return nil, deny("certificate has no identity in the configured field")
+	return subject
+}
+
+// Revalidate implements [mqttsec.Revalidator] for a session authenticated
+// by the certificate of its connection (cl.TLS): it denies (0x86, or the
+// Verifier's code) when the certificate is no longer pinned, names another
+// subject under this configuration, is outside its validity period, or is
+// refused by X509Config.Verifier (revoked by a reloaded CRL, no longer
+// chaining to the current CA bundle); it returns nil otherwise, and
+// abstains for an identity that is not the certificate's of this
+// connection.
+func (x *X509) Revalidate(_ context.Context, cl *mqttsec.Client) error {
+	id := cl.Identity
+	if id == nil || id.Method != mqttsec.MethodX509 || cl.TLS == nil || len(cl.TLS.PeerCertificates) == 0 {
+		return mqttsec.ErrAbstain
 	}
-	if x.cfg.MatchUsername && cl.Username != "" && cl.Username != subject {
-		return nil, deny(fmt.Sprintf("user name %q does not match certificate identity %q", cl.Username, subject))
+	leaf := cl.TLS.PeerCertificates[0]
+	fp := CertFingerprint(leaf)
+	if id.Attributes["fingerprint"] != fp {
+		return mqttsec.ErrAbstain
 	}
-	return &mqttsec.Identity{
-		Subject: subject,
-		Method:  mqttsec.MethodX509,
-		Expiry:  expiry,
-		Attributes: map[string]string{
-			"fingerprint": fp,
-			"serial":      leaf.SerialNumber.String(),
-			"issuer":      leaf.Issuer.String(),
-		},
-	}, nil
+	if x.pins != nil && !x.pins[fp] {
+		return deny(fmt.Sprintf("certificate %s is no longer pinned", fp))
+	}
+	if x.subjectOf(leaf, fp) != id.Subject {
+		return deny("certificate names another identity under the current configuration")
+	}
+	now := x.now()
+	chain := cl.TLS.PeerCertificates
+	if len(cl.TLS.VerifiedChains) > 0 {
+		chain = cl.TLS.VerifiedChains[0]
+	}
+	for _, c := range chain {
+		if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+			return deny("certificate outside its validity period")
+		}
+	}
+	if x.cfg.Verifier != nil {
+		if err := x.cfg.Verifier.VerifyClientCertificate(cl.TLS.PeerCertificates); err != nil {
+			return fmt.Errorf("auth: client certificate: %w", err)
+		}
+	}
+	return nil
 }

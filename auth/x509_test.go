@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +108,65 @@ func TestX509AbstainsAndRefuses(t *testing.T) {
 	id, err := certLogin(x, &st, "")
 	require.NoError(t, err)
 	require.Equal(t, short.Leaf.NotAfter, id.Expiry)
+}
+
+// verifierFunc is a ClientCertVerifier from a function, for the answers a
+// real verifier rarely gives (no verdict at all).
+type verifierFunc func([]*x509.Certificate) error
+
+func (f verifierFunc) VerifyClientCertificate(c []*x509.Certificate) error { return f(c) }
+
+// Revalidate judges the certificate of the session's own connection again
+// with the current configuration, the clock and the Verifier.
+func TestX509Revalidate(t *testing.T) {
+	ctx := context.Background()
+	ca := newCA(t)
+	leaf := ca.issue(t, "device-1", withSANs("dev1.example.com", "dev1@example.com", "spiffe://example.org/device/1"))
+	st := handshake(t, ca, tls.RequireAndVerifyClientCert, &leaf)
+	var verdict error
+	x, err := auth.NewX509(auth.X509Config{Verifier: verifierFunc(func(chain []*x509.Certificate) error {
+		if len(chain) == 0 || chain[0] != st.PeerCertificates[0] {
+			return errors.New("verifier shown another chain")
+		}
+		return verdict
+	})})
+	require.NoError(t, err)
+	id, err := certLogin(x, &st, "")
+	require.NoError(t, err)
+	cl := &mqttsec.Client{ID: "c", TLS: &st, Identity: id}
+	require.NoError(t, x.Revalidate(ctx, cl))
+
+	verdict = fmt.Errorf("%w: revoked", mqttsec.ErrNotAuthorized)
+	err = x.Revalidate(ctx, cl)
+	require.ErrorIs(t, err, mqttsec.ErrNotAuthorized)
+	require.Equal(t, mqttsec.CodeNotAuthorized, mqttsec.CodeOf(err))
+	verdict = errors.New("CRL server down")
+	require.Equal(t, mqttsec.CodeUnspecified, mqttsec.CodeOf(x.Revalidate(ctx, cl)), "no verdict: the Guard keeps the session")
+	verdict = nil
+
+	// Another configuration after a reload: other pins, another field.
+	for _, cfg := range []auth.X509Config{
+		{Pins: []string{strings.Repeat("ab", 32)}},
+		{Field: auth.DNSName},
+		{Clock: func() time.Time { return leaf.Leaf.NotAfter.Add(time.Second) }},
+	} {
+		other, err := auth.NewX509(cfg)
+		require.NoError(t, err)
+		require.ErrorIs(t, other.Revalidate(ctx, cl), mqttsec.ErrBadCredentials)
+	}
+	plain, err := auth.NewX509(auth.X509Config{})
+	require.NoError(t, err)
+	require.NoError(t, plain.Revalidate(ctx, cl), "no Verifier: pins, name and validity only")
+
+	// Not this connection's certificate identity: abstain.
+	second := ca.issue(t, "device-1", nil)
+	st2 := handshake(t, ca, tls.RequireAndVerifyClientCert, &second)
+	for _, c := range []*mqttsec.Client{
+		{ID: "other cert", TLS: &st2, Identity: id},
+		{ID: "plaintext", Identity: id},
+		{ID: "password", TLS: &st, Identity: &mqttsec.Identity{Subject: "device-1", Method: mqttsec.MethodPassword}},
+		{ID: "none", TLS: &st},
+	} {
+		require.ErrorIs(t, x.Revalidate(ctx, c), mqttsec.ErrAbstain, c.ID)
+	}
 }

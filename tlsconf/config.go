@@ -133,8 +133,18 @@ type Config struct {
 	// means 10 seconds.
 	PollInterval time.Duration `yaml:"poll_interval,omitempty"`
 
-	// Events receives reloads ([mqttsec.EventReload]), failed reloads and
-	// expiry warnings ([mqttsec.EventWarning]). Nil discards them.
+	// Events receives what a [Reloader] does, as every watcher of this
+	// module reports it, with Source "tls" ([EventSource]): an
+	// [mqttsec.EventReload] for each file whose new content was loaded
+	// (File names it), an [mqttsec.EventReloadFailed] with the error and
+	// the file that failed when a reload keeps the previous material,
+	// expiry and stale-CRL warnings ([mqttsec.EventWarning]), watch errors
+	// ([mqttsec.EventError]), and the handshakes VerifyConnection refuses
+	// ([mqttsec.EventConnectDenied]). Give the [mqttsec.Guard] (an
+	// EventSink): after a reload it revalidates live sessions, so a client
+	// whose certificate a new CRL revokes is disconnected (see
+	// [Reloader.VerifyClientCertificate]). Nil means mqttsec.SlogSink(nil):
+	// a failed reload is never silent.
 	Events mqttsec.EventSink `yaml:"-"`
 
 	// Now is the clock used for certificate validity. Nil means time.Now.
@@ -240,6 +250,13 @@ func (c *Config) now() time.Time {
 		return c.Now()
 	}
 	return time.Now()
+}
+
+func (c *Config) events() mqttsec.EventSink {
+	if c.Events != nil {
+		return c.Events
+	}
+	return mqttsec.SlogSink(nil)
 }
 
 func (c *Config) expiryWarning() time.Duration {

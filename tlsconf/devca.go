@@ -190,6 +190,9 @@ func (ca *DevCA) IssueClient(name string) (*x509.Certificate, error) {
 	}
 	tmpl := ca.leafTemplate(name)
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	if hostName(name) {
+		tmpl.DNSNames = []string{name}
+	}
 	cert, key := ca.ClientFiles(name)
 	return ca.issue(tmpl, cert, key)
 }
@@ -267,6 +270,27 @@ func serial() *big.Int {
 		panic(err) // crypto/rand never fails on supported platforms
 	}
 	return n.Add(n, big.NewInt(1))
+}
+
+// hostName reports whether s is a DNS host name (RFC 1123): dot-separated
+// labels of 1 to 63 letters, digits and '-', not starting or ending with
+// '-', at most 253 bytes, without a trailing dot.
+func hostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func safeName(s string) bool {

@@ -35,6 +35,8 @@
 // without a pinned key ([ErrPinMismatch]), and finally calls VerifyPeer.
 // Refusals are reported through Config.Events as
 // [mqttsec.EventConnectDenied].
+// [Reloader.VerifyClientCertificate] runs the same checks on demand, for
+// a connection that is already up.
 //
 // # Weak material
 //
@@ -55,15 +57,22 @@
 // files when their content changes; [Reloader.Reload] does it on demand
 // (SIGHUP). Servers get the new material through GetConfigForClient, so the
 // next handshake uses it and handshakes in progress finish with the old
-// one. A file that fails to load keeps the previous material and is
-// reported once as [mqttsec.EventError]; a successful reload is
-// [mqttsec.EventReload].
+// one. Every watcher of this module reports the same way to an
+// [mqttsec.EventSink] (Config.Events): a successful reload is an
+// [mqttsec.EventReload] per changed file, a file that fails to load keeps
+// the previous material and is reported once as
+// [mqttsec.EventReloadFailed], each with Source "tls" and File. Give the
+// [mqttsec.Guard] as Config.Events and an auth.X509 that verifies with the
+// Reloader ([Reloader.VerifyClientCertificate]): a client whose
+// certificate a reloaded CRL revokes, or that no longer chains to a
+// reloaded CA bundle, is disconnected.
 //
 // # Development CA
 //
 // [CreateDevCA], [OpenDevCA] and [EnsureDevCA] manage a small ECDSA P-256
 // CA in a folder: a server certificate for localhost, 127.0.0.1 and ::1,
-// client certificates with CN=NAME ([DevCA.IssueClient]), revocation lists
+// client certificates with CN=NAME, and DNS name NAME when NAME is a host
+// name ([DevCA.IssueClient]), revocation lists
 // ([DevCA.WriteCRL]). Keys are written with mode 0600. The command
 // "mqttsec certs init --dir DIR" and "mqttsec certs client --dir DIR NAME"
 // use it.

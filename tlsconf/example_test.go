@@ -53,7 +53,9 @@ func ExampleConfig_Client() {
 }
 
 // A listener whose certificate, CA bundle and CRL follow the files, with
-// reloads and failures logged.
+// reloads and failures logged. In a broker, give the mqttsec.Guard as
+// Events instead: it logs them too, and disconnects the clients a new CRL
+// revokes (see auth.X509Config.Verifier).
 func ExampleNewReloader() {
 	dir, _ := os.MkdirTemp("", "pki")
 	defer os.RemoveAll(dir)

@@ -11,7 +11,9 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"os"
 	"time"
@@ -216,6 +218,40 @@ type files struct {
 	cert, key, ca []byte
 	crls          [][]byte
 	sum           [32]byte
+	each          []fileSum // every file read, in order
+}
+
+// fileSum is the fingerprint of one file's content.
+type fileSum struct {
+	name string
+	sum  [32]byte
+}
+
+// fileErr annotates an error, whose message already names the file, with
+// the file it is about, for the File of a reload event.
+type fileErr struct {
+	error
+	file string
+}
+
+func (e fileErr) Unwrap() error { return e.error }
+
+// inFile returns fmt.Errorf("%s: %w", name, err) annotated with file.
+func inFile(file, name string, err error) error {
+	return fileErr{fmt.Errorf("%s: %w", name, err), file}
+}
+
+// fileOf returns the file err is about, or "".
+func fileOf(err error) string {
+	var fe fileErr
+	if errors.As(err, &fe) {
+		return fe.file
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Path
+	}
+	return ""
 }
 
 func readFiles(c *Config) (*files, error) {
@@ -230,6 +266,7 @@ func readFiles(c *Config) (*files, error) {
 		if err != nil {
 			return nil, err
 		}
+		f.each = append(f.each, fileSum{name, sha256.Sum256(b)})
 		var n [4]byte
 		binary.BigEndian.PutUint32(n[:], uint32(len(b)))
 		h.Write(n[:])
@@ -260,6 +297,7 @@ func readFiles(c *Config) (*files, error) {
 // material is one immutable snapshot of the loaded files.
 type material struct {
 	sum      [32]byte
+	each     []fileSum
 	cert     *tls.Certificate // nil without cert_file
 	pool     *x509.CertPool   // nil without ca_file
 	revoked  map[string]struct{}
@@ -290,7 +328,7 @@ func (m *material) expiring(now time.Time, window time.Duration) []error {
 // build parses and checks f.
 func build(c *Config, f *files) (*material, error) {
 	now := c.now()
-	m := &material{sum: f.sum}
+	m := &material{sum: f.sum, each: f.each}
 	var err error
 	if m.pins, err = parsePins(c.PinnedSPKI); err != nil {
 		return nil, err
@@ -304,7 +342,13 @@ func build(c *Config, f *files) (*material, error) {
 	if c.CertFile != "" {
 		kp, err := ParseKeyPair(f.cert, f.key, now)
 		if err != nil {
-			return nil, fmt.Errorf("%s, %s: %w", c.CertFile, c.KeyFile, err)
+			file := c.CertFile // a bad certificate, or a pair that does not match
+			if _, cerr := ParseCertificates(f.cert); cerr == nil {
+				if _, kerr := ParsePrivateKey(f.key); kerr != nil {
+					file = c.KeyFile
+				}
+			}
+			return nil, inFile(file, c.CertFile+", "+c.KeyFile, err)
 		}
 		m.cert = &kp
 		chain, _ := ParseCertificates(f.cert)
@@ -315,12 +359,12 @@ func build(c *Config, f *files) (*material, error) {
 	var cas []*x509.Certificate
 	if c.CAFile != "" {
 		if cas, err = ParseCertificates(f.ca); err != nil {
-			return nil, fmt.Errorf("%s: %w", c.CAFile, err)
+			return nil, inFile(c.CAFile, c.CAFile, err)
 		}
 		m.pool = x509.NewCertPool()
 		for _, x := range cas {
 			if err := CheckCertificate(x, now); err != nil {
-				return nil, fmt.Errorf("%s: %w", c.CAFile, err)
+				return nil, inFile(c.CAFile, c.CAFile, err)
 			}
 			m.certs = append(m.certs, fileCert{c.CAFile, x})
 			m.pool.AddCert(x)
@@ -330,14 +374,14 @@ func build(c *Config, f *files) (*material, error) {
 		name := c.CRLFiles[i]
 		lists, err := ParseCRLs(data)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, inFile(name, name, err)
 		}
 		for _, l := range lists {
 			if err := checkCRLIssuer(l, cas); err != nil {
-				return nil, fmt.Errorf("%s: %w", name, err)
+				return nil, inFile(name, name, err)
 			}
 			if !l.NextUpdate.IsZero() && now.After(l.NextUpdate) {
-				m.warnings = append(m.warnings, fmt.Errorf("%w: %s: next update was due at %s", ErrCRL, name, l.NextUpdate.UTC().Format(time.RFC3339)))
+				m.warnings = append(m.warnings, fileErr{fmt.Errorf("%w: %s: next update was due at %s", ErrCRL, name, l.NextUpdate.UTC().Format(time.RFC3339)), name})
 			}
 			if m.revoked == nil {
 				m.revoked = make(map[string]struct{})

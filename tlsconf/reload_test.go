@@ -2,6 +2,7 @@ package tlsconf_test
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -76,7 +77,7 @@ func TestReloadBadFileKeepsOld(t *testing.T) {
 	good, err := os.ReadFile(certFile)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(certFile, []byte("not a certificate"), 0o644))
-	require.Eventually(t, func() bool { return ev.find(mqttsec.EventError, tlsconf.ErrPEM) }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return ev.find(mqttsec.EventReloadFailed, tlsconf.ErrPEM) }, 10*time.Second, 10*time.Millisecond)
 	require.Equal(t, before, serverSerial(t, s, cc), "old certificate still served")
 	err = r.Reload()
 	require.ErrorIs(t, err, tlsconf.ErrPEM)
@@ -268,4 +269,111 @@ func TestExpiryWarningWhileRunning(t *testing.T) {
 	}
 	ev.mu.Unlock()
 	require.Equal(t, 1, n, "reported once")
+}
+
+// Every reload event names its source ("tls") and the file: the files
+// that changed for an EventReload, the file that failed for an
+// EventReloadFailed. A CRL rewritten with new entries is a reload.
+func TestReloadEventsNameSourceAndFile(t *testing.T) {
+	ca := devCA(t)
+	crl, err := ca.WriteCRL()
+	require.NoError(t, err)
+	var ev events
+	c := ca.ServerConfig()
+	c.CRLFiles = []string{crl}
+	c.Events = &ev
+	c.Watch = tlsconf.WatchPoll
+	c.PollInterval = time.Hour
+	r, err := tlsconf.NewReloader(c)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r.Close() })
+	kinds := func() []string {
+		ev.mu.Lock()
+		defer ev.mu.Unlock()
+		var out []string
+		for _, e := range ev.ev {
+			if e.Kind == mqttsec.EventWarning {
+				continue
+			}
+			require.Equal(t, tlsconf.EventSource, e.Source)
+			out = append(out, e.Kind.String()+" "+e.File)
+		}
+		ev.ev = nil
+		return out
+	}
+
+	leaf, err := ca.IssueClient("dev")
+	require.NoError(t, err)
+	_, err = ca.WriteCRL(leaf)
+	require.NoError(t, err)
+	require.NoError(t, r.Reload())
+	require.Equal(t, []string{"reload " + crl}, kinds())
+
+	certFile, keyFile := ca.ServerFiles()
+	_, err = ca.IssueServer()
+	require.NoError(t, err)
+	require.NoError(t, r.Reload())
+	require.Equal(t, []string{"reload " + certFile, "reload " + keyFile}, kinds())
+
+	require.NoError(t, os.WriteFile(crl, []byte("not a CRL"), 0o644))
+	require.ErrorIs(t, r.Reload(), tlsconf.ErrCRL)
+	require.Equal(t, []string{"reload_failed " + crl}, kinds())
+	require.NoError(t, os.Remove(certFile))
+	require.ErrorIs(t, r.Reload(), os.ErrNotExist)
+	require.Equal(t, []string{"reload_failed " + certFile}, kinds())
+}
+
+// VerifyClientCertificate checks a connected client again with the
+// current material: a CRL loaded since revokes it, a CA bundle replaced
+// since no longer trusts it, and AllowedNames still applies.
+func TestVerifyClientCertificate(t *testing.T) {
+	ca := devCA(t)
+	dev, err := ca.IssueClient("dev")
+	require.NoError(t, err)
+	other, err := ca.IssueClient("other")
+	require.NoError(t, err)
+	crl, err := ca.WriteCRL()
+	require.NoError(t, err)
+	c := ca.ServerConfig()
+	c.CRLFiles = []string{crl}
+	c.Watch = tlsconf.WatchPoll
+	c.PollInterval = time.Hour
+	c.Events = &events{}
+	r, err := tlsconf.NewReloader(c)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = r.Close() })
+
+	require.NoError(t, r.VerifyClientCertificate([]*x509.Certificate{dev}))
+	require.ErrorIs(t, r.VerifyClientCertificate(nil), tlsconf.ErrUntrusted)
+	server, _ := ca.ServerFiles()
+	srvCerts, err := tlsconf.ParseCertificates(mustRead(t, server))
+	require.NoError(t, err)
+	require.ErrorIs(t, r.VerifyClientCertificate(srvCerts), tlsconf.ErrUntrusted, "a server certificate is no client certificate")
+
+	_, err = ca.WriteCRL(dev)
+	require.NoError(t, err)
+	require.NoError(t, r.VerifyClientCertificate([]*x509.Certificate{dev}), "not before the reload")
+	require.NoError(t, r.Reload())
+	err = r.VerifyClientCertificate([]*x509.Certificate{dev})
+	require.ErrorIs(t, err, tlsconf.ErrRevoked)
+	require.Equal(t, mqttsec.CodeNotAuthorized, mqttsec.CodeOf(err))
+	require.NoError(t, r.VerifyClientCertificate([]*x509.Certificate{other}))
+
+	// Another CA replaces the bundle (its CRL with it).
+	next := devCA(t)
+	require.NoError(t, os.WriteFile(ca.CAFile(), mustRead(t, next.CAFile()), 0o644))
+	nextCRL, err := next.WriteCRL()
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(crl, mustRead(t, nextCRL), 0o644))
+	require.NoError(t, r.Reload())
+	err = r.VerifyClientCertificate([]*x509.Certificate{other})
+	require.ErrorIs(t, err, tlsconf.ErrUntrusted)
+	require.Equal(t, mqttsec.CodeNotAuthorized, mqttsec.CodeOf(err))
+}
+
+func mustRead(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	require.NoError(t, err)
+	return b
 }

@@ -59,11 +59,11 @@ func NewReloader(c Config) (*Reloader, error) {
 			r.watcher = w
 			for _, dir := range r.dirs() {
 				if err := w.Add(dir); err != nil {
-					r.event(mqttsec.EventError, fmt.Errorf("tlsconf: watch %s: %w (polling instead)", dir, err))
+					r.event(mqttsec.EventError, dir, fmt.Errorf("tlsconf: watch %s: %w (polling instead)", dir, err))
 				}
 			}
 		} else {
-			r.event(mqttsec.EventError, fmt.Errorf("tlsconf: fsnotify: %w (polling instead)", err))
+			r.event(mqttsec.EventError, "", fmt.Errorf("tlsconf: fsnotify: %w (polling instead)", err))
 		}
 	}
 	r.wg.Add(1)
@@ -137,7 +137,8 @@ func (r *Reloader) reload(force bool) error {
 		r.fail(sha256.Sum256([]byte(err.Error())), err, force)
 		return err
 	}
-	if f.sum == r.cur.Load().sum {
+	old := r.cur.Load()
+	if f.sum == old.sum {
 		return nil
 	}
 	m, err := r.build(f)
@@ -148,9 +149,23 @@ func (r *Reloader) reload(force bool) error {
 	}
 	r.cur.Store(m)
 	r.badSum = [32]byte{}
-	r.event(mqttsec.EventReload, nil)
+	for _, name := range changedFiles(old.each, m.each) {
+		r.event(mqttsec.EventReload, name, nil)
+	}
 	r.report(m)
 	return nil
+}
+
+// changedFiles returns the names of the files of now whose content differs
+// from before.
+func changedFiles(before, now []fileSum) []string {
+	var out []string
+	for i, f := range now {
+		if i >= len(before) || before[i] != f {
+			out = append(out, f.name)
+		}
+	}
+	return out
 }
 
 // recheckExpiry reports certificates of the current material that entered
@@ -175,7 +190,7 @@ func (r *Reloader) warnExpiring(m *material) {
 		}
 		if w := expiryWarning(fc.file, fc.cert, now, window); w != nil {
 			r.warned[fc.cert] = true
-			r.event(mqttsec.EventWarning, w)
+			r.event(mqttsec.EventWarning, fc.file, w)
 		}
 	}
 }
@@ -187,23 +202,23 @@ func (r *Reloader) fail(sum [32]byte, err error, force bool) {
 		return
 	}
 	r.badSum = sum
-	r.event(mqttsec.EventError, err)
+	r.event(mqttsec.EventReloadFailed, fileOf(err), err)
 }
 
 // report announces the warnings of newly loaded material.
 func (r *Reloader) report(m *material) {
 	for _, w := range m.warnings {
-		r.event(mqttsec.EventWarning, w)
+		r.event(mqttsec.EventWarning, fileOf(w), w)
 	}
 	r.warned = make(map[*x509.Certificate]bool)
 	r.warnExpiring(m)
 }
 
-func (r *Reloader) event(kind mqttsec.EventKind, err error) {
-	if r.cfg.Events == nil {
-		return
-	}
-	r.cfg.Events.Event(mqttsec.Event{Time: r.cfg.now(), Kind: kind, Err: err})
+// EventSource is the Source of the events this package reports.
+const EventSource = "tls"
+
+func (r *Reloader) event(kind mqttsec.EventKind, file string, err error) {
+	r.cfg.events().Event(mqttsec.Event{Time: r.cfg.now(), Kind: kind, Source: EventSource, File: file, Err: err})
 }
 
 func (r *Reloader) build(f *files) (*material, error) {
@@ -269,7 +284,7 @@ func (r *Reloader) run() {
 				errs = nil
 				continue
 			}
-			r.event(mqttsec.EventError, fmt.Errorf("tlsconf: fsnotify: %w", err))
+			r.event(mqttsec.EventError, "", fmt.Errorf("tlsconf: fsnotify: %w", err))
 		case <-wait.C:
 			_ = r.reload(false)
 		case <-poll.C:
@@ -353,8 +368,9 @@ func (r *Reloader) getClientCertificate(*tls.CertificateRequestInfo) (*tls.Certi
 // the user's VerifyPeer. crypto/tls calls it on resumed handshakes too.
 func (r *Reloader) verify(m *material, cs tls.ConnectionState, server bool) error {
 	err := r.check(m, cs, server)
-	if err != nil && r.cfg.Events != nil {
-		r.cfg.Events.Event(mqttsec.Event{Time: r.cfg.now(), Kind: mqttsec.EventConnectDenied, Code: mqttsec.CodeOf(err), Err: err})
+	if err != nil {
+		r.cfg.events().Event(mqttsec.Event{Time: r.cfg.now(), Kind: mqttsec.EventConnectDenied, Source: EventSource,
+			Code: mqttsec.CodeOf(err), Err: err})
 	}
 	return err
 }
@@ -373,6 +389,7 @@ func (r *Reloader) check(m *material, cs tls.ConnectionState, server bool) error
 		if chains, err = r.reverify(m, cs.PeerCertificates, server); err != nil {
 			return err
 		}
+		cs.VerifiedChains = chains
 	}
 	if len(chains) == 0 {
 		chains = [][]*x509.Certificate{cs.PeerCertificates}
@@ -394,6 +411,30 @@ func (r *Reloader) check(m *material, cs tls.ConnectionState, server bool) error
 		return fmt.Errorf("%w: %q", ErrPinMismatch, leaf.Subject.String())
 	}
 	return r.verifyPeer(cs)
+}
+
+// VerifyClientCertificate checks a client's certificate chain, as the
+// client sent it (leaf first, then intermediates; a connection's
+// tls.ConnectionState.PeerCertificates), against the current material as
+// a new handshake would: the chain must verify against the current CA
+// bundle for client authentication at the current time ([ErrUntrusted]),
+// no certificate of it may be in the current revocation lists
+// ([ErrRevoked]), and AllowedNames, PinnedSPKI and VerifyPeer apply. The
+// errors wrap [mqttsec.ErrNotAuthorized]. A Reloader without a CA bundle
+// verifies no client: [ErrUntrusted].
+//
+// It is how an already connected client is checked again after a reload:
+// auth.X509Config.Verifier takes the Reloader, and the Guard asks it after
+// every reload reported to it (see Config.Events). It reports no event.
+func (r *Reloader) VerifyClientCertificate(chain []*x509.Certificate) error {
+	m := r.cur.Load()
+	if len(chain) == 0 || chain[0] == nil {
+		return fmt.Errorf("%w: no client certificate", ErrUntrusted)
+	}
+	if m.pool == nil {
+		return fmt.Errorf("%w: no ca_file to verify client certificates with", ErrUntrusted)
+	}
+	return r.check(m, tls.ConnectionState{PeerCertificates: chain, DidResume: true}, true)
 }
 
 func (r *Reloader) verifyPeer(cs tls.ConnectionState) error {
@@ -488,7 +529,7 @@ func (c Config) Client() (*tls.Config, error) {
 // stale revocation lists) without building anything. Events are not
 // called.
 func (c Config) Check() (warnings []error, err error) {
-	c.Events = nil
+	c.Events = mqttsec.EventSinkFunc(func(mqttsec.Event) {})
 	r, err := newReloader(c)
 	if err != nil {
 		return nil, err

@@ -441,7 +441,23 @@ func TestDevCA(t *testing.T) {
 	c, err := again.IssueClient("sensor-7")
 	require.NoError(t, err)
 	require.Equal(t, "sensor-7", c.Subject.CommonName)
+	require.Equal(t, []string{"sensor-7"}, c.DNSNames, "a host name is also the DNS name, as documented")
+	require.NoError(t, c.VerifyHostname("sensor-7"))
 	require.True(t, slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageClientAuth))
+	for name, dns := range map[string][]string{
+		"plant.sensor-7": {"plant.sensor-7"},
+		"sensor_7":       nil, // '_' is no host name character
+		"-sensor":        nil,
+		"sensor.":        nil,
+		"a..b":           nil,
+		"sensor.local.":  nil,
+		"7":              {"7"},
+	} {
+		c, err := again.IssueClient(name)
+		require.NoError(t, err, name)
+		require.Equal(t, dns, c.DNSNames, name)
+		require.Equal(t, name, c.Subject.CommonName)
+	}
 	_, ckey := ca.ClientFiles("sensor-7")
 	st, err = os.Stat(ckey)
 	require.NoError(t, err)

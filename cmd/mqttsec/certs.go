@@ -52,7 +52,7 @@ next to the certificates (mode 0600).`,
 	var clientDir string
 	clientCmd := &cobra.Command{
 		Use:   "client --dir DIR NAME",
-		Short: "Issue a client certificate with common name NAME",
+		Short: "Issue a client certificate with common name NAME (and DNS name NAME when it is a host name)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ca, err := tlsconf.OpenDevCA(clientDir)

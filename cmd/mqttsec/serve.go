@@ -149,9 +149,7 @@ func runServe(ctx context.Context, o *serveOptions, out io.Writer, ready func(tl
 		}
 	}
 	passwords := auth.NewPasswords(auth.NewPasswordFile(), auth.PasswordsConfig{})
-	pw, err := auth.WatchPasswordFile(passwdPath, passwords, auth.WatchOptions{
-		OnError: func(err error) { logger.Error("password file reload failed; previous users kept", "error", err) },
-	})
+	pw, err := auth.WatchPasswordFile(passwdPath, passwords, auth.WatchOptions{Events: mqttsec.SlogSink(logger)})
 	if err != nil {
 		return err
 	}

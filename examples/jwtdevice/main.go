@@ -14,7 +14,11 @@
 //	openssl ecparam -name prime256v1 -genkey -noout -out device.key
 //	openssl ec -in device.key -pubout -out device.pub   # give this to the broker
 //	go run ./examples/jwtdevice -broker mqtts://localhost:8883 -ca ca.pem \
-//	    -key device.key -id sensor-42 -ttl 10m
+//	    -key device.key -id sensor-42 -audience mqtt -ttl 10m
+//
+// The broker's auth.JWTConfig names the issuer and the audience it accepts
+// (both are required by default): here the issuer is the device ID and the
+// audience the broker's name.
 //
 // Flags:
 //
@@ -22,8 +26,8 @@
 //	-ca        PEM file of CAs that sign the broker's certificate (mqtts)
 //	-key       PEM private key that signs the tokens (EC P-256, Ed25519 or RSA)
 //	-id        device ID: token "sub", user name and client ID
-//	-issuer    token "iss" (the broker may require one)
-//	-audience  token "aud" (the broker may require one)
+//	-issuer    token "iss" (default: the device ID)
+//	-audience  token "aud": the broker's name, which it requires
 //	-ttl       token lifetime
 //	-topic     topic the device publishes a heartbeat to ("%s" is the ID)
 //	-interval  heartbeat interval
@@ -61,8 +65,8 @@ func main() {
 		caFile   = flag.String("ca", "", "PEM file of CAs for the broker certificate")
 		keyFile  = flag.String("key", "device.key", "PEM private key that signs the tokens")
 		id       = flag.String("id", "", "device ID (token subject, user name, client ID)")
-		issuer   = flag.String("issuer", "", "token issuer")
-		audience = flag.String("audience", "", "token audience")
+		issuer   = flag.String("issuer", "", "token issuer (default: the device ID)")
+		audience = flag.String("audience", "mqtt", "token audience: the broker's name")
 		ttl      = flag.Duration("ttl", 10*time.Minute, "token lifetime")
 		topic    = flag.String("topic", "devices/%s/heartbeat", "heartbeat topic")
 		interval = flag.Duration("interval", 10*time.Second, "heartbeat interval")
@@ -86,6 +90,9 @@ func run(ctx context.Context, log *slog.Logger, broker, caFile, keyFile, id, iss
 	u, err := url.Parse(broker)
 	if err != nil {
 		return fmt.Errorf("-broker: %w", err)
+	}
+	if issuer == "" {
+		issuer = id
 	}
 	key, method, err := loadSigningKey(keyFile)
 	if err != nil {
@@ -116,10 +123,6 @@ func run(ctx context.Context, log *slog.Logger, broker, caFile, keyFile, id, iss
 		OnConnectError: func(err error) { log.Warn("connect failed", "error", err) },
 		ClientConfig: paho.ClientConfig{
 			ClientID: id,
-			// paho calls the AuthHandler for a CONNACK that carries an
-			// authentication method and crashes without one: a broker
-			// (or anyone on a plain mqtt:// path) could stop the device.
-			AuthHandler: noEnhancedAuth{},
 			OnServerDisconnect: func(d *paho.Disconnect) {
 				// 0xA0: the token expired; autopaho reconnects with a new one.
 				log.Info("server disconnected", "reason", fmt.Sprintf("0x%02X", d.ReasonCode))
@@ -127,7 +130,11 @@ func run(ctx context.Context, log *slog.Logger, broker, caFile, keyFile, id, iss
 			OnClientError: func(err error) { log.Warn("client error", "error", err) },
 		},
 	}
-	// A fresh token on every connection attempt; the ID doubles as user name.
+	// A fresh token on every connection attempt; the ID doubles as user
+	// name. Configure also installs an AuthHandler (auth.NoEnhancedAuth):
+	// paho calls it for a CONNACK that carries an authentication method
+	// and crashes without one, so a broker (or anyone on a plain mqtt://
+	// path) could stop the device.
 	auth.Configure(&cfg, auth.JWTCredentials(id, minter))
 
 	cm, err := autopaho.NewConnection(ctx, cfg)
@@ -157,16 +164,6 @@ func run(ctx context.Context, log *slog.Logger, broker, caFile, keyFile, id, iss
 		}
 	}
 }
-
-// noEnhancedAuth is the device's paho.Auther: the device uses no MQTT v5
-// enhanced authentication, so it ignores a CONNACK that names a method and
-// answers an unexpected AUTH challenge with an AUTH that names no method, a
-// protocol error that ends the exchange.
-type noEnhancedAuth struct{}
-
-func (noEnhancedAuth) Authenticate(*paho.Auth) *paho.Auth { return &paho.Auth{ReasonCode: 0x18} }
-
-func (noEnhancedAuth) Authenticated() {}
 
 // loadSigningKey reads a PEM private key and picks the matching signing
 // method: ES256 for P-256, EdDSA for Ed25519, RS256 for RSA.

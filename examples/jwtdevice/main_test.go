@@ -36,7 +36,8 @@ func TestDeviceReconnectsWithFreshToken(t *testing.T) {
 	keyFile := filepath.Join(t.TempDir(), "device.key")
 	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600))
 
-	j, err := auth.NewJWT(context.Background(), auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{key.Public()}, Leeway: -1})
+	j, err := auth.NewJWT(context.Background(), auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: []crypto.PublicKey{key.Public()},
+		Issuer: "sensor-42", Audience: "mqtt", Leeway: -1})
 	require.NoError(t, err)
 	defer j.Close()
 	var mu sync.Mutex
@@ -68,7 +69,7 @@ func TestDeviceReconnectsWithFreshToken(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, slog.New(slog.DiscardHandler), "mqtt://"+b.Addr, "", keyFile, "sensor-42", "", "",
+		done <- run(ctx, slog.New(slog.DiscardHandler), "mqtt://"+b.Addr, "", keyFile, "sensor-42", "sensor-42", "mqtt",
 			2*time.Second, "devices/%s/heartbeat", 100*time.Millisecond)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
