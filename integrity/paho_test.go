@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,9 +75,11 @@ func (in *inbox) refusal(t *testing.T) error {
 	}
 }
 
-// connect starts an autopaho client as user, with recv (if any) as its
+var clientSeq atomic.Int64
+
+// connect starts an autopaho client as user, with handle (if any) as its
 // only publish handler, subscribed to filter (if any).
-func connect(t *testing.T, addr, user, password string, recv *integrity.Receiver, filter string) *autopaho.ConnectionManager {
+func connect(t *testing.T, addr, user, password string, handle func(paho.PublishReceived) (bool, error), filter string) *autopaho.ConnectionManager {
 	t.Helper()
 	u, err := url.Parse("mqtt://" + addr)
 	require.NoError(t, err)
@@ -86,10 +90,10 @@ func connect(t *testing.T, addr, user, password string, recv *integrity.Receiver
 		ReconnectBackoff:              autopaho.NewConstantBackoff(time.Second),
 		ConnectTimeout:                testbroker.Timeout,
 		CleanStartOnInitialConnection: true,
-		ClientConfig:                  paho.ClientConfig{ClientID: user + "-auto"},
+		ClientConfig:                  paho.ClientConfig{ClientID: fmt.Sprintf("%s-auto-%d", user, clientSeq.Add(1))},
 	}
-	if recv != nil {
-		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){recv.OnPublishReceived}
+	if handle != nil {
+		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){handle}
 	}
 	auth.Configure(&cfg, auth.StaticCredentials(user, []byte(password)))
 	cm, err := autopaho.NewConnection(ctx, cfg)
@@ -119,7 +123,7 @@ func TestReceiverRefusals(t *testing.T) {
 	b := openBroker(t)
 	in := newInbox()
 	v := verifier(t, integrity.VerifierConfig{Policy: policy(t, integrity.Rule{Filter: "devices/%u/#"})})
-	connect(t, b.Addr, "app", "pw", in.receiver(v, integrity.ReceiverConfig{}), "devices/#")
+	connect(t, b.Addr, "app", "pw", in.receiver(v, integrity.ReceiverConfig{}).OnPublishReceived, "devices/#")
 	attacker := dial(t, b.Addr, "mallory")
 
 	a := integrity.NewSigner(f.a, integrity.SignerConfig{})
@@ -186,7 +190,7 @@ func TestSenderReceiver(t *testing.T) {
 	pol := policy(t, integrity.Rule{Filter: "devices/%u/secret/#", EncryptionKey: "group-1"}, integrity.Rule{Filter: "devices/%u/#"})
 	in := newInbox()
 	v := verifier(t, integrity.VerifierConfig{Policy: pol})
-	connect(t, b.Addr, "app", "pw", in.receiver(v, integrity.ReceiverConfig{}), "devices/#")
+	connect(t, b.Addr, "app", "pw", in.receiver(v, integrity.ReceiverConfig{}).OnPublishReceived, "devices/#")
 	raw := dial(t, b.Addr, "observer") // sees the wire
 	require.Equal(t, byte(1), raw.Sub(t, "devices/#", 1))
 	device := connect(t, b.Addr, "dev-a", "pw", nil, "")

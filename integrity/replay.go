@@ -43,21 +43,6 @@ func newWindow(max int) *window {
 	return &window{m: make(map[string]*sender), max: max}
 }
 
-// check reports whether the message (epoch, seq, ts) of key kid would be
-// accepted, without recording it. It allocates nothing.
-func (w *window) check(kid []byte, epoch, seq uint64, ts int64) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	s := w.m[string(kid)]
-	if s == nil {
-		if ts <= w.horizon {
-			return errEvicted
-		}
-		return nil
-	}
-	return s.check(epoch, seq)
-}
-
 var errEvicted = fmt.Errorf("%w: the sender's state was evicted after this message was signed", ErrReplay)
 
 func (s *sender) check(epoch, seq uint64) error {
