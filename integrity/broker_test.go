@@ -256,4 +256,3 @@ func TestProtectDirect(t *testing.T) {
 	_, err = none.(mqttsec.SubscriptionAuthorizer).AuthorizeSubscription(ctx, cl, &mqttsec.Subscription{Filter: "q"})
 	require.ErrorIs(t, err, mqttsec.ErrNotAuthorized)
 }
-
