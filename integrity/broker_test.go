@@ -256,3 +256,34 @@ func TestProtectDirect(t *testing.T) {
 	_, err = none.(mqttsec.SubscriptionAuthorizer).AuthorizeSubscription(ctx, cl, &mqttsec.Subscription{Filter: "q"})
 	require.ErrorIs(t, err, mqttsec.ErrNotAuthorized)
 }
+
+// TestProtectWill documents the will-message limitation: a signed will on
+// a protected topic passes at CONNECT, and is refused as a replay when the
+// Guard checks it again before sending it (the Message does not say it is
+// a will; see the package documentation).
+func TestProtectWill(t *testing.T) {
+	f := keys(t)
+	v := verifier(t, integrity.VerifierConfig{Policy: policy(t, integrity.Rule{Filter: "devices/#"})})
+	allow := mqttsec.AuthorizerFunc(func(context.Context, *mqttsec.Client, mqttsec.Access, string) error { return nil })
+	var willErr error
+	g := mqttsec.New(mqttsec.Config{
+		Authenticator: mqttsec.AuthenticatorFunc(func(_ context.Context, cl *mqttsec.Client, _ mqttsec.Credentials) (*mqttsec.Identity, error) {
+			return &mqttsec.Identity{Subject: cl.Username, Method: mqttsec.MethodPassword}, nil
+		}),
+		Authorizer: integrity.Protect(allow, v),
+		Events: mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+			if e.Kind == mqttsec.EventWillDenied {
+				willErr = e.Err
+			}
+		}),
+	})
+	m := seal(t, integrity.NewSigner(f.a, integrity.SignerConfig{}), "devices/dev-a/status", []byte("offline"), integrity.Envelope, nil)
+	will := &mqttsec.Message{Topic: "devices/dev-a/status", Payload: m.Payload, QoS: 1}
+	s, err := g.Connect(ctx, mqttsec.Client{ID: "dev-a-c", Username: "dev-a", RemoteAddr: "127.0.0.1:1", Protocol: 5}, mqttsec.Credentials{}, will)
+	require.NoError(t, err, "the will is checked at CONNECT and passes")
+	require.ErrorIs(t, g.Will(ctx, s, will), integrity.ErrReplay)
+	require.ErrorIs(t, willErr, integrity.ErrReplay)
+	unsigned := &mqttsec.Message{Topic: "devices/dev-a/status", Payload: []byte("offline"), QoS: 1}
+	_, err = g.Connect(ctx, mqttsec.Client{ID: "dev-a-d", Username: "dev-a", RemoteAddr: "127.0.0.1:2", Protocol: 5}, mqttsec.Credentials{}, unsigned)
+	require.ErrorIs(t, err, integrity.ErrUnsigned, "an unsigned will on a protected topic is refused at CONNECT")
+}
