@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -69,7 +68,6 @@ type JWKS struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	fetchMu sync.Mutex
-	fetched atomic.Bool
 }
 
 // NewJWKS returns a JWKS source and makes its first fetch. A failed first
@@ -206,7 +204,6 @@ func (j *JWKS) fetch(ctx context.Context) error {
 	if err := j.keys.Replace(keys...); err != nil {
 		return fmt.Errorf("integrity: jwks: %w", err)
 	}
-	j.fetched.Store(true)
 	return nil
 }
 
