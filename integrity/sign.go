@@ -144,30 +144,40 @@ func (s *Signer) Seal(t string, payload []byte, c Carrier, enc *Key) (Sealed, er
 	if content == nil {
 		content = []byte{}
 	}
-	k := s.key.pub
-	prot := s.protected(k, enc != nil)
-	msg := cose.Sign1Message{
-		Headers: cose.Headers{
-			RawProtected:   prot,
-			Protected:      cose.ProtectedHeader{cose.HeaderLabelAlgorithm: k.alg.coseAlg()},
-			RawUnprotected: emptyMap,
-		},
-		Payload: content,
-	}
-	if err := msg.Sign(rand.Reader, aad, s.key.signer); err != nil {
-		return Sealed{}, fmt.Errorf("integrity: sign: %w", err)
-	}
-	if c == Detached {
-		msg.Payload = nil
-	}
-	b, err := msg.MarshalCBOR()
+	prot := s.protected(s.key.pub, enc != nil)
+	// The Sig_structure (RFC 9052 section 4.4) and the COSE_Sign1 are
+	// written directly: the same bytes go-cose's Sign1Message.Sign and
+	// MarshalCBOR produce (a test compares them), without their
+	// reflection-based encoding; the signature is go-cose's Signer.
+	tbs := make([]byte, 0, 24+len(prot)+len(aad)+len(content))
+	tbs = appendHead(tbs, majArray, 4)
+	tbs = appendText(tbs, "Signature1")
+	tbs = append(tbs, prot...)
+	tbs = appendBytes(tbs, aad)
+	tbs = appendBytes(tbs, content)
+	sig, err := s.key.signer.Sign(rand.Reader, tbs)
 	if err != nil {
 		return Sealed{}, fmt.Errorf("integrity: sign: %w", err)
 	}
-	if c == Detached {
-		return Sealed{Payload: content, Signature: base64.RawURLEncoding.EncodeToString(b)}, nil
+	n := 16 + len(prot) + len(sig)
+	if c == Envelope {
+		n += len(content)
 	}
-	return Sealed{Payload: b}, nil
+	out := make([]byte, 0, n)
+	out = appendHead(out, majTag, cose.CBORTagSign1Message)
+	out = appendHead(out, majArray, 4)
+	out = append(out, prot...)
+	out = append(out, emptyMap...)
+	if c == Envelope {
+		out = appendBytes(out, content)
+	} else {
+		out = append(out, 0xf6) // nil: detached payload
+	}
+	out = appendBytes(out, sig)
+	if c == Detached {
+		return Sealed{Payload: content, Signature: base64.RawURLEncoding.EncodeToString(out)}, nil
+	}
+	return Sealed{Payload: out}, nil
 }
 
 // protected returns the protected header, as the CBOR byte string that
