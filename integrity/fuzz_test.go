@@ -1,12 +1,16 @@
 package integrity_test
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/veraison/go-cose"
 
 	"github.com/mqttsec/mqttsec/integrity"
 )
@@ -38,6 +42,44 @@ func fuzzSetup(t testing.TB) (*integrity.Signer, *integrity.Verifier, *integrity
 		t.Fatal(err)
 	}
 	return integrity.NewSigner(pk, integrity.SignerConfig{Clock: clock}), v, content
+}
+
+// goCOSEAgrees checks what the package's own parser accepted against
+// go-cose: the same bytes must decode and verify there, with the same
+// header fields and payload (detached: the payload given).
+func goCOSEAgrees(t *testing.T, topic string, raw, detached []byte, vd *integrity.Verified) {
+	t.Helper()
+	var msg cose.Sign1Message
+	if err := msg.UnmarshalCBOR(raw); err != nil {
+		t.Fatalf("accepted, but go-cose cannot decode it: %v", err)
+	}
+	if detached != nil {
+		if msg.Payload != nil {
+			t.Fatal("accepted as detached, but go-cose sees a payload")
+		}
+		msg.Payload = detached
+	}
+	ver, err := cose.NewVerifier(cose.AlgorithmEdDSA, fuzzPriv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := msg.Verify([]byte("mqttsec-integrity-v1\x00"+topic), ver); err != nil {
+		t.Fatalf("accepted, but go-cose does not verify it: %v", err)
+	}
+	h := msg.Headers.Protected
+	if !bytes.Equal(h[cose.HeaderLabelKeyID].([]byte), []byte(vd.KeyID)) ||
+		h[integrity.HeaderLabelEpoch] != int64(vd.Epoch) ||
+		h[integrity.HeaderLabelSequence] != int64(vd.Sequence) ||
+		h[integrity.HeaderLabelTime] != vd.Time.UnixMilli() ||
+		len(msg.Headers.Unprotected) != 0 {
+		t.Fatalf("header fields differ: go-cose %v, verified %+v", h, vd)
+	}
+	if _, enc := h[cose.HeaderLabelContentType]; enc != vd.Encrypted {
+		t.Fatalf("encrypted: go-cose %v, verified %v", enc, vd.Encrypted)
+	}
+	if !vd.Encrypted && !bytes.Equal(msg.Payload, vd.Payload) {
+		t.Fatal("payloads differ")
+	}
 }
 
 var kinds = []error{
@@ -93,6 +135,7 @@ func FuzzVerifyEnvelope(f *testing.F) {
 		if vd.KeyID != "fuzz-1" || vd.Subject != "fuzzer" {
 			t.Fatalf("accepted a message of key %q", vd.KeyID)
 		}
+		goCOSEAgrees(t, topic, payload, nil, vd)
 		if _, err := v.Verify(ctx, topic, payload, ""); !errors.Is(err, integrity.ErrReplay) {
 			t.Fatalf("second verification: %v", err)
 		}
@@ -115,9 +158,16 @@ func FuzzVerifyDetached(f *testing.F) {
 		if sig == "" {
 			return
 		}
-		if _, err := v.Verify(ctx, topic, payload, sig); err != nil {
+		vd, err := v.Verify(ctx, topic, payload, sig)
+		if err != nil {
 			checkKind(t, err)
+			return
 		}
+		raw, err := base64.RawURLEncoding.DecodeString(sig)
+		if err != nil {
+			t.Fatalf("accepted a signature that is not base64url: %v", err)
+		}
+		goCOSEAgrees(t, topic, raw, payload, vd)
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/veraison/go-cose"
@@ -101,8 +102,8 @@ func (v *Verifier) Senders() int { return v.win.len() }
 type Verified struct {
 	// Payload is the signed content: the application payload, or its
 	// COSE_Encrypt0 when Encrypted and returned by [Verifier.Verify]
-	// ([Verifier.Open] returns the plaintext). For a detached signature
-	// it is the payload given, not a copy.
+	// ([Verifier.Open] returns the plaintext). Unless decrypted, it is a
+	// part of the payload given, not a copy.
 	Payload []byte
 	// KeyID is the signing key's ID, Subject the identity it is bound to.
 	KeyID, Subject string
@@ -131,7 +132,11 @@ func (v *Verifier) Verify(ctx context.Context, t string, payload []byte, sig str
 	if r == nil {
 		r = unprotected
 	}
-	return v.verify(ctx, r, t, payload, sig, "", false)
+	vd, err := v.verify(ctx, r, t, payload, sig, "", false)
+	if err != nil {
+		return nil, err
+	}
+	return &vd, nil
 }
 
 // Open is [Verifier.Verify] followed, for an encrypted message, by its
@@ -178,139 +183,171 @@ func looksLikeEnvelope(b []byte) bool {
 	return len(b) >= 2 && b[0] == 0xd2 && b[1] == 0x84
 }
 
-// checkShape checks, before any decoding, that b is a tagged COSE_Sign1 as
-// this package writes it: a protected header of bounded size, an empty
-// unprotected header, a byte-string payload (nil when detached) and a
-// 64-byte signature, nothing after it.
-func checkShape(b []byte, detached bool) error {
+// sign1 is a COSE_Sign1 of this package's shape, as slices of its input.
+type sign1 struct {
+	prot    []byte // the protected header as its CBOR byte string, head included
+	hdr     []byte // the header map inside it
+	payload []byte // the embedded payload (envelope)
+	sig     []byte
+}
+
+// parseSign1 reads a tagged COSE_Sign1 as this package writes it: a
+// protected header of bounded size, an empty unprotected header, a
+// byte-string payload (nil when detached), a 64-byte signature, nothing
+// after it, every head in its shortest form. It reads heads only and
+// allocates nothing; go-cose reads the same bytes the same way (a fuzz
+// test compares them).
+func parseSign1(b []byte, detached bool) (m sign1, err error) {
 	maj, v, rest, err := readHead(b)
 	if err != nil || maj != majTag || v != cose.CBORTagSign1Message {
-		return errShape
+		return m, errShape
 	}
 	if maj, v, rest, err = readHead(rest); err != nil || maj != majArray || v != 4 {
-		return errShape
+		return m, errShape
 	}
-	if _, rest, err = readBytes(rest, maxProtected); err != nil {
-		return errShape
+	after := rest
+	if m.hdr, rest, err = readBytes(rest, maxProtected); err != nil || len(m.hdr) == 0 {
+		return m, errShape
 	}
+	m.prot = after[:len(after)-len(rest)]
 	if len(rest) == 0 || rest[0] != 0xa0 {
-		return errShape
+		return m, errShape
 	}
 	rest = rest[1:]
 	if detached {
 		if len(rest) == 0 || rest[0] != 0xf6 {
-			return errShape
+			return m, errShape
 		}
 		rest = rest[1:]
-	} else if _, rest, err = readBytes(rest, len(rest)); err != nil {
-		return errShape
+	} else if m.payload, rest, err = readBytes(rest, len(rest)); err != nil {
+		return m, errShape
 	}
-	sig, rest, err := readBytes(rest, sigLen)
-	if err != nil || len(sig) != sigLen || len(rest) != 0 {
-		return errShape
+	if m.sig, rest, err = readBytes(rest, sigLen); err != nil || len(m.sig) != sigLen || len(rest) != 0 {
+		return m, errShape
 	}
-	return nil
+	return m, nil
 }
 
-// readHeader extracts the fields of a protected header decoded by go-cose,
-// refusing labels this package does not write.
-func readHeader(h cose.ProtectedHeader) (header, error) {
-	var out header
-	var have int
-	for label, val := range h {
-		l, ok := label.(int64)
-		if !ok {
-			return out, errHeader
-		}
-		switch l {
-		case cose.HeaderLabelAlgorithm:
-			a, ok := val.(cose.Algorithm)
-			if !ok {
-				return out, errHeader
-			}
-			out.alg = a
-			have |= 1
-		case cose.HeaderLabelCritical:
-			c, ok := val.([]any)
-			if !ok || len(c) != 3 || c[0] != HeaderLabelEpoch || c[1] != HeaderLabelSequence || c[2] != HeaderLabelTime {
-				return out, errHeader
-			}
-			have |= 2
-		case cose.HeaderLabelContentType:
-			if s, ok := val.(string); !ok || s != ContentTypeEncrypt0 {
-				return out, errHeader
-			}
-			out.encrypted = true
-		case cose.HeaderLabelKeyID:
-			k, ok := val.([]byte)
-			if !ok || len(k) == 0 || len(k) > MaxKeyIDLen {
-				return out, errHeader
-			}
-			out.kid = k
-			have |= 4
-		case HeaderLabelEpoch, HeaderLabelSequence, HeaderLabelTime:
-			n, ok := val.(int64)
-			if !ok || n <= 0 {
-				return out, errHeader
-			}
-			switch l {
-			case HeaderLabelEpoch:
-				out.epoch = uint64(n)
-				have |= 8
-			case HeaderLabelSequence:
-				out.seq = uint64(n)
-				have |= 16
-			default:
-				out.ts = n
-				have |= 32
-			}
-		default:
-			return out, errHeader
+// readHeader reads the protected header map exactly as [Signer] writes it:
+// alg, crit, the content type when encrypted, kid, epoch, sequence and
+// time, in this (deterministic) order and nothing else.
+func readHeader(b []byte) (h header, err error) {
+	maj, n, b, err := readHead(b)
+	if err != nil || maj != majMap || (n != 6 && n != 7) {
+		return h, errHeader
+	}
+	var label, alg int64
+	if label, b, err = readInt(b); err != nil || label != cose.HeaderLabelAlgorithm {
+		return h, errHeader
+	}
+	if alg, b, err = readInt(b); err != nil {
+		return h, errHeader
+	}
+	h.alg = cose.Algorithm(alg)
+	if label, b, err = readInt(b); err != nil || label != cose.HeaderLabelCritical {
+		return h, errHeader
+	}
+	if maj, n2, rest, err := readHead(b); err != nil || maj != majArray || n2 != 3 {
+		return h, errHeader
+	} else {
+		b = rest
+	}
+	for _, want := range [...]int64{HeaderLabelEpoch, HeaderLabelSequence, HeaderLabelTime} {
+		if label, b, err = readInt(b); err != nil || label != want {
+			return h, errHeader
 		}
 	}
-	if have != 63 {
-		return out, errHeader
+	if label, b, err = readInt(b); err != nil {
+		return h, errHeader
 	}
-	return out, nil
+	if n == 7 {
+		var ct []byte
+		if label != cose.HeaderLabelContentType {
+			return h, errHeader
+		}
+		if maj, l, rest, err := readHead(b); err != nil || maj != majText || l != uint64(len(ContentTypeEncrypt0)) {
+			return h, errHeader
+		} else {
+			ct, b = rest[:l], rest[l:]
+		}
+		if string(ct) != ContentTypeEncrypt0 {
+			return h, errHeader
+		}
+		h.encrypted = true
+		if label, b, err = readInt(b); err != nil {
+			return h, errHeader
+		}
+	}
+	if label != cose.HeaderLabelKeyID {
+		return h, errHeader
+	}
+	if h.kid, b, err = readBytes(b, MaxKeyIDLen); err != nil || len(h.kid) == 0 {
+		return h, errHeader
+	}
+	var vals [3]uint64
+	for i, want := range [...]int64{HeaderLabelEpoch, HeaderLabelSequence, HeaderLabelTime} {
+		if label, b, err = readInt(b); err != nil || label != want {
+			return h, errHeader
+		}
+		if vals[i], b, err = readUint(b); err != nil || vals[i] == 0 {
+			return h, errHeader
+		}
+	}
+	if len(b) != 0 {
+		return h, errHeader
+	}
+	h.epoch, h.seq, h.ts = vals[0], vals[1], int64(vals[2])
+	return h, nil
+}
+
+// tbsPool holds Sig_structure buffers, so that a verification allocates
+// none for payloads up to maxPooled bytes.
+var tbsPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxPooled = 64 << 10
+
+// appendSigStructure appends the Sig_structure of a COSE_Sign1 (RFC 9052
+// section 4.4) with prot (the protected header's byte string), the
+// topic-binding external data for t, and payload.
+func appendSigStructure(b, prot []byte, t string, payload []byte) []byte {
+	b = appendHead(b, majArray, 4)
+	b = appendText(b, "Signature1")
+	b = append(b, prot...)
+	b = appendHead(b, majBytes, uint64(len(aadPrefix)+len(t)))
+	b = append(append(b, aadPrefix...), t...)
+	return appendBytes(b, payload)
 }
 
 // verify runs every check on a message of topic t under rule r. At the
 // broker (publisher set), the key must be bound to publisher; the signer
 // rules of r apply everywhere.
-func (v *Verifier) verify(ctx context.Context, r *rule, t string, payload []byte, sig, publisher string, atBroker bool) (*Verified, error) {
-	var raw []byte
+func (v *Verifier) verify(ctx context.Context, r *rule, t string, payload []byte, sig, publisher string, atBroker bool) (Verified, error) {
+	raw := payload
 	detached := sig != ""
 	switch {
 	case detached:
 		if len(sig) > maxSignatureProperty {
-			return nil, errTooLong
+			return Verified{}, errTooLong
 		}
 		b, err := base64.RawURLEncoding.Strict().DecodeString(sig)
 		if err != nil {
-			return nil, errProp
+			return Verified{}, errProp
 		}
 		raw = b
-	case looksLikeEnvelope(payload):
-		raw = payload
-	default:
-		return nil, fmt.Errorf("%w: on %q", ErrUnsigned, t)
+	case !looksLikeEnvelope(payload):
+		return Verified{}, fmt.Errorf("%w: on %q", ErrUnsigned, t)
 	}
-	if err := checkShape(raw, detached); err != nil {
-		return nil, err
-	}
-	var msg cose.Sign1Message
-	if err := msg.UnmarshalCBOR(raw); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	h, err := readHeader(msg.Headers.Protected)
+	m, err := parseSign1(raw, detached)
 	if err != nil {
-		return nil, err
+		return Verified{}, err
 	}
+	h, err := readHeader(m.hdr)
+	if err != nil {
+		return Verified{}, err
+	}
+	content := m.payload
 	if detached {
-		msg.Payload = payload
-		if msg.Payload == nil {
-			msg.Payload = []byte{}
-		}
+		content = payload
 	}
 	// Cheap checks first: a message they refuse costs no signature
 	// verification. The replay window is consulted only for a message
@@ -320,40 +357,46 @@ func (v *Verifier) verify(ctx context.Context, r *rule, t string, payload []byte
 	now := v.now()
 	ts := time.UnixMilli(h.ts)
 	if ts.After(now.Add(v.skew)) {
-		return nil, fmt.Errorf("%w: signed at %s, %s ahead", ErrFuture, ts.UTC().Format(time.RFC3339Nano), ts.Sub(now).Round(time.Millisecond))
+		return Verified{}, fmt.Errorf("%w: signed at %s, %s ahead", ErrFuture, ts.UTC().Format(time.RFC3339Nano), ts.Sub(now).Round(time.Millisecond))
 	}
 	if ts.Before(now.Add(-v.maxAge)) {
-		return nil, fmt.Errorf("%w: signed at %s, %s ago", ErrExpired, ts.UTC().Format(time.RFC3339Nano), now.Sub(ts).Round(time.Millisecond))
+		return Verified{}, fmt.Errorf("%w: signed at %s, %s ago", ErrExpired, ts.UTC().Format(time.RFC3339Nano), now.Sub(ts).Round(time.Millisecond))
 	}
 	kid := string(h.kid)
 	k, err := v.keys.Key(ctx, kid)
 	if err != nil {
 		if errors.Is(err, ErrUnknownKey) {
-			return nil, err
+			return Verified{}, err
 		}
-		return nil, fmt.Errorf("%w %q: key source: %w", ErrUnknownKey, kid, err)
+		return Verified{}, fmt.Errorf("%w %q: key source: %w", ErrUnknownKey, kid, err)
 	}
 	if k.verifier == nil || k.alg.coseAlg() != h.alg {
-		return nil, fmt.Errorf("%w: key %q is %s, message says %v", ErrAlgorithm, kid, k.alg, h.alg)
+		return Verified{}, fmt.Errorf("%w: key %q is %s, message says %v", ErrAlgorithm, kid, k.alg, h.alg)
 	}
 	if atBroker && (k.subject == "" || k.subject != publisher) {
-		return nil, fmt.Errorf("%w: key %q belongs to %q, the publisher is %q", ErrKeyNotBound, kid, k.subject, publisher)
+		return Verified{}, fmt.Errorf("%w: key %q belongs to %q, the publisher is %q", ErrKeyNotBound, kid, k.subject, publisher)
 	}
 	if !r.allows(t, k.subject) {
-		return nil, fmt.Errorf("%w: %q may not sign on %q", ErrSignerNotAllowed, k.subject, t)
+		return Verified{}, fmt.Errorf("%w: %q may not sign on %q", ErrSignerNotAllowed, k.subject, t)
 	}
 	if r.EncryptionKey != "" && !h.encrypted {
-		return nil, fmt.Errorf("%w: %q requires encryption", ErrNotEncrypted, t)
+		return Verified{}, fmt.Errorf("%w: %q requires encryption", ErrNotEncrypted, t)
 	}
-	aad := appendAAD(make([]byte, 0, len(aadPrefix)+len(t)), t)
-	if err := msg.Verify(aad, k.verifier); err != nil {
-		return nil, fmt.Errorf("%w: key %q on %q", ErrBadSignature, kid, t)
+	bp := tbsPool.Get().(*[]byte)
+	tbs := appendSigStructure((*bp)[:0], m.prot, t, content)
+	err = k.verifier.Verify(tbs, m.sig)
+	if cap(tbs) <= maxPooled {
+		*bp = tbs[:0]
+		tbsPool.Put(bp)
+	}
+	if err != nil {
+		return Verified{}, fmt.Errorf("%w: key %q on %q", ErrBadSignature, kid, t)
 	}
 	if err := v.win.commit(h.kid, h.epoch, h.seq, h.ts); err != nil {
-		return nil, fmt.Errorf("key %q: %w", kid, err)
+		return Verified{}, fmt.Errorf("key %q: %w", kid, err)
 	}
-	return &Verified{
-		Payload: msg.Payload, KeyID: kid, Subject: k.subject,
+	return Verified{
+		Payload: content, KeyID: kid, Subject: k.subject,
 		Epoch: h.epoch, Sequence: h.seq, Time: ts, Encrypted: h.encrypted,
 	}, nil
 }
