@@ -14,7 +14,8 @@ type Rule struct {
 	// Filter is an MQTT topic filter. A whole level "%u" stands for the
 	// signer's subject: "devices/%u/#" protects every topic under devices/
 	// and accepts on "devices/a/temp" only a key bound to subject "a".
-	// At most one level may be "%u".
+	// At most one level may be "%u". As in MQTT, a filter starting with a
+	// wildcard does not match topic names starting with '$'.
 	Filter string
 	// Signers, when not empty, are the only subjects whose keys may sign
 	// on the topics.

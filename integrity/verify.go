@@ -247,10 +247,9 @@ func readHeader(b []byte) (h header, err error) {
 	if label, b, err = readInt(b); err != nil || label != cose.HeaderLabelCritical {
 		return h, errHeader
 	}
-	if maj, n2, rest, err := readHead(b); err != nil || maj != majArray || n2 != 3 {
+	var n2 uint64
+	if maj, n2, b, err = readHead(b); err != nil || maj != majArray || n2 != 3 {
 		return h, errHeader
-	} else {
-		b = rest
 	}
 	for _, want := range [...]int64{HeaderLabelEpoch, HeaderLabelSequence, HeaderLabelTime} {
 		if label, b, err = readInt(b); err != nil || label != want {
@@ -261,18 +260,15 @@ func readHeader(b []byte) (h header, err error) {
 		return h, errHeader
 	}
 	if n == 7 {
-		var ct []byte
+		var l uint64
 		if label != cose.HeaderLabelContentType {
 			return h, errHeader
 		}
-		if maj, l, rest, err := readHead(b); err != nil || maj != majText || l != uint64(len(ContentTypeEncrypt0)) {
-			return h, errHeader
-		} else {
-			ct, b = rest[:l], rest[l:]
-		}
-		if string(ct) != ContentTypeEncrypt0 {
+		if maj, l, b, err = readHead(b); err != nil || maj != majText || l != uint64(len(ContentTypeEncrypt0)) ||
+			len(b) < len(ContentTypeEncrypt0) || string(b[:l]) != ContentTypeEncrypt0 {
 			return h, errHeader
 		}
+		b = b[l:]
 		h.encrypted = true
 		if label, b, err = readInt(b); err != nil {
 			return h, errHeader
