@@ -1,5 +1,5 @@
 // Command mqttsec runs a hardened MQTT broker and the tools around it:
-// serve, scan, lint, passwd, certs and acl.
+// serve, scan, lint, passwd, certs, acl and keys.
 //
 // Each subcommand lives in its own file and registers itself on rootCmd in
 // an init function.
