@@ -386,6 +386,9 @@ func (g *Guard) connect(ctx context.Context, p *parts, cl *Client, cred Credenti
 	b := bind(p, &s.client)
 	s.bound.Store(b)
 	if will != nil {
+		w := *will
+		w.Will = true
+		will = &w
 		if p.MaxPayload > 0 && len(will.Payload) > p.MaxPayload {
 			return nil, fmt.Errorf("will message: %w", ErrPacketTooLarge)
 		}
@@ -506,6 +509,11 @@ func authzErr(err error) error {
 // retained. Will may be called after [Guard.Disconnect] while the session is
 // kept, and not after it ended.
 func (g *Guard) Will(ctx context.Context, s *Session, m *Message) error {
+	if !m.Will {
+		w := *m
+		w.Will = true
+		m = &w
+	}
 	err := g.check(s)
 	if err == nil && s.kept.Load() {
 		err = s.expiredNow(s.g.load())

@@ -143,12 +143,23 @@ type Credentials struct {
 }
 
 // Message is a PUBLISH (or a will message) as far as a decision needs it.
-// Payload must not be retained or modified by a decision.
+// Payload and UserProperties must not be retained or modified by a decision.
 type Message struct {
 	Topic   string
 	Payload []byte
 	QoS     byte
 	Retain  bool
+	// UserProperties are the MQTT 5 user properties of the message, in
+	// order (nil for MQTT 3.1.1 and when the adapter does not pass them).
+	UserProperties []UserProperty
+	// Will is true for a will message, checked at CONNECT and again when
+	// it is sent ([Guard.Will]).
+	Will bool
+}
+
+// UserProperty is one MQTT 5 user property.
+type UserProperty struct {
+	Key, Value string
 }
 
 // Subscription is one topic filter of a SUBSCRIBE with its options, as far
