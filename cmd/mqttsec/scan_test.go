@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -30,22 +29,8 @@ func startServe(t *testing.T) (addr, dir string) {
 	}
 	require.NoError(t, pf.WriteFile(filepath.Join(dir, "passwd")))
 	o := &serveOptions{dir: dir, listen: "127.0.0.1:0", connectTimeout: 3 * time.Second, maxPayload: 256 << 10, logLevel: "error"}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan string, 1)
-	errc := make(chan error, 1)
-	out := &syncBuffer{}
-	go func() { errc <- runServe(ctx, o, out, func(a, _ string) { addrc <- a }) }()
-	select {
-	case addr = <-addrc:
-	case err := <-errc:
-		t.Fatalf("serve: %v\n%s", err, out.String())
-	case <-time.After(20 * time.Second):
-		t.Fatal("serve did not start")
-	}
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-errc)
-	})
+	srv, _ := startServeOpts(t, o)
+	addr = srv.Addr(0)
 	return addr, dir
 }
 

@@ -1,35 +1,35 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
-	"github.com/casbin/casbin/v2"
-	fileadapter "github.com/casbin/casbin/v2/persist/file-adapter"
-	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
-	"github.com/mqttsec/mqttsec"
-	"github.com/mqttsec/mqttsec/acl"
 	"github.com/mqttsec/mqttsec/auth"
+	"github.com/mqttsec/mqttsec/config"
 	"github.com/mqttsec/mqttsec/mochi"
 	"github.com/mqttsec/mqttsec/tlsconf"
 )
 
 // serveOptions are the flags of "mqttsec serve".
 type serveOptions struct {
+	config      string
+	printConfig bool
+
+	// The development default's flags.
 	dir            string
 	listen         string
 	passwd         string
@@ -43,15 +43,10 @@ type serveOptions struct {
 	maxSession     time.Duration
 	maxClients     int
 	logLevel       string
-}
 
-// The defaults of the bounds serve puts on mochi, whose own defaults keep an
-// offline session for 136 years and accept any number of clients: every
-// authenticated user could make the broker hold unbounded state.
-const (
-	defaultMaxSession = 24 * time.Hour
-	defaultMaxClients = 10000
-)
+	// changed lists the development flags set on the command line.
+	changed []string
+}
 
 // devPolicy is the policy written on first start: every user owns
 // devices/<username>/ and may read public/; the dev user may also publish
@@ -67,21 +62,44 @@ func init() {
 	o := &serveOptions{}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run a hardened MQTT broker (TLS, password file, Casbin policy)",
+		Short: "Run a hardened MQTT broker from a YAML file, or the development default",
 		Long: `Run a mochi-mqtt broker guarded by mqttsec.
 
-With no flags it starts the embedded development default: a TLS listener on
-127.0.0.1:8883 with a development CA, a password file and a policy kept in
-the folder given by --dir (created on first start, with a "dev" user whose
-generated password is printed once). Files are reloaded when they change.`,
+With --config FILE it runs the broker the file describes: listeners (TLS,
+plaintext on loopback, websocket), authentication (a Mosquitto password
+file, client certificates, JWTs, anonymous), authorization (a Mosquitto
+acl_file and/or a Casbin policy, wildcard limits), bounds, logs and metrics
+(go doc github.com/mqttsec/mqttsec/config for every key). Insecure settings
+are refused unless their insecure_... switch is set. SIGHUP and file
+changes reload passwords, policies and certificates; SIGINT and SIGTERM
+disconnect the clients (MQTT 5: 0x8B server shutting down) and stop.
+
+With no --config it starts the embedded development default: a TLS
+listener on 127.0.0.1:8883 with a development CA, a password file and a
+policy kept in the folder given by --dir (created on first start, with a
+"dev" user whose generated password is printed once). The flags below
+adjust it; --print-config prints it as a file to start from.`,
+		Example: `  mqttsec serve
+  mqttsec serve --print-config > mqttsec.yaml
+  mqttsec serve --config mqttsec.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.Flags().Visit(func(fl *pflag.Flag) {
+				if fl.Name != "config" && fl.Name != "print-config" {
+					o.changed = append(o.changed, "--"+fl.Name)
+				}
+			})
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runServe(ctx, o, cmd.OutOrStdout(), nil)
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			return runServe(ctx, o, cmd.OutOrStdout(), cmd.ErrOrStderr(), hup, nil)
 		},
 	}
 	f := cmd.Flags()
+	f.StringVarP(&o.config, "config", "c", "", "YAML configuration file (see go doc github.com/mqttsec/mqttsec/config)")
+	f.BoolVar(&o.printConfig, "print-config", false, "print the configuration as YAML (the development default with the flags given) and exit")
 	f.StringVar(&o.dir, "dir", ".mqttsec", "state folder for the development default (CA, password file, policy)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8883", "TLS listener address")
 	f.StringVar(&o.passwd, "passwd", "", "password file (default DIR/passwd, created with a dev user)")
@@ -91,150 +109,222 @@ generated password is printed once). Files are reloaded when they change.`,
 	f.StringVar(&o.clientCA, "client-ca", "", "CA bundle for client certificates: when set, clients must present one")
 	f.StringVar(&o.insecurePlain, "insecure-plain-listen", "", "also listen WITHOUT TLS on this address (passwords cross the network in clear)")
 	f.DurationVar(&o.connectTimeout, "connect-timeout", mochi.DefaultConnectTimeout, "close sockets that send no CONNECT within this time")
-	f.IntVar(&o.maxPayload, "max-payload", 256*1024, "largest PUBLISH payload in bytes (0: no limit)")
-	f.DurationVar(&o.maxSession, "max-session-expiry", defaultMaxSession, "longest time an offline session (subscriptions, queued messages) is kept")
-	f.IntVar(&o.maxClients, "max-clients", defaultMaxClients, "most clients connected at once (more are refused with 0x89 server busy)")
+	f.IntVar(&o.maxPayload, "max-payload", config.DefaultMaxPayload, "largest PUBLISH payload in bytes")
+	f.DurationVar(&o.maxSession, "max-session-expiry", config.DefaultMaxSessionExpiry, "longest time an offline session (subscriptions, queued messages) is kept")
+	f.IntVar(&o.maxClients, "max-clients", config.DefaultMaxClients, "most clients connected at once (more are refused with 0x89 server busy)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	rootCmd.AddCommand(cmd)
 }
 
-// runServe runs the broker until ctx is done. ready, when set, is called
-// with the listener addresses once the broker accepts connections.
-func runServe(ctx context.Context, o *serveOptions, out io.Writer, ready func(tlsAddr, plainAddr string)) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	logger := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
-	if err := os.MkdirAll(o.dir, 0o700); err != nil {
-		return err
-	}
+// devInfo is what the development default prints on start.
+type devInfo struct {
+	password   string // the dev user's password, when it was just created
+	passwdPath string
+	caFile     string // the development CA, when it serves the listener
+}
 
-	// TLS: the development CA unless a certificate is given.
-	tc := tlsconf.Config{Events: mqttsec.SlogSink(logger)}
-	var caFile string
-	if o.certFile != "" || o.keyFile != "" {
-		if o.certFile == "" || o.keyFile == "" {
-			return errors.New("--cert and --key go together")
+// runServe runs the broker until ctx is done, reloading every file when
+// hup receives. Its banner goes to stdout, the log and security events to
+// stderr. ready, when set, is called once the broker accepts connections.
+func runServe(ctx context.Context, o *serveOptions, stdout, stderr io.Writer, hup <-chan os.Signal, ready func(*config.Server)) error {
+	var (
+		f   *config.File
+		dev *devInfo
+		err error
+	)
+	if o.config != "" {
+		if len(o.changed) > 0 {
+			return fmt.Errorf("%s cannot be combined with --config: set them in %s", strings.Join(o.changed, ", "), o.config)
 		}
-		tc.CertFile, tc.KeyFile = o.certFile, o.keyFile
+		f, err = config.Load(o.config)
 	} else {
-		ca, err := tlsconf.EnsureDevCA(filepath.Join(o.dir, "tls"))
-		if err != nil {
-			return fmt.Errorf("development CA: %w", err)
-		}
-		tc.CertFile, tc.KeyFile = ca.ServerFiles()
-		caFile = ca.CAFile()
+		f, dev, err = devDefault(o, !o.printConfig)
 	}
-	if o.clientCA != "" {
-		tc.CAFile, tc.ClientAuth = o.clientCA, tlsconf.ClientAuthRequire
-	}
-	reloader, err := tlsconf.NewReloader(tc)
-	if err != nil {
-		return fmt.Errorf("tls: %w", err)
-	}
-	defer reloader.Close()
-	serverTLS, err := reloader.Server()
-	if err != nil {
-		return fmt.Errorf("tls: %w", err)
-	}
-
-	// Passwords, reloaded on change.
-	passwdPath := o.passwd
-	var devPassword string
-	if passwdPath == "" {
-		passwdPath = filepath.Join(o.dir, "passwd")
-		if devPassword, err = ensureDevPasswd(passwdPath); err != nil {
-			return err
-		}
-	}
-	passwords := auth.NewPasswords(auth.NewPasswordFile(), auth.PasswordsConfig{})
-	pw, err := auth.WatchPasswordFile(passwdPath, passwords, auth.WatchOptions{Events: mqttsec.SlogSink(logger)})
 	if err != nil {
 		return err
 	}
-	defer pw.Close()
+	if o.printConfig {
+		return printConfig(stdout, f, o)
+	}
 
-	// Policy, reloaded on change.
-	policyPath := o.policy
-	if policyPath == "" {
-		policyPath = filepath.Join(o.dir, "acl.csv")
-		if _, err := os.Stat(policyPath); errors.Is(err, os.ErrNotExist) {
-			if err := os.WriteFile(policyPath, []byte(devPolicy), 0o600); err != nil {
-				return err
+	rt, err := f.Open(ctx, config.Options{Output: stderr})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	srv, err := rt.Server()
+	if err != nil {
+		return err
+	}
+	if err := srv.Serve(); err != nil {
+		_ = srv.Close()
+		return err
+	}
+	log := rt.Logger()
+	for i, l := range f.Listeners {
+		log.Info("listening", "listener", f.ListenerName(i), "address", srv.Addr(i),
+			"tls", l.TLS != nil, "websocket", l.Websocket)
+	}
+	if m := rt.MetricsAddr(); m != "" {
+		log.Info("serving metrics", "address", m, "path", "/metrics")
+	}
+	if dev != nil {
+		addr := srv.Addr(0)
+		fmt.Fprintf(stdout, "mqttsec: serving MQTT over TLS on %s (development default in %s; mqttsec serve --print-config prints it as a file)\n", addr, o.dir)
+		if dev.password != "" {
+			fmt.Fprintf(stdout, "mqttsec: created user \"dev\" with password %s (shown once; change it with: mqttsec passwd %s dev)\n", dev.password, dev.passwdPath)
+		}
+		if dev.caFile != "" {
+			fmt.Fprintf(stdout, "mqttsec: try: mosquitto_sub -h 127.0.0.1 -p %s --cafile %s -u dev -P PASSWORD -t 'devices/dev/#' -v\n", portOf(addr), dev.caFile)
+		}
+	}
+	if ready != nil {
+		ready(srv)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down: disconnecting clients")
+			return srv.Close()
+		case <-hup:
+			log.Info("reloading every file (SIGHUP)")
+			if err := rt.Reload(); err != nil {
+				log.Warn("reload failed: the previous content stays in force", "error", err)
 			}
 		}
 	}
-	enf, err := casbin.NewSyncedEnforcer(acl.NewModel(), fileadapter.NewAdapter(policyPath))
-	if err != nil {
-		return fmt.Errorf("policy %s: %w", policyPath, err)
-	}
-	authz, err := acl.NewCasbin(enf)
-	if err != nil {
-		return fmt.Errorf("policy %s: %w", policyPath, err)
-	}
-	fw, err := acl.WatchFile(enf, policyPath)
-	if err != nil {
-		return fmt.Errorf("policy %s: %w", policyPath, err)
-	}
-	defer fw.Close()
+}
 
-	g := mqttsec.New(mqttsec.Config{
-		Authenticator: passwords,
-		Authorizer:    authz,
-		MaxPayload:    o.maxPayload,
-		Logger:        logger,
-	})
-
-	// Bound what mochi reads per packet: without a maximum it allocates
-	// whatever size a first, unauthenticated packet claims (up to 256 MB).
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumPacketSize = maxPacketSize(o.maxPayload)
-	caps.MaximumSessionExpiryInterval = uint32(cmp.Or(o.maxSession, defaultMaxSession) / time.Second)
-	caps.MaximumClients = int64(cmp.Or(o.maxClients, defaultMaxClients))
-	server := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: mochi.Logger(logger)})
-	if _, err := mochi.NewHook(g, server, mochi.WithLogger(logger), mochi.WithConnectTimeout(o.connectTimeout)); err != nil {
+// printConfig writes f as YAML with a header that says how to use it.
+func printConfig(w io.Writer, f *config.File, o *serveOptions) error {
+	data, err := f.Marshal()
+	if err != nil {
 		return err
 	}
-	tlsL := listeners.NewTCP(listeners.Config{ID: "tls", Address: o.listen, TLSConfig: serverTLS})
-	if err := server.AddListener(mochi.Harden(tlsL, o.connectTimeout)); err != nil {
-		return fmt.Errorf("listen %s: %w", o.listen, err)
+	fmt.Fprintln(w, "# mqttsec serve configuration. Save it, edit it and run:")
+	fmt.Fprintln(w, "#   mqttsec serve --config FILE")
+	fmt.Fprintln(w, "# Every key: go doc github.com/mqttsec/mqttsec/config")
+	if o.config == "" {
+		fmt.Fprintln(w, "# This is the development default with the flags given. The files it names")
+		fmt.Fprintf(w, "# are created by the first \"mqttsec serve\" with the same flags, in %s.\n", o.dir)
 	}
-	plainAddr := ""
-	if o.insecurePlain != "" {
-		logger.Warn("plaintext listener enabled: credentials and messages are not encrypted", "address", o.insecurePlain)
-		pl := listeners.NewTCP(listeners.Config{ID: "plain", Address: o.insecurePlain})
-		if err := server.AddListener(mochi.Harden(pl, o.connectTimeout)); err != nil {
-			return fmt.Errorf("listen %s: %w", o.insecurePlain, err)
+	_, err = w.Write(data)
+	return err
+}
+
+// devDefault returns the development default as a File. With create, it
+// makes the state folder, the development CA, the password file (with a
+// dev user) and the policy when they do not exist.
+func devDefault(o *serveOptions, create bool) (*config.File, *devInfo, error) {
+	if o.maxPayload <= 0 {
+		return nil, nil, errors.New("--max-payload must be positive")
+	}
+	dir, err := filepath.Abs(o.dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	abs := func(p string) (string, error) {
+		if p == "" {
+			return "", nil
 		}
-		plainAddr = pl.Address()
+		return filepath.Abs(p)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- server.Serve() }()
-	if err := <-errc; err != nil {
-		return err
+	dev := &devInfo{}
+	if create {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, nil, err
+		}
 	}
-	defer server.Close()
+	t := &config.ListenerTLS{}
+	switch {
+	case o.certFile != "" || o.keyFile != "":
+		if o.certFile == "" || o.keyFile == "" {
+			return nil, nil, errors.New("--cert and --key go together")
+		}
+		if t.CertFile, err = abs(o.certFile); err != nil {
+			return nil, nil, err
+		}
+		if t.KeyFile, err = abs(o.keyFile); err != nil {
+			return nil, nil, err
+		}
+	default:
+		caDir := filepath.Join(dir, "tls")
+		t.CertFile, t.KeyFile = filepath.Join(caDir, tlsconf.DevServerCert), filepath.Join(caDir, tlsconf.DevServerKey)
+		dev.caFile = filepath.Join(caDir, tlsconf.DevCACert)
+		if create {
+			if _, err := tlsconf.EnsureDevCA(caDir); err != nil {
+				return nil, nil, fmt.Errorf("development CA: %w", err)
+			}
+		}
+	}
+	if o.clientCA != "" {
+		if t.ClientCAFile, err = abs(o.clientCA); err != nil {
+			return nil, nil, err
+		}
+		t.ClientAuth = "required"
+	}
+	f := &config.File{Listeners: []config.Listener{{Address: o.listen, TLS: t}}}
+	if o.insecurePlain != "" {
+		f.Listeners = append(f.Listeners, config.Listener{Address: o.insecurePlain, InsecurePlaintext: !loopback(o.insecurePlain)})
+	}
 
-	tlsAddr := tlsL.Address()
-	fmt.Fprintf(out, "mqttsec: serving MQTT over TLS on %s (password file %s, policy %s)\n", tlsAddr, passwdPath, policyPath)
-	if devPassword != "" {
-		fmt.Fprintf(out, "mqttsec: created user \"dev\" with password %s (shown once; change it with: mqttsec passwd %s dev)\n", devPassword, passwdPath)
+	dev.passwdPath = o.passwd
+	if dev.passwdPath == "" {
+		dev.passwdPath = filepath.Join(dir, "passwd")
+		if create {
+			if dev.password, err = ensureDevPasswd(dev.passwdPath); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
-	if caFile != "" {
-		fmt.Fprintf(out, "mqttsec: try: mosquitto_sub -h 127.0.0.1 -p %s --cafile %s -u dev -P PASSWORD -t 'devices/dev/#' -v\n", portOf(tlsAddr), caFile)
+	if f.Auth.PasswordFile, err = abs(dev.passwdPath); err != nil {
+		return nil, nil, err
 	}
-	if ready != nil {
-		ready(tlsAddr, plainAddr)
+	policy := o.policy
+	if policy == "" {
+		policy = filepath.Join(dir, "acl.csv")
+		if create {
+			if err := ensureDevPolicy(policy); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
-	<-ctx.Done()
-	return nil
+	if f.ACL.CasbinPolicy, err = abs(policy); err != nil {
+		return nil, nil, err
+	}
+	f.RateLimit = &config.RateLimit{MaxPayload: o.maxPayload}
+	f.Broker = config.Broker{MaxSessionExpiry: o.maxSession, MaxClients: o.maxClients, ConnectTimeout: o.connectTimeout}
+	f.Log = config.Log{Level: o.logLevel, Format: "text"}
+	// Round-trip through YAML so that the development default is validated
+	// exactly as a file is, and --print-config prints what runs.
+	data, err := f.Marshal()
+	if err != nil {
+		return nil, nil, err
+	}
+	parsed, err := config.Parse(data, "development default")
+	if err != nil {
+		return nil, nil, err
+	}
+	return parsed, dev, nil
+}
+
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // ensureDevPasswd creates a password file with user "dev" and a random
-// password when path does not exist, and returns that password.
+// password when nothing is at path (not even a dangling symbolic link),
+// and returns that password.
 func ensureDevPasswd(path string) (string, error) {
-	if _, err := os.Stat(path); err == nil {
+	if _, err := os.Lstat(path); err == nil {
 		return "", nil
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return "", err
@@ -258,20 +348,28 @@ func ensureDevPasswd(path string) (string, error) {
 	return pass, nil
 }
 
-// maxPacketSize is the largest MQTT packet serve accepts: the payload limit
-// plus room for the longest topic and properties, or 16 MiB without one.
-func maxPacketSize(maxPayload int) uint32 {
-	if maxPayload <= 0 || maxPayload > 16<<20 {
-		return 16 << 20
+// ensureDevPolicy writes the development policy to path unless something
+// is there. O_CREATE|O_EXCL creates the file or fails, and never follows a
+// symbolic link, dangling or not: a link planted at path cannot make serve
+// write elsewhere.
+func ensureDevPolicy(path string) error {
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil
 	}
-	return uint32(maxPayload) + 128<<10
+	if err != nil {
+		return err
+	}
+	if _, err := fh.WriteString(devPolicy); err != nil {
+		fh.Close()
+		return err
+	}
+	return fh.Close()
 }
 
 func portOf(addr string) string {
-	for i := len(addr) - 1; i >= 0; i-- {
-		if addr[i] == ':' {
-			return addr[i+1:]
-		}
+	if _, p, err := net.SplitHostPort(addr); err == nil {
+		return p
 	}
 	return addr
 }

@@ -1,0 +1,99 @@
+package config
+
+import (
+	"errors"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+
+	"github.com/mqttsec/mqttsec/mochi"
+)
+
+// Server is a mochi-mqtt broker built from a [Runtime]: bounded
+// capabilities, mochi's log filtered through [mochi.Logger], exactly one
+// hook ([mochi.NewHook]) driving the Runtime's Guard, and every listener
+// wrapped with [mochi.HardenWith].
+type Server struct {
+	// MQTT is the mochi server. Its listeners are bound; call Serve.
+	MQTT *mqtt.Server
+	// Hook is the mqttsec hook registered on it.
+	Hook *mochi.Hook
+
+	listeners []listeners.Listener
+}
+
+// Server builds a mochi-mqtt broker for the file's listeners and binds
+// them. Start it with Serve; Close disconnects every client (MQTT 5
+// clients with a DISCONNECT 0x8B, server shutting down) and stops it.
+func (r *Runtime) Server() (*Server, error) {
+	f := r.f
+	caps := mqtt.NewDefaultServerCapabilities()
+	// Without a maximum mochi allocates whatever size a first,
+	// unauthenticated packet claims (up to 256 MB).
+	caps.MaximumPacketSize = uint32(f.MaxPacketSize())
+	caps.MaximumSessionExpiryInterval = uint32(f.maxSessionExpiry() / time.Second)
+	caps.MaximumClients = int64(f.maxClients())
+	s := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: mochi.Logger(r.log)})
+	ct := f.connectTimeout()
+	hook, err := mochi.NewHook(r.g, s, mochi.WithLogger(r.log), mochi.WithConnectTimeout(ct))
+	if err != nil {
+		return nil, err
+	}
+	srv := &Server{MQTT: s, Hook: hook}
+	hc := mochi.HardenConfig{
+		ConnectTimeout:  ct,
+		MaxConnectSize:  f.Broker.MaxConnectSize,
+		MaxPending:      f.Broker.MaxPending,
+		MaxPendingPerIP: f.Broker.MaxPendingPerIP,
+	}
+	for i, l := range f.Listeners {
+		cfg := listeners.Config{ID: f.ListenerName(i), Address: l.Address, TLSConfig: r.serverTLS[i]}
+		var ml listeners.Listener
+		if l.Websocket {
+			ml = listeners.NewWebsocket(cfg)
+		} else {
+			ml = listeners.NewTCP(cfg)
+		}
+		if err := s.AddListener(mochi.HardenWith(ml, hc)); err != nil {
+			_ = s.Close()
+			return nil, f.errAt(wrapf(ErrInvalid, "listen on %q: %w", l.Address, err), "listeners", i, "address")
+		}
+		srv.listeners = append(srv.listeners, ml)
+	}
+	return srv, nil
+}
+
+// Serve starts serving the listeners and returns at once.
+func (s *Server) Serve() error { return s.MQTT.Serve() }
+
+// Addr returns the address listener i is bound to (for a TCP listener
+// with port 0, the port the system chose).
+func (s *Server) Addr(i int) string { return s.listeners[i].Address() }
+
+// Close disconnects every client, MQTT 5 clients with a DISCONNECT 0x8B
+// (server shutting down), and stops the broker.
+func (s *Server) Close() error {
+	return errors.Join(s.MQTT.Close())
+}
+
+func (f *File) maxSessionExpiry() time.Duration {
+	if f.Broker.MaxSessionExpiry > 0 {
+		return f.Broker.MaxSessionExpiry
+	}
+	return DefaultMaxSessionExpiry
+}
+
+func (f *File) maxClients() int {
+	if f.Broker.MaxClients > 0 {
+		return f.Broker.MaxClients
+	}
+	return DefaultMaxClients
+}
+
+func (f *File) connectTimeout() time.Duration {
+	if f.Broker.ConnectTimeout > 0 {
+		return f.Broker.ConnectTimeout
+	}
+	return mochi.DefaultConnectTimeout
+}

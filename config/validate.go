@@ -1,0 +1,396 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// validate checks the file's values and their combinations without
+// reading any other file, and returns every problem found.
+func (f *File) validate() error {
+	var errs []error
+	add := func(err error, path ...any) { errs = append(errs, f.errAt(err, path...)) }
+
+	if len(f.Listeners) == 0 {
+		add(wrapf(ErrInvalid, "at least one listener is required"), "listeners")
+	}
+	names := map[string]int{}
+	addrs := map[string]int{}
+	clientCerts := false
+	for i, l := range f.Listeners {
+		if err := validAddress(l.Address); err != nil {
+			add(err, "listeners", i, "address")
+		} else if j, dup := addrs[l.Address]; dup && portOf(l.Address) != "0" {
+			add(wrapf(ErrInvalid, "address %q is also listeners[%d]'s", l.Address, j), "listeners", i, "address")
+		} else {
+			addrs[l.Address] = i
+		}
+		name := f.ListenerName(i)
+		if !validName(name) {
+			add(wrapf(ErrInvalid, "name %q: use letters, digits, '-', '_' and '.' (at most 64)", name), "listeners", i, "name")
+		} else if j, dup := names[name]; dup {
+			add(wrapf(ErrInvalid, "name %q is also listeners[%d]'s", name, j), "listeners", i, "name")
+		} else {
+			names[name] = i
+		}
+		if l.TLS == nil {
+			if l.Address != "" && !isLoopback(l.Address) && !l.InsecurePlaintext {
+				add(wrapf(ErrInsecure, "plaintext listener on the non-loopback address %q: passwords and messages would cross the network in clear; add tls (cert_file, key_file), use a loopback address, or set insecure_plaintext: true", l.Address), "listeners", i, "address")
+			}
+			continue
+		}
+		t := l.TLS
+		if t.CertFile == "" {
+			add(wrapf(ErrInvalid, "cert_file is required"), "listeners", i, "tls")
+		}
+		if t.KeyFile == "" {
+			add(wrapf(ErrInvalid, "key_file is required"), "listeners", i, "tls")
+		}
+		switch t.ClientAuth {
+		case "", "none", "optional", "required":
+		default:
+			add(wrapf(ErrInvalid, "client_auth %q: use none, optional or required", t.ClientAuth), "listeners", i, "tls", "client_auth")
+		}
+		if t.ClientCAFile == "" && (t.ClientAuth == "optional" || t.ClientAuth == "required") {
+			add(wrapf(ErrInvalid, "client_auth %q needs client_ca_file", t.ClientAuth), "listeners", i, "tls", "client_auth")
+		}
+		if t.ClientCAFile != "" && t.ClientAuth == "none" {
+			add(wrapf(ErrInvalid, "client_ca_file with client_auth none: the CA would never be used; remove one"), "listeners", i, "tls", "client_ca_file")
+		}
+		if t.ClientCAFile == "" && len(t.CRLFiles) > 0 {
+			add(wrapf(ErrInvalid, "crl_files need client_ca_file"), "listeners", i, "tls", "crl_files")
+		}
+		if len(t.AllowedNames) > 0 && t.effectiveClientAuth() != "required" {
+			add(wrapf(ErrInvalid, "allowed_names need client_auth required"), "listeners", i, "tls", "allowed_names")
+		}
+		switch t.MinVersion {
+		case "", "1.2", "1.3":
+		default:
+			add(wrapf(ErrInvalid, "min_version %q: use 1.2 or 1.3", t.MinVersion), "listeners", i, "tls", "min_version")
+		}
+		if l.Websocket && t.ClientCAFile != "" {
+			add(wrapf(ErrInvalid, "client certificates are not available on a websocket listener: mochi's websocket connections hide the TLS state from the broker, and a browser would present its certificate to any web page's connection"), "listeners", i, "tls", "client_ca_file")
+		}
+		if t.ClientCAFile != "" {
+			clientCerts = true
+		}
+	}
+
+	// Authentication.
+	a := f.Auth
+	if !a.Anonymous && a.PasswordFile == "" && a.Certificate == nil && a.JWT == nil {
+		add(wrapf(ErrInvalid, "no authentication method: set password_file, certificate, jwt or anonymous (every CONNECT would be refused)"), "auth")
+	}
+	if a.Certificate != nil {
+		switch a.Certificate.UsernameFrom {
+		case "", "cn", "san-dns", "san-email", "san-uri", "fingerprint":
+		default:
+			add(wrapf(ErrInvalid, "username_from %q: use cn, san-dns, san-email, san-uri or fingerprint", a.Certificate.UsernameFrom), "auth", "certificate", "username_from")
+		}
+		if a.Certificate.URIPrefix != "" && a.Certificate.UsernameFrom != "san-uri" {
+			add(wrapf(ErrInvalid, "uri_prefix needs username_from san-uri"), "auth", "certificate", "uri_prefix")
+		}
+		if !clientCerts {
+			add(wrapf(ErrInvalid, "certificate authentication needs a TLS listener with client_ca_file"), "auth", "certificate")
+		}
+	}
+	if j := a.JWT; j != nil {
+		if len(j.Algorithms) == 0 {
+			add(wrapf(ErrInvalid, "algorithms is required"), "auth", "jwt")
+		}
+		if j.HMACSecretFile == "" && j.HMACSecretEnv == "" && j.PublicKeyFile == "" && j.JWKSURL == "" {
+			add(wrapf(ErrInvalid, "no key: set hmac_secret_file, hmac_secret_env, public_key_file or jwks_url"), "auth", "jwt")
+		}
+		if j.HMACSecretFile != "" && j.HMACSecretEnv != "" {
+			add(wrapf(ErrInvalid, "hmac_secret_file and hmac_secret_env exclude each other"), "auth", "jwt", "hmac_secret_env")
+		}
+		if j.Audience == "" && !j.InsecureAnyAudience {
+			add(wrapf(ErrInvalid, "audience is required (this broker's name at the issuer), or set insecure_any_audience: true"), "auth", "jwt")
+		}
+		if j.Issuer == "" && !j.InsecureAnyIssuer && (j.PublicKeyFile != "" || j.JWKSURL != "") {
+			add(wrapf(ErrInvalid, "issuer is required with public keys or a JWKS, or set insecure_any_issuer: true"), "auth", "jwt")
+		}
+		for _, d := range []struct {
+			key string
+			v   time.Duration
+		}{{"jwks_refresh", j.JWKSRefresh}} {
+			if d.v < 0 {
+				add(wrapf(ErrInvalid, "negative duration"), "auth", "jwt", d.key)
+			}
+		}
+		if j.MaxTokenSize < 0 {
+			add(wrapf(ErrInvalid, "negative size"), "auth", "jwt", "max_token_size")
+		}
+	}
+	if a.Anonymous {
+		for i, l := range f.Listeners {
+			if l.TLS == nil && l.Address != "" && !isLoopback(l.Address) && !a.InsecureAnonymousPlaintext {
+				add(wrapf(ErrInsecure, "anonymous access with the plaintext listener listeners[%d] on the non-loopback address %q: anyone on the network could connect unauthenticated; set insecure_anonymous_plaintext: true to accept", i, l.Address), "auth", "anonymous")
+			}
+			if l.Websocket && !l.InsecureAnyOrigin {
+				add(wrapf(ErrInsecure, "anonymous access with the websocket listener listeners[%d]: any web page a user opens could connect through the browser; set insecure_any_origin: true on the listener to accept", i), "auth", "anonymous")
+			}
+		}
+	}
+
+	// Authorization.
+	acl := f.ACL
+	switch acl.Grants {
+	case "", "narrow", "widen", "ignore":
+	default:
+		add(wrapf(ErrInvalid, "grants %q: use narrow, widen or ignore", acl.Grants), "acl", "grants")
+	}
+	if acl.ACLFile == "" && acl.CasbinPolicy == "" && (a.JWT == nil || !a.JWT.ACLClaim || acl.Grants != "widen") {
+		add(wrapf(ErrInvalid, "no rules: set acl_file or casbin_policy (or auth.jwt.acl_claim with grants: widen); without rules every publish and subscribe would be denied"), "acl")
+	}
+	if acl.Wildcard.MinLevels < 0 {
+		add(wrapf(ErrInvalid, "negative min_levels"), "acl", "wildcard", "min_levels")
+	}
+
+	// Sections whose packages this build does not have.
+	if c := f.ClientID; c != nil {
+		switch c.Takeover {
+		case "", "owner", "deny", "allow":
+		default:
+			add(wrapf(ErrInvalid, "takeover %q: use owner, deny or allow", c.Takeover), "clientid", "takeover")
+		}
+		if c.MinLength < 0 || c.MaxLength < 0 || (c.MaxLength > 0 && c.MinLength > c.MaxLength) || c.MaxLength > 65535 {
+			add(wrapf(ErrInvalid, "min_length and max_length must satisfy 0 <= min_length <= max_length <= 65535"), "clientid", "max_length")
+		}
+		if c.MaxIDs < 0 {
+			add(wrapf(ErrInvalid, "negative max_ids"), "clientid", "max_ids")
+		}
+		add(unavailable("clientid", "client-ID policies and takeover modes"), "clientid")
+	}
+	if r := f.RateLimit; r != nil {
+		for _, rt := range []struct {
+			key string
+			r   *Rate
+		}{{"connect_per_ip", r.ConnectPerIP}, {"publish", r.Publish}, {"bytes", r.Bytes}} {
+			if rt.r == nil {
+				continue
+			}
+			if rt.r.Rate <= 0 || math.IsInf(rt.r.Rate, 0) || math.IsNaN(rt.r.Rate) || rt.r.Burst < 1 {
+				add(wrapf(ErrInvalid, "rate must be positive and burst at least 1"), "ratelimit", rt.key)
+			}
+			add(unavailable("ratelimit."+rt.key, "rate limits"), "ratelimit", rt.key)
+		}
+		if r.MaxPayload < 0 || r.MaxPayload > maxPacket {
+			add(wrapf(ErrInvalid, "max_payload must be between 0 and %d", maxPacket), "ratelimit", "max_payload")
+		}
+		if r.AuthFailures != nil {
+			if r.AuthFailures.Max < 1 || r.AuthFailures.Ban <= 0 {
+				add(wrapf(ErrInvalid, "max must be at least 1 and ban positive"), "ratelimit", "auth_failures")
+			}
+			add(unavailable("ratelimit.auth_failures", "login-failure bans"), "ratelimit", "auth_failures")
+		}
+	}
+	if l := f.Limits; l != nil {
+		if l.RetainedPerSubject < 0 || l.RetainedBytesPerSubject < 0 || l.Retained < 0 || l.RetainedBytes < 0 ||
+			l.SessionsPerSubject < 0 || l.Sessions < 0 {
+			add(wrapf(ErrInvalid, "negative limit"), "limits")
+		}
+		add(unavailable("limits", "retained-message and session quotas"), "limits")
+	}
+	if len(f.Bridges) > 0 {
+		add(unavailable("bridges", "bridges"), "bridges")
+	}
+	if r := f.Redis; r != nil {
+		if err := validAddress(r.Address); err != nil {
+			add(err, "redis", "address")
+		}
+		add(unavailable("redis", "shared state in Redis"), "redis")
+	}
+
+	// Broker bounds.
+	b := f.Broker
+	if b.MaxPacketSize < 0 || b.MaxPacketSize > maxPacket {
+		add(wrapf(ErrInvalid, "max_packet_size must be between 0 and %d", maxPacket), "broker", "max_packet_size")
+	} else if b.MaxPacketSize > 0 && b.MaxPacketSize <= f.MaxPayload() {
+		add(wrapf(ErrInvalid, "max_packet_size %d does not leave room for a payload of max_payload %d bytes and its topic", b.MaxPacketSize, f.MaxPayload()), "broker", "max_packet_size")
+	}
+	if b.MaxSessionExpiry < 0 || b.MaxSessionExpiry > math.MaxUint32*time.Second {
+		add(wrapf(ErrInvalid, "max_session_expiry must be between 0 and %s", time.Duration(math.MaxUint32)*time.Second), "broker", "max_session_expiry")
+	}
+	for _, v := range []struct {
+		key string
+		n   int
+	}{{"max_clients", b.MaxClients}, {"max_connect_size", b.MaxConnectSize}} {
+		if v.n < 0 {
+			add(wrapf(ErrInvalid, "negative value"), "broker", v.key)
+		}
+	}
+	if b.ConnectTimeout < 0 {
+		add(wrapf(ErrInvalid, "negative duration"), "broker", "connect_timeout")
+	}
+	if b.MaxTopicLevels < 0 {
+		add(wrapf(ErrInvalid, "negative value"), "broker", "max_topic_levels")
+	}
+
+	switch f.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		add(wrapf(ErrInvalid, "level %q: use debug, info, warn or error", f.Log.Level), "log", "level")
+	}
+	switch f.Log.Format {
+	case "", "json", "text":
+	default:
+		add(wrapf(ErrInvalid, "format %q: use json or text", f.Log.Format), "log", "format")
+	}
+	if m := f.Metrics; m != nil {
+		if err := validAddress(m.Address); err != nil {
+			add(err, "metrics", "address")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// maxPacket is the largest packet MQTT can carry (256 MiB).
+const maxPacket = 268435455
+
+func unavailable(key, what string) error {
+	return wrapf(ErrUnavailable, "%s (%s) is not available in this build of mqttsec; remove the %s section", key, what, strings.SplitN(key, ".", 2)[0])
+}
+
+// MaxPayload returns the payload limit in bytes: ratelimit.max_payload, or
+// [DefaultMaxPayload].
+func (f *File) MaxPayload() int {
+	if f.RateLimit != nil && f.RateLimit.MaxPayload > 0 {
+		return f.RateLimit.MaxPayload
+	}
+	return DefaultMaxPayload
+}
+
+// MaxPacketSize returns the packet size limit in bytes: broker.max_packet_size,
+// or the payload limit plus 128 KiB.
+func (f *File) MaxPacketSize() int {
+	if f.Broker.MaxPacketSize > 0 {
+		return f.Broker.MaxPacketSize
+	}
+	return min(f.MaxPayload()+128<<10, maxPacket)
+}
+
+// ListenerName returns the name of listener i: its name, or its kind and
+// index ("tls-1").
+func (f *File) ListenerName(i int) string {
+	l := f.Listeners[i]
+	if l.Name != "" {
+		return l.Name
+	}
+	kind := "tcp"
+	switch {
+	case l.Websocket && l.TLS != nil:
+		kind = "wss"
+	case l.Websocket:
+		kind = "ws"
+	case l.TLS != nil:
+		kind = "tls"
+	}
+	return kind + "-" + strconv.Itoa(i)
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// validAddress checks a "host:port" address.
+func validAddress(addr string) error {
+	if addr == "" {
+		return wrapf(ErrInvalid, "address is required (host:port)")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return wrapf(ErrInvalid, "address %q: not host:port", addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+		return wrapf(ErrInvalid, "address %q: port must be a number from 0 to 65535", addr)
+	}
+	if strings.ContainsAny(host, " \t/\\%") {
+		return wrapf(ErrInvalid, "address %q: invalid host", addr)
+	}
+	return nil
+}
+
+func portOf(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// isLoopback reports whether addr listens on a loopback address only:
+// an IP of 127.0.0.0/8 or ::1, or "localhost". An empty host (every
+// interface) and other names are not.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback() && ip.Zone() == ""
+}
+
+// Insecure returns the insecure_... switches the file sets, each as
+// "key: what it accepts", in file order. They are logged at warn level on
+// every start.
+func (f *File) Insecure() []string {
+	var out []string
+	add := func(key, what string) { out = append(out, fmt.Sprintf("%s: %s", key, what)) }
+	for i, l := range f.Listeners {
+		if l.InsecurePlaintext {
+			add(fmt.Sprintf("listeners[%d].insecure_plaintext", i), "plaintext listener on "+strconv.Quote(l.Address)+": credentials and messages are not encrypted")
+		}
+		if l.InsecureAnyOrigin {
+			add(fmt.Sprintf("listeners[%d].insecure_any_origin", i), "web pages of any origin may connect through a browser")
+		}
+	}
+	if f.Auth.InsecureAnonymousPlaintext {
+		add("auth.insecure_anonymous_plaintext", "anonymous clients on a plaintext network listener")
+	}
+	if j := f.Auth.JWT; j != nil {
+		if j.InsecureJWKSHTTP {
+			add("auth.jwt.insecure_jwks_http", "the JWK Set is fetched without TLS")
+		}
+		if j.InsecureAnyIssuer {
+			add("auth.jwt.insecure_any_issuer", "tokens of any issuer are accepted")
+		}
+		if j.InsecureAnyAudience {
+			add("auth.jwt.insecure_any_audience", "tokens for any audience are accepted")
+		}
+	}
+	if f.ClientID != nil && f.ClientID.Takeover == "allow" {
+		add("clientid.takeover", "allow: any user may take over another device's session")
+	}
+	if f.InsecureFilePermissions {
+		add("insecure_file_permissions", "files others may read or change are accepted")
+	}
+	return slices.Clip(out)
+}
+
+// effectiveClientAuth returns ClientAuth with its default applied:
+// "required" with a client CA, "none" without.
+func (t *ListenerTLS) effectiveClientAuth() string {
+	switch {
+	case t.ClientAuth != "":
+		return t.ClientAuth
+	case t.ClientCAFile != "":
+		return "required"
+	}
+	return "none"
+}
