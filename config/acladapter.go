@@ -88,7 +88,7 @@ func checkRule(r acl.Rule) error {
 	return nil
 }
 
-func (policyAdapter) SavePolicy(model.Model) error                      { return errReadOnly }
-func (policyAdapter) AddPolicy(string, string, []string) error          { return errReadOnly }
-func (policyAdapter) RemovePolicy(string, string, []string) error       { return errReadOnly }
+func (policyAdapter) SavePolicy(model.Model) error                              { return errReadOnly }
+func (policyAdapter) AddPolicy(string, string, []string) error                  { return errReadOnly }
+func (policyAdapter) RemovePolicy(string, string, []string) error               { return errReadOnly }
 func (policyAdapter) RemoveFilteredPolicy(string, string, int, ...string) error { return errReadOnly }
