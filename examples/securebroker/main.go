@@ -1,20 +1,20 @@
-// Command securebroker is a starting point for a custom broker: mochi-mqtt
-// guarded by mqttsec with a Mosquitto-compatible password file, a Casbin
-// topic policy and TLS from a development CA. Copy it and replace the parts.
+// Command securebroker is mochi-mqtt guarded by mqttsec, wired by hand: what
+// `mqttsec serve --config` builds from a YAML file (package config), for a
+// program that has its own broker. Copy it and replace the parts.
 //
-//	go run ./examples/securebroker -dir /tmp/securebroker
+//	mosquitto_passwd -c DIR/passwd alice && chmod 600 DIR/passwd
+//	printf 'user alice\ntopic readwrite devices/alice/#\n' > DIR/aclfile
+//	go run ./examples/securebroker -dir DIR
 //
-// It creates DIR/passwd (user "demo", password printed once), DIR/acl.csv and a
-// development CA in DIR/tls, then listens on 127.0.0.1:8884 with TLS.
+// DIR/tls gets a development CA (mqttsec certs client --dir DIR/tls NAME
+// issues client certificates). Clients authenticate with a certificate or a
+// password; the files are reloaded when they change, and on SIGHUP.
 package main
 
 import (
-	"crypto/rand"
-	"encoding/base64"
+	"context"
 	"errors"
 	"flag"
-	"fmt"
-	"log"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -22,7 +22,6 @@ import (
 	"syscall"
 
 	"github.com/casbin/casbin/v2"
-	fileadapter "github.com/casbin/casbin/v2/persist/file-adapter"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
@@ -33,104 +32,119 @@ import (
 	"github.com/mqttsec/mqttsec/tlsconf"
 )
 
-const policy = `p, *, devices/%u/#, readwrite, allow
-p, *, public/#, read, allow
-`
-
 func main() {
-	dir := flag.String("dir", "securebroker-data", "folder for the CA, password file and policy")
+	dir := flag.String("dir", "securebroker-data", "folder with passwd, aclfile and tls/")
 	addr := flag.String("listen", "127.0.0.1:8884", "TLS listener address")
 	flag.Parse()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := os.MkdirAll(*dir, 0o700); err != nil {
-		log.Fatal(err)
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, log, *dir, *addr, nil); err != nil {
+		log.Error("securebroker", "error", err)
+		os.Exit(1)
 	}
-
-	// 1. Authentication: a password file (mosquitto_passwd files work too),
-	//    reloaded when it changes.
-	passwdPath := filepath.Join(*dir, "passwd")
-	if err := createUser(passwdPath, "demo"); err != nil {
-		log.Fatal(err)
-	}
-	passwords := auth.NewPasswords(auth.NewPasswordFile(), auth.PasswordsConfig{})
-	watcher, err := auth.WatchPasswordFile(passwdPath, passwords, auth.WatchOptions{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer watcher.Close()
-
-	// 2. Authorization: a Casbin policy in acl.Model, compiled to an index.
-	policyPath := filepath.Join(*dir, "acl.csv")
-	if _, err := os.Stat(policyPath); errors.Is(err, os.ErrNotExist) {
-		if err := os.WriteFile(policyPath, []byte(policy), 0o600); err != nil {
-			log.Fatal(err)
-		}
-	}
-	enforcer, err := casbin.NewSyncedEnforcer(acl.NewModel(), fileadapter.NewAdapter(policyPath))
-	if err != nil {
-		log.Fatal(err)
-	}
-	authz, err := acl.NewCasbin(enforcer)
-	if err != nil {
-		log.Fatal(err)
-	}
-
-	// 3. TLS with secure defaults (development CA here; use your own files).
-	ca, err := tlsconf.EnsureDevCA(filepath.Join(*dir, "tls"))
-	if err != nil {
-		log.Fatal(err)
-	}
-	tlsConfig, err := ca.ServerConfig().Server()
-	if err != nil {
-		log.Fatal(err)
-	}
-
-	// 4. The Guard composes the parts; the mochi hook enforces it.
-	guard := mqttsec.New(mqttsec.Config{Authenticator: passwords, Authorizer: authz, Logger: logger})
-	// Bound packet sizes: mochi otherwise allocates what a packet claims.
-	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumPacketSize = 1 << 20
-	server := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: logger})
-	if _, err := mochi.NewHook(guard, server); err != nil {
-		log.Fatal(err)
-	}
-	tcp := listeners.NewTCP(listeners.Config{ID: "tls", Address: *addr, TLSConfig: tlsConfig})
-	if err := server.AddListener(mochi.Harden(tcp, 0)); err != nil {
-		log.Fatal(err)
-	}
-	if err := server.Serve(); err != nil {
-		log.Fatal(err)
-	}
-	fmt.Printf("listening on %s; CA: %s\n", *addr, ca.CAFile())
-
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	<-sig
-	_ = server.Close()
 }
 
-// createUser writes a password file with one user and a random password
-// when the file does not exist yet.
-func createUser(path, user string) error {
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	var b [18]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return err
-	}
-	pass := base64.RawURLEncoding.EncodeToString(b[:])
-	h, err := auth.HashPassword([]byte(pass), auth.HashOptions{})
+// run serves until ctx ends; ready, when set, gets the bound address.
+func run(ctx context.Context, log *slog.Logger, dir, addr string, ready func(string)) error {
+	// 1. The Guard first: it denies everything until it has its parts, and
+	// it is the event sink of every watcher, so that a reload that
+	// withdraws a credential disconnects the sessions that used it.
+	events := mqttsec.SlogSink(log)
+	g := new(mqttsec.Guard)
+	g.Reload(mqttsec.Config{Events: events})
+
+	// 2. TLS, client certificates verified when given, files reloaded.
+	ca, err := tlsconf.EnsureDevCA(filepath.Join(dir, "tls")) // your own files in production
 	if err != nil {
 		return err
 	}
-	f := auth.NewPasswordFile()
-	if err := f.Set(user, h); err != nil {
+	certFile, keyFile := ca.ServerFiles()
+	tlsFiles, err := tlsconf.NewReloader(tlsconf.Config{CertFile: certFile, KeyFile: keyFile, CAFile: ca.CAFile(),
+		ClientAuth: tlsconf.ClientAuthVerifyIfGiven, Events: g})
+	if err != nil {
 		return err
 	}
-	if err := f.WriteFile(path); err != nil {
+	defer tlsFiles.Close()
+	serverTLS, err := tlsFiles.Server()
+	if err != nil {
 		return err
 	}
-	fmt.Printf("created user %q with password %s\n", user, pass)
-	return nil
+
+	// 3. Authentication: a certificate (checked again by the reloader after
+	// a reload: a new CRL disconnects its clients), else a password file.
+	certs, err := auth.NewX509(auth.X509Config{Field: auth.CommonName, Verifier: tlsFiles})
+	if err != nil {
+		return err
+	}
+	passwords := auth.NewPasswords(auth.NewPasswordFile(), auth.PasswordsConfig{})
+	pw, err := auth.WatchPasswordFile(filepath.Join(dir, "passwd"), passwords, auth.WatchOptions{Events: g})
+	if err != nil {
+		return err
+	}
+	defer pw.Close()
+
+	// 4. Authorization: a Mosquitto acl_file in acl.Model, reloaded when it
+	// changes; "#" and "+/..." only for admin.
+	aclPath := filepath.Join(dir, "aclfile")
+	enforcer, err := casbin.NewSyncedEnforcer(acl.NewModel(), acl.MosquittoAdapter{Path: aclPath})
+	if err != nil {
+		return err
+	}
+	policy, err := acl.NewCasbin(enforcer)
+	if err != nil {
+		return err
+	}
+	aw, err := acl.WatchFile(enforcer, aclPath, acl.WithReloadHook(func(err error) {
+		if err != nil {
+			g.Event(mqttsec.Event{Kind: mqttsec.EventReloadFailed, Source: "acl", File: aclPath, Err: err})
+		}
+	}))
+	if err != nil {
+		return err
+	}
+	defer aw.Close()
+	wildcards := &acl.WildcardPolicy{MinLevels: 1, Admins: []string{"admin"}}
+
+	// 5. All parts at once.
+	g.Reload(mqttsec.Config{Authenticator: auth.Chain(certs, passwords), Authorizer: wildcards.Wrap(policy),
+		MaxPayload: 256 << 10, Events: events})
+
+	// 6. mochi: bounded, its logs filtered, exactly one hook, hardened
+	// listeners.
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = 256<<10 + 128<<10   // NewHook refuses an unbounded server
+	caps.MaximumSessionExpiryInterval = 24 * 3600 // mochi's default is 136 years
+	caps.MaximumClients = 10000
+	server := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: mochi.Logger(log)})
+	if _, err := mochi.NewHook(g, server, mochi.WithLogger(log)); err != nil {
+		return err
+	}
+	tcp := listeners.NewTCP(listeners.Config{ID: "mtls", Address: addr, TLSConfig: serverTLS})
+	if err := server.AddListener(mochi.HardenWith(tcp, mochi.HardenConfig{})); err != nil {
+		return err
+	}
+	if err := server.Serve(); err != nil {
+		return err
+	}
+	log.Info("listening", "address", tcp.Address(), "ca", ca.CAFile())
+	if ready != nil {
+		ready(tcp.Address())
+	}
+
+	// 7. SIGHUP reloads every file; the end of ctx disconnects the clients
+	// (MQTT 5: 0x8B server shutting down) and stops.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return server.Close()
+		case <-hup:
+			if err := errors.Join(pw.Reload(), tlsFiles.Reload(), enforcer.LoadPolicy()); err != nil {
+				log.Warn("reload failed: the previous content stays in force", "error", err)
+			}
+		}
+	}
 }

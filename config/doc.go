@@ -1,0 +1,156 @@
+// Package config reads the YAML configuration of an mqttsec broker and
+// builds from it the [mqttsec.Guard] that decides for the broker, the TLS
+// configurations of its listeners, the watchers that keep both current,
+// and (for mochi-mqtt) the broker itself. `mqttsec serve --config FILE`
+// is this package; a Go program with its own broker builds the same
+// Guard from the same file:
+//
+//	f, err := config.Load("mqttsec.yaml")
+//	if err != nil {
+//		return err // "mqttsec.yaml:7: listeners[0].address: plaintext listener on ..."
+//	}
+//	rt, err := f.Open(ctx, config.Options{})
+//	if err != nil {
+//		return err
+//	}
+//	defer rt.Close()
+//	guard := rt.Guard()          // for any broker adapter
+//	tlsCfg := rt.ServerTLS(0)    // listener 0's *tls.Config, following reloads
+//	srv, err := rt.Server()      // or a complete mochi-mqtt broker
+//
+// # The file
+//
+//	listeners:
+//	  - address: "127.0.0.1:1883"        # plaintext: loopback only unless insecure_plaintext: true
+//	  - address: ":8883"
+//	    tls:
+//	      cert_file: server.pem
+//	      key_file: server-key.pem       # not readable by others
+//	      client_ca_file: ca.pem         # client certificates verified
+//	      client_auth: optional          # none | optional | required (the default with a CA)
+//	      crl_files: [ca.crl]
+//	      min_version: "1.2"             # or "1.3"
+//	  - address: ":8084"
+//	    websocket: true                  # with tls: wss
+//	    tls: { cert_file: server.pem, key_file: server-key.pem }
+//	auth:
+//	  anonymous: false
+//	  password_file: passwd               # mosquitto_passwd or `mqttsec passwd`
+//	  certificate: { username_from: cn }  # cn | san-dns | san-email | san-uri | fingerprint
+//	  jwt:
+//	    algorithms: [ES256]
+//	    public_key_file: issuer.pub       # or hmac_secret_file, hmac_secret_env, jwks_url
+//	    issuer: https://id.example.com
+//	    audience: mqtt.example.com
+//	acl:
+//	  acl_file: aclfile                   # Mosquitto acl_file syntax
+//	  casbin_policy: policy.csv           # acl.Model policy; either or both
+//	  wildcard: { deny_root_wildcards: true, admins: [admin] }
+//	  grants: narrow                      # how a token's acl claim combines: narrow | widen | ignore
+//	ratelimit:
+//	  max_payload: 262144
+//	broker:
+//	  max_session_expiry: 24h
+//	  max_clients: 10000
+//	  connect_timeout: 10s
+//	log: { level: info, format: json }
+//	metrics: { address: "127.0.0.1:9100" }
+//
+// Every key is a field of [File] (its yaml tag); the field's comment says
+// what it does and what its zero value means. Every default is the secure
+// choice. Relative paths are taken from the folder of the file.
+//
+// # What is refused
+//
+// [Parse] decodes strictly: an unknown key (a typo), a key given twice, a
+// value of the wrong type or out of range, keys that contradict each other
+// and a second YAML document are errors, each an [*Error] that names the
+// file, the line and the key:
+//
+//	mqttsec.yaml:3: listeners[0].tls_file: unknown key "tls_file"
+//
+// It also refuses, with [ErrInsecure] and the name of the switch that
+// would accept it:
+//
+//   - a plaintext listener on an address that is not loopback
+//     (insecure_plaintext: true on the listener);
+//   - anonymous access together with such a listener
+//     (auth.insecure_anonymous_plaintext: true);
+//   - anonymous access together with a websocket listener: mochi's
+//     websocket listener accepts any Origin, so any web page a user opens
+//     could connect through the browser (insecure_any_origin: true on the
+//     listener). Client certificates are not offered on websocket
+//     listeners at all: the broker cannot see them there, and a browser
+//     presents its certificate for any page's connection.
+//
+// [File.Check], which [File.Open] runs first, refuses missing files and
+// files with unsafe permissions: a file writable by its group or by
+// others, or owned by a user other than root or the broker's, and a
+// secret (a TLS key, the password file, an HMAC secret) readable by
+// others (insecure_file_permissions: true accepts them). The switches
+// that are set are logged at warn level on every start ([File.Insecure]).
+//
+// Sections this build cannot honour (clientid, ratelimit rates and bans,
+// limits, bridges, redis) are decoded and validated, and then refused
+// with [ErrUnavailable] rather than ignored: a limit the file asks for is
+// never silently missing.
+//
+// # Authentication and authorization
+//
+// The authenticators form one auth.Chain, tried in this order: a client
+// certificate (auth.X509 for the listener the client used, on listeners
+// with a client_ca_file), a JWT (a password with the shape of a token), a
+// user name and password (auth.Passwords), anonymous access. The first
+// that applies decides; when none applies the CONNECT is refused (0x86).
+//
+// The acl_file and the Casbin policy are loaded into one policy of model
+// acl.Model: a request is allowed when some allow rule of either file
+// matches it and no deny rule of either does. Deny wins, and nothing is
+// allowed that no rule allows. Policy lines with an unknown act or effect
+// or an invalid topic filter are refused (Casbin would load them and never
+// match them, so a misspelt deny would not deny). In front of the policy,
+// an acl.WildcardPolicy refuses subscriptions that start with a wildcard
+// ("#", "+/#") to everyone but the wildcard admins, and $SYS to everyone
+// but its sys_subjects.
+//
+// # Reloads
+//
+// The password file, the policy files, the TLS material of every listener
+// (certificates, keys, CA bundles, CRLs) and the JWT key files are watched
+// and reloaded when they change, and all of them at once by
+// [Runtime.Reload] (serve calls it on SIGHUP). A file that fails to load
+// keeps its previous content in force and is reported. Every watcher
+// reports to the Guard, which revalidates live sessions after each reload:
+// a user removed from the password file or given a new password, a client
+// certificate revoked by a new CRL, a token whose key is gone are
+// disconnected. The configuration file itself is read once: restart to
+// change it.
+//
+// # Security events
+//
+// Every security event of the Guard and of the watchers is one log record
+// ([EventLogger]) with the message "security event" and these attributes
+// (absent when empty), a stable interface: event ([KeyEvent]: the kind,
+// such as connect_denied), client_id, username, remote_addr, topic, code
+// ("0x87"), reason ("not authorized"), source, file and error. With
+// format json (the default) each is one JSON line:
+//
+//	{"time":"...","level":"WARN","msg":"security event","event":"publish_denied","client_id":"a1",
+//	 "username":"alice","remote_addr":"127.0.0.1:34302","topic":"devices/bob/cmd","code":"0x87",
+//	 "reason":"not authorized","error":"mqttsec: not authorized: acl"}
+//
+// No password or token is ever logged.
+//
+// # Metrics
+//
+// With a metrics section, an HTTP server on its address serves Prometheus
+// metrics at /metrics: mqttsec_events_total{kind, code} counts every event
+// by kind and reason code (connected, connect_denied with 0x86 or 0x87,
+// publish_denied, ...), next to the Go runtime and process collectors.
+//
+// # Concurrency
+//
+// A [File] is a plain value, safe to share once parsed. A [Runtime] is
+// safe for concurrent use and runs goroutines until [Runtime.Close]. A
+// [Server] is a mochi-mqtt server; see its methods.
+package config

@@ -1,0 +1,450 @@
+package config_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttsec/mqttsec/auth"
+	"github.com/mqttsec/mqttsec/config"
+	"github.com/mqttsec/mqttsec/internal/testbroker"
+	"github.com/mqttsec/mqttsec/tlsconf"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// records returns the JSON log records of kind "security event" whose
+// event is kind.
+func (s *syncBuffer) events(kind string) []map[string]any {
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(s.String()))
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == config.EventMessage && m["event"] == kind {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// env is a folder with a development CA, a password file (alice, bob and
+// admin, cheap bcrypt hashes), an acl_file and a Casbin policy.
+type env struct {
+	dir string
+	ca  *tlsconf.DevCA
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	e := &env{dir: t.TempDir()}
+	var err error
+	e.ca, err = tlsconf.CreateDevCA(filepath.Join(e.dir, "tls"))
+	require.NoError(t, err)
+	for _, n := range []string{"alice", "bob"} {
+		_, err := e.ca.IssueClient(n)
+		require.NoError(t, err)
+	}
+	_, err = e.ca.WriteCRL()
+	require.NoError(t, err)
+	e.writePasswd(t, "alice", "bob", "admin")
+	write(t, e.dir, "aclfile", `# anonymous clients
+topic read public/#
+
+user alice
+topic readwrite devices/alice/#
+topic readwrite shared/#
+
+user bob
+topic readwrite devices/bob/#
+
+user admin
+topic readwrite #
+`, 0o600)
+	write(t, e.dir, "policy.csv", `p, *, public/#, read, allow
+p, bob, shared/#, readwrite, allow
+p, *, shared/secret/#, readwrite, deny
+`, 0o600)
+	return e
+}
+
+// writePasswd writes the password file with users whose password is
+// NAME-pass.
+func (e *env) writePasswd(t *testing.T, users ...string) {
+	t.Helper()
+	pf := auth.NewPasswordFile()
+	for _, u := range users {
+		h, err := auth.HashPassword([]byte(u+"-pass"), auth.HashOptions{BcryptCost: 4})
+		require.NoError(t, err)
+		require.NoError(t, pf.Set(u, h))
+	}
+	require.NoError(t, pf.WriteFile(filepath.Join(e.dir, "passwd")))
+}
+
+// open parses doc as mqttsec.yaml in the folder and starts its broker.
+func (e *env) open(t *testing.T, doc string) (*config.Runtime, *config.Server, *syncBuffer) {
+	t.Helper()
+	f, err := config.Parse([]byte(doc), filepath.Join(e.dir, "mqttsec.yaml"))
+	require.NoError(t, err)
+	logs := &syncBuffer{}
+	rt, err := f.Open(context.Background(), config.Options{Output: logs})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = rt.Close() })
+	srv, err := rt.Server()
+	require.NoError(t, err)
+	require.NoError(t, srv.Serve())
+	t.Cleanup(func() { _ = srv.Close() })
+	return rt, srv, logs
+}
+
+func (e *env) client(t *testing.T, name string) *tls.Config {
+	t.Helper()
+	c, err := e.ca.ClientConfig(name).Client()
+	require.NoError(t, err)
+	c.ServerName = "localhost"
+	return c
+}
+
+const twoListeners = `listeners:
+  - name: plain
+    address: 127.0.0.1:0
+  - name: mtls
+    address: 127.0.0.1:0
+    tls:
+      cert_file: tls/server.pem
+      key_file: tls/server.key
+      client_ca_file: tls/ca.pem
+      client_auth: optional
+      crl_files: [tls/ca.crl]
+`
+
+func dial(t *testing.T, addr, id, user string, tc *tls.Config) (*testbroker.Conn, byte) {
+	t.Helper()
+	o := testbroker.ClientOptions{ClientID: id, TLS: tc}
+	if user != "" {
+		o.Username, o.Password = user, []byte(user+"-pass")
+	}
+	c, ack, err := testbroker.Dial(t, addr, o)
+	if err != nil {
+		require.NotNil(t, ack, "no CONNACK: %v", err)
+		return nil, ack.ReasonCode
+	}
+	return c, 0
+}
+
+// TestOpenPolicy checks the wiring of a whole file against real clients:
+// passwords and certificates authenticate, the acl_file and the Casbin
+// policy combine with deny winning, root wildcards are for admins, events
+// are logged with the documented fields, and the metrics count them.
+func TestOpenPolicy(t *testing.T) {
+	e := newEnv(t)
+	rt, srv, logs := e.open(t, twoListeners+`auth:
+  anonymous: true
+  password_file: passwd
+  certificate: { username_from: cn }
+acl:
+  acl_file: aclfile
+  casbin_policy: policy.csv
+  wildcard: { admins: [admin] }
+log: { level: info }
+metrics: { address: "127.0.0.1:0" }
+`)
+	plain, mtls := srv.Addr(0), srv.Addr(1)
+
+	// Authentication.
+	_, code := dial(t, plain, "x", "mallory", nil)
+	require.Equal(t, byte(0x86), code, "unknown user")
+	anon, code := dial(t, plain, "anon", "", nil)
+	require.Zero(t, code, "anonymous on a loopback listener, as configured")
+	require.Equal(t, byte(0), anon.Sub(t, "public/#", 0), "the acl_file's anonymous section")
+	require.Equal(t, byte(0x87), anon.Sub(t, "devices/alice/#", 0))
+	byCert, code := dial(t, mtls, "alice-cert", "", e.client(t, "alice"))
+	require.Zero(t, code, "alice by her certificate, no password")
+	require.Equal(t, byte(1), byCert.Sub(t, "devices/alice/#", 1))
+	require.Equal(t, byte(0x87), byCert.Sub(t, "devices/bob/#", 1))
+
+	// The acl_file allows alice shared/#, the policy bob; the policy's deny
+	// on shared/secret/# wins over both.
+	alice, _ := dial(t, plain, "alice", "alice", nil)
+	bob, _ := dial(t, plain, "bob", "bob", nil)
+	admin, _ := dial(t, plain, "admin", "admin", nil)
+	require.Equal(t, byte(0), admin.Sub(t, "#", 0), "admins may use root wildcards")
+	require.Equal(t, byte(0x87), alice.Sub(t, "#", 0), "nobody else")
+	require.Equal(t, byte(0x87), alice.Sub(t, "+/alice/#", 0), "nor a leading +")
+	for _, c := range []*testbroker.Conn{alice, bob} {
+		code, err := c.Pub(t, "shared/notes", []byte("n"), 1)
+		require.NoError(t, err)
+		require.Zero(t, code)
+		code, _ = c.Pub(t, "shared/secret/plan", []byte("s"), 1)
+		require.Equal(t, byte(0x87), code, "deny wins")
+	}
+	code, _ = bob.Pub(t, "devices/alice/x", []byte("x"), 1)
+	require.Equal(t, byte(0x87), code)
+	admin.ExpectMessage(t, "shared/notes", 5*time.Second)
+
+	// The events, as JSON lines with the documented keys.
+	require.Eventually(t, func() bool { return len(logs.events("publish_denied")) == 3 }, 10*time.Second, 10*time.Millisecond, logs.String())
+	ev := logs.events("publish_denied")[2]
+	require.Equal(t, "WARN", ev["level"])
+	for k, v := range map[string]string{config.KeyClientID: "bob", config.KeyUsername: "bob", config.KeyTopic: "devices/alice/x",
+		config.KeyCode: "0x87", config.KeyReason: "not authorized"} {
+		require.Equal(t, v, ev[k], k)
+	}
+	require.Contains(t, ev[config.KeyRemoteAddr], "127.0.0.1:")
+	denied := logs.events("connect_denied")
+	require.Len(t, denied, 1)
+	require.Equal(t, "0x86", denied[0][config.KeyCode])
+	require.NotContains(t, logs.String(), "mallory-pass", "no password in the log")
+
+	// Metrics count the same events.
+	resp, err := http.Get("http://" + rt.MetricsAddr() + "/metrics")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Contains(t, string(body), `mqttsec_events_total{code="0x87",kind="publish_denied"} 3`)
+	require.Contains(t, string(body), `mqttsec_events_total{code="0x86",kind="connect_denied"} 1`)
+	require.Contains(t, string(body), `mqttsec_events_total{code="0x00",kind="connected"} 5`)
+}
+
+// TestOpenRevocation checks that every reload reaches the Guard: a user
+// removed from the password file and a certificate revoked by a reloaded
+// CRL are disconnected (0x87), through Runtime.Reload as on SIGHUP.
+func TestOpenRevocation(t *testing.T) {
+	e := newEnv(t)
+	rt, srv, logs := e.open(t, twoListeners+`auth:
+  password_file: passwd
+  certificate: { username_from: cn }
+acl: { acl_file: aclfile }
+`)
+	bob, _ := dial(t, srv.Addr(0), "bob", "bob", nil)
+	alicePw, _ := dial(t, srv.Addr(0), "alice", "alice", nil)
+	aliceCert, _ := dial(t, srv.Addr(1), "alice-cert", "", e.client(t, "alice"))
+	bobCert, _ := dial(t, srv.Addr(1), "bob-cert", "", e.client(t, "bob"))
+
+	pf, err := auth.LoadPasswordFile(filepath.Join(e.dir, "passwd"))
+	require.NoError(t, err)
+	require.NoError(t, pf.Delete("bob"))
+	require.NoError(t, pf.WriteFile(filepath.Join(e.dir, "passwd")))
+	require.NoError(t, rt.Reload())
+	expectDisconnect(t, bob, 0x87)
+
+	cert, err := os.ReadFile(filepath.Join(e.dir, "tls", "client-alice.pem"))
+	require.NoError(t, err)
+	certs, err := tlsconf.ParseCertificates(cert)
+	require.NoError(t, err)
+	_, err = e.ca.WriteCRL(certs[0])
+	require.NoError(t, err)
+	require.NoError(t, rt.Reload())
+	expectDisconnect(t, aliceCert, 0x87)
+
+	// The others stay.
+	for _, c := range []*testbroker.Conn{alicePw, bobCert} {
+		code, err := c.Pub(t, "devices/"+map[*testbroker.Conn]string{alicePw: "alice", bobCert: "bob"}[c]+"/x", []byte("x"), 1)
+		require.NoError(t, err)
+		require.Zero(t, code)
+	}
+	_, _, err = testbroker.Dial(t, srv.Addr(1), testbroker.ClientOptions{ClientID: "alice-again", TLS: e.client(t, "alice")})
+	require.ErrorContains(t, err, "bad certificate", "a revoked certificate fails the handshake")
+	require.Len(t, logs.events("revoked"), 2)
+}
+
+func expectDisconnect(t *testing.T, c *testbroker.Conn, code byte) {
+	t.Helper()
+	select {
+	case d := <-c.ServerDisconnect():
+		require.Equal(t, code, d.ReasonCode)
+	case <-time.After(15 * time.Second):
+		t.Fatal("no DISCONNECT")
+	}
+}
+
+// TestOpenJWT authenticates with a token signed with the HMAC secret of a
+// file; replacing the secret disconnects the token's session.
+func TestOpenJWT(t *testing.T) {
+	e := newEnv(t)
+	secret := bytes.Repeat([]byte("k"), 32)
+	write(t, e.dir, "jwt.secret", string(secret)+"\n", 0o600)
+	rt, srv, _ := e.open(t, `listeners: [{address: "127.0.0.1:0"}]
+auth:
+  jwt: { algorithms: [HS256], hmac_secret_file: jwt.secret, audience: mqtt }
+acl: { acl_file: aclfile }
+`)
+	m := &auth.JWTMinter{Method: jwt.SigningMethodHS256, Key: secret, Subject: "alice", Audience: "mqtt", TTL: time.Hour}
+	tok, err := m.Token(context.Background())
+	require.NoError(t, err)
+	c, ack, err := testbroker.Dial(t, srv.Addr(0), testbroker.ClientOptions{ClientID: "tok", Username: "alice", Password: []byte(tok)})
+	require.NoError(t, err, "%v", ack)
+	require.Equal(t, byte(0), c.Sub(t, "devices/alice/#", 0))
+
+	write(t, e.dir, "jwt.secret", strings.Repeat("n", 32), 0o600)
+	require.NoError(t, rt.Reload())
+	expectDisconnect(t, c, 0x87)
+	_, ack, err = testbroker.Dial(t, srv.Addr(0), testbroker.ClientOptions{ClientID: "tok2", Username: "alice", Password: []byte(tok)})
+	require.Error(t, err)
+	require.Equal(t, byte(0x86), ack.ReasonCode)
+}
+
+// TestOpenPolicyErrors checks that a policy line Casbin would load and
+// never match (a misspelt effect) is refused with its line, at start and
+// on reload; a failed reload keeps the previous policy.
+func TestOpenPolicyErrors(t *testing.T) {
+	e := newEnv(t)
+	write(t, e.dir, "bad.csv", "p, bob, a/#, read, allow\np, bob, a/secret, read, dney\n", 0o600)
+	f, err := config.Parse([]byte(`listeners: [{address: "127.0.0.1:0"}]
+auth: { password_file: passwd }
+acl: { casbin_policy: bad.csv }
+`), filepath.Join(e.dir, "m.yaml"))
+	require.NoError(t, err)
+	_, err = f.Open(context.Background(), config.Options{Output: io.Discard})
+	require.ErrorIs(t, err, config.ErrFile)
+	require.ErrorContains(t, err, "m.yaml:3: acl.casbin_policy: "+filepath.Join(e.dir, "bad.csv")+`:2: acl: syntax error: effect "dney": use allow or deny`)
+
+	rt, srv, logs := e.open(t, `listeners: [{address: "127.0.0.1:0"}]
+auth: { password_file: passwd }
+acl: { acl_file: aclfile }
+`)
+	bob, _ := dial(t, srv.Addr(0), "bob", "bob", nil)
+	write(t, e.dir, "aclfile", "user bob\ntopic sideways devices/bob/#\n", 0o600)
+	require.Error(t, rt.Reload())
+	require.NotEmpty(t, logs.events("reload_failed"))
+	code, err := bob.Pub(t, "devices/bob/x", []byte("x"), 1)
+	require.NoError(t, err)
+	require.Zero(t, code, "the previous policy stays in force")
+}
+
+// TestOpenWebsocket serves MQTT over a websocket listener, with passwords.
+func TestOpenWebsocket(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	_, _, _ = e.open(t, `listeners:
+  - address: `+addr+`
+    websocket: true
+auth: { password_file: passwd }
+acl: { acl_file: aclfile }
+`)
+	var ws *websocket.Conn
+	require.Eventually(t, func() bool {
+		d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}
+		ws, _, err = d.Dial("ws://"+addr+"/mqtt", nil)
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond)
+	ws.Close()
+	conn, _, err := (&websocket.Dialer{Subprotocols: []string{"mqtt"}}).Dial("ws://"+addr+"/mqtt", nil)
+	require.NoError(t, err)
+	c := paho.NewClient(paho.ClientConfig{ClientID: "ws", Conn: &wsNetConn{Conn: conn}, AuthHandler: auth.NoEnhancedAuth{}})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ack, err := c.Connect(ctx, &paho.Connect{ClientID: "ws", KeepAlive: 30, CleanStart: true,
+		Username: "alice", UsernameFlag: true, Password: []byte("alice-pass"), PasswordFlag: true})
+	require.NoError(t, err, "%v", ack)
+	defer c.Disconnect(&paho.Disconnect{})
+	for filter, want := range map[string]byte{"devices/alice/#": 0, "devices/bob/#": 0x87} {
+		sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter}}})
+		if want == 0 {
+			require.NoError(t, err)
+		}
+		require.NotNil(t, sa)
+		require.Equal(t, []byte{want}, sa.Reasons, filter)
+	}
+}
+
+// wsNetConn is a net.Conn over a websocket connection, one binary message
+// per write.
+type wsNetConn struct {
+	*websocket.Conn
+	r  io.Reader
+	mu sync.Mutex
+}
+
+func (c *wsNetConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			_, r, err := c.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if err == io.EOF {
+			c.r = nil
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+func (c *wsNetConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *wsNetConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// TestOpenLogsInsecureSwitches checks that every insecure switch set is
+// logged at warn level when the file is opened.
+func TestOpenLogsInsecureSwitches(t *testing.T) {
+	e := newEnv(t)
+	_, _, logs := e.open(t, `listeners: [{address: "0.0.0.0:0", insecure_plaintext: true}]
+auth: { password_file: passwd }
+acl: { acl_file: aclfile }
+`)
+	sc := bufio.NewScanner(strings.NewReader(logs.String()))
+	var found bool
+	for sc.Scan() {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &m))
+		if m["msg"] == "insecure setting" {
+			require.Equal(t, "WARN", m["level"])
+			require.Contains(t, m["setting"], "listeners[0].insecure_plaintext")
+			found = true
+		}
+	}
+	require.True(t, found, logs.String())
+}
