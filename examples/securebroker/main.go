@@ -113,7 +113,7 @@ func run(ctx context.Context, log *slog.Logger, dir, addr string, ready func(str
 	// 6. mochi: bounded, its logs filtered, exactly one hook, hardened
 	// listeners.
 	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumPacketSize = 256<<10 + 128<<10   // NewHook refuses an unbounded server
+	caps.MaximumPacketSize = 256<<10 + 128<<10    // NewHook refuses an unbounded server
 	caps.MaximumSessionExpiryInterval = 24 * 3600 // mochi's default is 136 years
 	caps.MaximumClients = 10000
 	server := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: mochi.Logger(log)})
