@@ -68,7 +68,10 @@ type Config struct {
 //	(any time)  Disconnector      DISCONNECT     ReasonCode.ForDisconnect
 //
 // Deny wins: each step can only refuse, and a missing part denies where
-// skipping it would be insecure. The zero Guard denies every CONNECT.
+// skipping it would be insecure. The zero Guard denies every CONNECT until
+// [Guard.Reload] gives it its parts: a program can hand new(mqttsec.Guard)
+// to the file watchers as their event sink first, then build the
+// authenticator and authorizer with those watchers, then Reload.
 //
 // A Guard is safe for concurrent use. [Guard.Reload] swaps its parts
 // atomically: a check runs entirely on the old parts or entirely on the new.
