@@ -493,6 +493,29 @@ type watchedBody struct {
 	io.ReadCloser
 	w    *jwksWatch
 	once sync.Once
+	n    int64
+}
+
+// MaxJWKSBody is the largest JWK Set response read: a larger one fails the
+// refresh (the keys in force stay), so a compromised or broken JWKS
+// endpoint cannot make the broker buffer an unbounded body.
+const MaxJWKSBody = 1 << 20
+
+var errJWKSTooLarge = fmt.Errorf("%w: jwks: response larger than %d bytes", ErrConfig, MaxJWKSBody)
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	if b.n >= MaxJWKSBody {
+		return 0, errJWKSTooLarge
+	}
+	if rest := MaxJWKSBody - b.n; int64(len(p)) > rest {
+		p = p[:rest+1] // one byte more tells a body of exactly the limit from a larger one
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	if b.n > MaxJWKSBody {
+		return 0, errJWKSTooLarge
+	}
+	return n, err
 }
 
 func (b *watchedBody) Close() error {

@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -20,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -737,4 +739,50 @@ func TestJWTJWKSKeyRemovalRevalidates(t *testing.T) {
 	waitFor(t, reloads)
 	require.NoError(t, j.Revalidate(context.Background(), a))
 	require.ErrorIs(t, j.Revalidate(context.Background(), b), mqttsec.ErrBadCredentials)
+}
+
+// TestJWTJWKSBodyBounded: a JWK Set response larger than MaxJWKSBody fails
+// the refresh with an event, and the keys in force stay.
+func TestJWTJWKSBodyBounded(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	jwk, err := jwkset.NewJWKFromKey(k.ec.Public(), jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: "ec-1"}})
+	require.NoError(t, err)
+	small, err := json.Marshal(jwkset.JWKSMarshal{Keys: []jwkset.JWKMarshal{jwk.Marshal()}})
+	require.NoError(t, err)
+	var huge atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if huge.Load() {
+			// Valid JSON, padded past the limit.
+			_, _ = w.Write([]byte(`{"pad":"`))
+			_, _ = w.Write(bytes.Repeat([]byte("x"), auth.MaxJWKSBody))
+			_, _ = w.Write([]byte(`","keys":[]}`))
+			return
+		}
+		_, _ = w.Write(small)
+	}))
+	t.Cleanup(srv.Close)
+	failed := make(chan error, 100)
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, JWKSURL: srv.URL, Issuer: testIss, Audience: testAud,
+		JWKSRefresh: 20 * time.Millisecond, Clock: clk.Now,
+		Events: mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+			if e.Kind == mqttsec.EventReloadFailed {
+				select {
+				case failed <- e.Err:
+				default:
+				}
+			}
+		})})
+	token := func(sub string) string {
+		c := claimsAt(clk.Now(), sub)
+		c["_kid"] = "ec-1"
+		return sign(t, jwt.SigningMethodES256, k.ec, c)
+	}
+	_, err = tokenLogin(j, "c", "a", token("a"))
+	require.NoError(t, err)
+	huge.Store(true)
+	require.ErrorContains(t, waitFor(t, failed), "larger than")
+	_, err = tokenLogin(j, "c", "b", token("b"))
+	require.NoError(t, err, "the keys in force stay")
 }
