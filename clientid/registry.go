@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,15 +80,17 @@ func ParseTakeover(s string) (Takeover, error) {
 //
 // # Memory
 //
-// A bound ID costs about 60 bytes plus a copy of the ID (the registry does
-// not keep the adapter's string, which may point into the whole CONNECT
-// packet), and a live connection 48 bytes more for its lease (see
-// BENCHMARKS.md). Expired kept bindings are removed when their ID is
-// claimed again, and swept from a shard each time it has doubled in size,
-// so they cost amortized constant time; [Registry.Sweep] removes them all
-// at once. Live connections and kept sessions are bounded by the broker
-// (its connection limit and maximum session expiry); [WithMaxIDs] bounds
-// the registry itself.
+// A bound ID costs a 32-byte map slot (the ID's string header and a
+// 16-byte entry): 52 to 84 bytes with the map's free slots, depending on
+// where the map is in its growth, and a live connection 48 bytes more for
+// its lease (measured up to 1,000,000 IDs, BENCHMARKS.md).
+// The registry keeps the ID string it is given, as the Guard's session
+// does. Expired kept bindings are removed when their ID is claimed again,
+// and swept from a shard each time it has doubled in size since its last
+// sweep, so they cost amortized constant time; [Registry.Sweep] removes
+// them all at once. Live connections and kept sessions are bounded by the
+// broker (its connection limit and maximum session expiry); [WithMaxIDs]
+// bounds the registry itself.
 //
 // A Registry is safe for concurrent use; the table is split into shards
 // with a lock each. The zero Registry is ready to use with the defaults.
@@ -111,31 +112,36 @@ type shard struct {
 	r       *Registry
 	m       map[string]entry
 	sweepAt int
-	gen     uint32
-	_       [64 - 36]byte // mu, r, m, sweepAt, gen take 36
+	gen     uint16
+	_       [64 - 34]byte // mu, r, m, sweepAt and gen take 34
 }
 
-// entry is the binding of one client ID.
+// entry is the binding of one client ID: 16 bytes, held in the map by
+// value (a map slot of 32 bytes with the key).
 type entry struct {
 	// owner is the identity holding the ID. Identities are immutable and
 	// shared with the Guard's sessions, so holding the pointer costs the
 	// registry 8 bytes.
 	owner *mqttsec.Identity
-	// until is when the binding of a kept session ends (nanoseconds since
-	// Registry.base); it matters once claims is 0.
-	until int64
+	// until is when the binding of a kept session ends, in seconds since
+	// Registry.base rounded up; 0 means none. It matters once claims is 0.
+	until uint32
 	// claims is the number of live connections holding the ID.
-	claims int32
+	claims uint16
 	// gen tells the incarnations of an ID apart, so that the lease of a
 	// connection taken over by another identity releases nothing.
-	gen uint32
+	gen uint16
 }
+
+// maxClaims bounds the live connections holding one ID at once (a
+// connection and those taking it over, before the broker has closed it).
+const maxClaims = 1<<16 - 1
 
 // minSweep is the size a shard reaches before its first sweep.
 const minSweep = 64
 
 // maxKeep bounds the keep duration of a release, so that the deadline
-// does not overflow.
+// fits in entry.until.
 const maxKeep = 100 * 365 * 24 * time.Hour
 
 // RegistryOption configures a [Registry] made by [NewRegistry].
@@ -217,6 +223,20 @@ func (r *Registry) setup(c registryConfig) {
 // frees nor prolongs a binding.
 func (r *Registry) nanos() int64 { return int64(r.now().Sub(r.base)) }
 
+// deadline returns the entry.until of a binding kept for keep after now
+// (nanoseconds since base): rounded up to the second, never shorter.
+func deadline(now int64, keep time.Duration) uint32 {
+	ns := now + int64(min(keep, maxKeep))
+	secs := (ns + int64(time.Second) - 1) / int64(time.Second)
+	return uint32(min(max(secs, 1), 1<<32-1))
+}
+
+// expired reports whether a kept binding with deadline until is over at
+// now (nanoseconds since base).
+func expired(now int64, until uint32) bool {
+	return now >= int64(until)*int64(time.Second)
+}
+
 func (r *Registry) shard(id string) *shard {
 	return &r.shards[maphash.String(r.seed, id)&r.mask]
 }
@@ -244,7 +264,7 @@ retry:
 	e, ok := sh.m[cl.ID]
 	var now int64
 	if ok && e.claims == 0 {
-		if now = r.nanos(); now >= e.until {
+		if now = r.nanos(); expired(now, e.until) {
 			sh.remove(cl.ID)
 			ok = false
 		}
@@ -256,6 +276,10 @@ retry:
 			sh.mu.Unlock()
 			return mqttsec.Lease{}, fmt.Errorf("%w: %s is connected", ErrTaken, quote(cl.ID))
 		case same(e.owner, id):
+			if e.claims == maxClaims {
+				sh.mu.Unlock()
+				return mqttsec.Lease{}, fmt.Errorf("%w: %s has %d connections", ErrTaken, quote(cl.ID), e.claims)
+			}
 			resume = true
 			if e.claims == 0 {
 				e.until = 0 // the kept session is live again
@@ -263,8 +287,8 @@ retry:
 			e.claims++
 			e.owner = id // the newest identity: the older one may be released
 		case r.takeover == InsecureTakeoverAllow:
-			sh.gen++
-			e = entry{owner: id, claims: 1, gen: sh.gen}
+			// A new incarnation: the leases of the old one release nothing.
+			e = entry{owner: id, claims: 1, gen: e.gen + 1}
 		case e.claims > 0:
 			sh.mu.Unlock()
 			return mqttsec.Lease{}, fmt.Errorf("%w: %s is held by another identity", ErrTaken, quote(cl.ID))
@@ -284,11 +308,11 @@ retry:
 			}
 			return mqttsec.Lease{}, err
 		}
+		// A new ID starts a generation of the shard's, so that a lease
+		// of an earlier incarnation of the ID does not match it.
 		sh.gen++
 		e = entry{owner: id, claims: 1, gen: sh.gen}
-		// The adapter's ID may point into a larger buffer (mochi's points
-		// into the CONNECT packet, password included): keep a copy.
-		sh.m[strings.Clone(cl.ID)] = e
+		sh.m[cl.ID] = e
 	}
 	sh.mu.Unlock()
 	l := &lease{sh: sh, id: cl.ID, gen: e.gen}
@@ -322,7 +346,7 @@ func (sh *shard) admit(now int64) error {
 func (sh *shard) sweep(now int64) int {
 	n := 0
 	for id, e := range sh.m {
-		if e.claims == 0 && now >= e.until {
+		if e.claims == 0 && expired(now, e.until) {
 			sh.remove(id)
 			n++
 		}
@@ -343,7 +367,7 @@ func (sh *shard) remove(id string) {
 type lease struct {
 	sh   *shard
 	id   string
-	gen  uint32
+	gen  uint16
 	done atomic.Bool
 }
 
@@ -354,9 +378,11 @@ func (l *lease) release(keep time.Duration) {
 		return
 	}
 	sh := l.sh
-	var until int64
+	var now int64
+	var until uint32
 	if keep > 0 {
-		until = sh.r.nanos() + int64(min(keep, maxKeep))
+		now = sh.r.nanos()
+		until = deadline(now, keep)
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -368,7 +394,7 @@ func (l *lease) release(keep time.Duration) {
 	// Claims that overlapped (a takeover by the same identity) keep the
 	// longest of their sessions.
 	e.until = max(e.until, until)
-	if e.claims == 0 && (e.until == 0 || sh.r.nanos() >= e.until) {
+	if e.claims == 0 && (e.until == 0 || expired(sh.r.nanos(), e.until)) {
 		sh.remove(l.id)
 		return
 	}
