@@ -26,7 +26,7 @@ const (
 // ':' and '@'. IDs the broker assigns (mochi's, [Generate]'s) and device
 // names, MAC addresses and e-mail addresses fit in it; look-alike letters,
 // spaces and characters with a meaning in topics or file names do not.
-const DefaultChars = "A-Za-z0-9-_.:@"
+const DefaultChars = "[A-Za-z0-9_.:@-]"
 
 // Policy is a [mqttsec.ClientIDPolicy]: it validates a client ID before
 // authentication. Every Policy refuses, whatever its options:
@@ -34,8 +34,8 @@ const DefaultChars = "A-Za-z0-9-_.:@"
 //   - an ID shorter or longer than its bounds (default 1..128 bytes);
 //   - invalid UTF-8, control characters (C0, DEL, C1), format characters
 //     (bidirectional overrides, zero-width characters), line and paragraph
-//     separators and Unicode non-characters: they forge or hide text in
-//     logs and tools;
+//     separators, private-use code points, non-characters and U+FFFD: they
+//     forge, hide or garble text in logs and tools;
 //   - '+', '#' and '/': where a topic rule expands the client ID (%c in
 //     acl and Mosquitto patterns), they would turn it into a wildcard or
 //     reach another client's topic tree ("devices/%c/#" with the ID "a/b"

@@ -288,7 +288,8 @@ retry:
 			e.owner = id // the newest identity: the older one may be released
 		case r.takeover == InsecureTakeoverAllow:
 			// A new incarnation: the leases of the old one release nothing.
-			e = entry{owner: id, claims: 1, gen: e.gen + 1}
+			sh.gen++
+			e = entry{owner: id, claims: 1, gen: sh.gen}
 		case e.claims > 0:
 			sh.mu.Unlock()
 			return mqttsec.Lease{}, fmt.Errorf("%w: %s is held by another identity", ErrTaken, quote(cl.ID))
@@ -308,8 +309,10 @@ retry:
 			}
 			return mqttsec.Lease{}, err
 		}
-		// A new ID starts a generation of the shard's, so that a lease
-		// of an earlier incarnation of the ID does not match it.
+		// Each incarnation of an ID has a generation of the shard's, so
+		// that a lease of an earlier one does not match it. Only
+		// InsecureTakeoverAllow leaves leases of an earlier incarnation:
+		// an entry is otherwise removed only when no lease holds it.
 		sh.gen++
 		e = entry{owner: id, claims: 1, gen: sh.gen}
 		sh.m[cl.ID] = e
@@ -321,8 +324,8 @@ retry:
 
 // admit makes room for a new ID: it sweeps the shard when it has doubled
 // since its last sweep or the registry is full, and refuses when the
-// registry is still full. now is the
-// clock if already read, else 0. The caller holds sh.mu.
+// registry is still full. now is the clock if already read, else 0. The
+// caller holds sh.mu.
 func (sh *shard) admit(now int64) error {
 	r := sh.r
 	full := r.maxIDs > 0 && r.count.Load() >= r.maxIDs
@@ -394,7 +397,10 @@ func (l *lease) release(keep time.Duration) {
 	// Claims that overlapped (a takeover by the same identity) keep the
 	// longest of their sessions.
 	e.until = max(e.until, until)
-	if e.claims == 0 && (e.until == 0 || expired(sh.r.nanos(), e.until)) {
+	if e.claims == 0 && e.until != 0 && now == 0 {
+		now = sh.r.nanos()
+	}
+	if e.claims == 0 && (e.until == 0 || expired(now, e.until)) {
 		sh.remove(l.id)
 		return
 	}
