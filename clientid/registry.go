@@ -32,9 +32,10 @@ const (
 	TakeoverDeny
 	// InsecureTakeoverAllow is the behaviour MQTT specifies: any
 	// authenticated identity may take over a client ID. It is unsafe: any
-	// user can disconnect any device whose ID it knows, again and again.
-	// The registry still never hands over a session: another identity
-	// gets [mqttsec.Lease.Resume] false, and the adapter discards the old
+	// user can disconnect any device whose ID it knows, again and again,
+	// and have its kept session and delayed will discarded. The registry
+	// still never hands over a session: another identity gets
+	// [mqttsec.Lease.Resume] false, and the adapter discards the old
 	// session (subscriptions, queued messages, delayed will) instead of
 	// resuming it.
 	InsecureTakeoverAllow
