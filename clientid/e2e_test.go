@@ -212,7 +212,10 @@ func TestE2EInsecureAllow(t *testing.T) {
 	m2, ca := dial(t, b, opts("dev-4", "mallory", true))
 	takenOver(t, a)
 	if ca.SessionPresent {
-		t.Skip("needs the mochi hook to discard a live session the lease does not resume (see the report of the clientid branch)")
+		// mochi v2.7.9 hands a live connection's subscriptions to the
+		// connection taking it over; the hook discards only a kept session
+		// the lease does not resume.
+		t.Skip("the mochi hook does not yet discard a live session that Lease.Resume = false does not resume")
 	}
 	publish(t, pub, "live/x")
 	m2.NoMessage(t, 300*time.Millisecond)
