@@ -48,7 +48,7 @@
 //	InsecureTakeoverAllow    MQTT's rule: anyone may take over; another identity gets a fresh session, never the old one
 //
 // It is sharded, bounds its memory, takes its clock as an option, and
-// costs 52 to 84 bytes per bound ID beyond the ID string, 48 more while a
+// costs 51 to 72 bytes per bound ID beyond the ID string, 48 more while a
 // connection holds it (BENCHMARKS.md).
 //
 // # Generation

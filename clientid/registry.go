@@ -81,10 +81,10 @@ func ParseTakeover(s string) (Takeover, error) {
 //
 // # Memory
 //
-// A bound ID costs a 32-byte map slot (the ID's string header and a
-// 16-byte entry): 52 to 84 bytes with the map's free slots, depending on
-// where the map is in its growth, and a live connection 48 bytes more for
-// its lease (measured up to 1,000,000 IDs, BENCHMARKS.md).
+// A bound ID costs a 24-byte map slot (the ID's string header and a
+// pointer) and a 16-byte entry: 51 to 72 bytes with the map's free slots,
+// depending on where the map is in its growth, and a live connection 48
+// bytes more for its lease (measured up to 2,000,000 IDs, BENCHMARKS.md).
 // The registry keeps the ID string it is given, as the Guard's session
 // does. Expired kept bindings are removed when their ID is claimed again,
 // and swept from a shard each time it has doubled in size since its last
@@ -111,27 +111,26 @@ type Registry struct {
 type shard struct {
 	mu      sync.Mutex
 	r       *Registry
-	m       map[string]entry
+	m       map[string]*entry
 	sweepAt int
-	gen     uint16
-	_       [64 - 34]byte // mu, r, m, sweepAt and gen take 34
+	_       [64 - 32]byte // mu, r, m and sweepAt take 32
 }
 
-// entry is the binding of one client ID: 16 bytes, held in the map by
-// value (a map slot of 32 bytes with the key).
+// entry is the binding of one client ID: 16 bytes, behind a 24-byte map
+// slot. Leases point to it, so a release finds it without a map lookup.
+// The fields are guarded by the shard's lock.
 type entry struct {
-	// owner is the identity holding the ID. Identities are immutable and
-	// shared with the Guard's sessions, so holding the pointer costs the
-	// registry 8 bytes.
+	// owner is the identity holding the ID; nil once the entry left the
+	// map (expired, or replaced under InsecureTakeoverAllow), so that the
+	// leases still pointing to it release nothing. Identities are
+	// immutable and shared with the Guard's sessions, so holding the
+	// pointer costs the registry 8 bytes.
 	owner *mqttsec.Identity
 	// until is when the binding of a kept session ends, in seconds since
 	// Registry.base rounded up; 0 means none. It matters once claims is 0.
 	until uint32
 	// claims is the number of live connections holding the ID.
 	claims uint16
-	// gen tells the incarnations of an ID apart, so that the lease of a
-	// connection taken over by another identity releases nothing.
-	gen uint16
 }
 
 // maxClaims bounds the live connections holding one ID at once (a
@@ -205,7 +204,7 @@ func (r *Registry) setup(c registryConfig) {
 	r.shards = make([]shard, n)
 	for i := range r.shards {
 		r.shards[i].r = r
-		r.shards[i].m = make(map[string]entry)
+		r.shards[i].m = make(map[string]*entry)
 		r.shards[i].sweepAt = minSweep
 	}
 	r.mask = uint64(n - 1)
@@ -266,7 +265,7 @@ retry:
 	var now int64
 	if ok && e.claims == 0 {
 		if now = r.nanos(); expired(now, e.until) {
-			sh.remove(cl.ID)
+			sh.remove(cl.ID, e)
 			ok = false
 		}
 	}
@@ -288,9 +287,10 @@ retry:
 			e.claims++
 			e.owner = id // the newest identity: the older one may be released
 		case r.takeover == InsecureTakeoverAllow:
-			// A new incarnation: the leases of the old one release nothing.
-			sh.gen++
-			e = entry{owner: id, claims: 1, gen: sh.gen}
+			// A new entry: the leases of the old one release nothing.
+			e.owner = nil
+			e = &entry{owner: id, claims: 1}
+			sh.m[cl.ID] = e
 		case e.claims > 0:
 			sh.mu.Unlock()
 			return mqttsec.Lease{}, fmt.Errorf("%w: %s is held by another identity", ErrTaken, quote(cl.ID))
@@ -298,7 +298,6 @@ retry:
 			sh.mu.Unlock()
 			return mqttsec.Lease{}, fmt.Errorf("%w: %s", ErrOwned, quote(cl.ID))
 		}
-		sh.m[cl.ID] = e
 	} else {
 		if err := sh.admit(now); err != nil {
 			sh.mu.Unlock()
@@ -310,16 +309,12 @@ retry:
 			}
 			return mqttsec.Lease{}, err
 		}
-		// Each incarnation of an ID has a generation of the shard's, so
-		// that a lease of an earlier one does not match it. Only
-		// InsecureTakeoverAllow leaves leases of an earlier incarnation:
-		// an entry is otherwise removed only when no lease holds it.
-		sh.gen++
-		e = entry{owner: id, claims: 1, gen: sh.gen}
+		e = &entry{owner: id, claims: 1}
 		sh.m[cl.ID] = e
 	}
 	sh.mu.Unlock()
-	l := &lease{sh: sh, id: cl.ID, gen: e.gen}
+	l := &lease{sh: sh, id: cl.ID}
+	l.e.Store(e)
 	return mqttsec.Lease{Resume: resume, Release: l.release}, nil
 }
 
@@ -351,7 +346,7 @@ func (sh *shard) sweep(now int64) int {
 	n := 0
 	for id, e := range sh.m {
 		if e.claims == 0 && expired(now, e.until) {
-			sh.remove(id)
+			sh.remove(id, e)
 			n++
 		}
 	}
@@ -359,26 +354,29 @@ func (sh *shard) sweep(now int64) int {
 	return n
 }
 
-// remove deletes a binding. The caller holds sh.mu.
-func (sh *shard) remove(id string) {
+// remove deletes the binding e of id. The caller holds sh.mu.
+func (sh *shard) remove(id string, e *entry) {
+	e.owner = nil
 	delete(sh.m, id)
 	if sh.r.maxIDs > 0 {
 		sh.r.count.Add(-1)
 	}
 }
 
-// lease is one claim's hold on its ID.
+// lease is one claim's hold on its ID: 32 bytes.
 type lease struct {
-	sh   *shard
-	id   string
-	gen  uint16
-	done atomic.Bool
+	sh *shard
+	// e is the entry claimed, nil once released: a second release does
+	// nothing.
+	e  atomic.Pointer[entry]
+	id string
 }
 
 // release gives the claim back: the ID stays bound to its identity for
 // keep after the last claim ends. It does something only once.
 func (l *lease) release(keep time.Duration) {
-	if l.done.Swap(true) {
+	e := l.e.Swap(nil)
+	if e == nil {
 		return
 	}
 	sh := l.sh
@@ -390,22 +388,22 @@ func (l *lease) release(keep time.Duration) {
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e, ok := sh.m[l.id]
-	if !ok || e.gen != l.gen {
+	if e.owner == nil {
 		return // taken over by another identity (InsecureTakeoverAllow)
 	}
 	e.claims--
 	// Claims that overlapped (a takeover by the same identity) keep the
 	// longest of their sessions.
 	e.until = max(e.until, until)
-	if e.claims == 0 && e.until != 0 && now == 0 {
-		now = sh.r.nanos()
-	}
-	if e.claims == 0 && (e.until == 0 || expired(now, e.until)) {
-		sh.remove(l.id)
+	if e.claims > 0 {
 		return
 	}
-	sh.m[l.id] = e
+	if e.until != 0 && now == 0 {
+		now = sh.r.nanos()
+	}
+	if e.until == 0 || expired(now, e.until) {
+		sh.remove(l.id, e)
+	}
 }
 
 // Len returns the number of client IDs bound, by live connections or kept
