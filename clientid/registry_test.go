@@ -157,6 +157,19 @@ func TestRegistryInsecureAllow(t *testing.T) {
 	require.False(t, c1.Resume, "bob's kept session is not handed to carol")
 	c1.Release(0)
 	require.Equal(t, 0, r.Len())
+
+	// A lease of an entry that was replaced, then removed, does not touch
+	// the ID's next entry.
+	a2 := mustClaim(t, r, "dev", alice)
+	b3 := mustClaim(t, r, "dev", bob)
+	b3.Release(0)
+	c2 := mustClaim(t, r, "dev", carol)
+	a2.Release(0)
+	c3 := mustClaim(t, r, "dev", carol)
+	require.True(t, c3.Resume, "carol still holds the ID")
+	c2.Release(0)
+	c3.Release(time.Minute)
+	require.Equal(t, 1, r.Len())
 }
 
 func TestRegistryZeroValue(t *testing.T) {
