@@ -335,6 +335,9 @@ func (g *Guard) check(s *Session) error {
 func (g *Guard) Connect(ctx context.Context, cl Client, cred Credentials, will *Message) (*Session, error) {
 	p := g.load()
 	cl.Identity = nil
+	// A broker may hand over strings that point into the CONNECT packet,
+	// password included: a session must not keep that buffer alive.
+	cl.ID, cl.Username = strings.Clone(cl.ID), strings.Clone(cl.Username)
 	s, err := g.connect(ctx, p, &cl, cred, will)
 	if err != nil {
 		p.emit(Event{Kind: EventConnectDenied, ClientID: cl.ID, Username: cl.Username,

@@ -332,9 +332,11 @@ func verifiedLeaf(cl *mqttsec.Client) *x509.Certificate {
 // identifier not valid"; 0x02 for an MQTT 3.1.1 client), before the
 // registry is asked, so it never takes an ID over.
 //
-// An ID the broker assigned to a client that sent none is checked like any
-// other: it matches no template, and such a client is refused. Under a
-// binding, clients send an ID of their own.
+// An ID the broker assigned to a client that sent none
+// ([mqttsec.Client.Assigned]) is not the client's choice: the binding does
+// not apply to it (the Policy and the registry still do). Use a random
+// generator for assigned IDs ([Generate]), so that nobody can claim an ID
+// the broker will assign to someone else.
 //
 // A Binding is immutable and safe for concurrent use.
 type Binding struct {
@@ -376,6 +378,9 @@ func (b *Binding) Templates() []string {
 func (b *Binding) Check(cl *mqttsec.Client) error {
 	if b == nil || cl == nil || cl.Identity == nil {
 		return fmt.Errorf("%w: no binding or no identity", ErrNotBound)
+	}
+	if cl.Assigned {
+		return nil
 	}
 	for _, t := range b.templates {
 		if t.Match(cl.ID, cl) {

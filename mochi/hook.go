@@ -259,6 +259,7 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		TLS:        tlsState(cl.Net.Conn),
 		Protocol:   pk.ProtocolVersion,
 		CleanStart: pk.Connect.Clean,
+		Assigned:   len(pk.Connect.ClientIdentifier) == 0,
 	}
 	cred := mqttsec.Credentials{
 		Password:   pk.Connect.Password,
