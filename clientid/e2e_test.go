@@ -251,8 +251,8 @@ func TestE2EBinding(t *testing.T) {
 	// The broker assigns an ID to a client that sends none: the client did
 	// not choose it, the binding does not apply.
 	o.ClientID = ""
-	c, ca := dial(t, b, o)
-	require.NotEmpty(t, ca.Properties.AssignedClientID)
+	c, ack := dial(t, b, o)
+	require.NotEmpty(t, ack.Properties.AssignedClientID)
 	live(t, c)
 
 	dev := testbroker.ClientOptions{ClientID: "sensor-7", TLS: cli}
