@@ -786,3 +786,37 @@ func TestJWTJWKSBodyBounded(t *testing.T) {
 	_, err = tokenLogin(j, "c", "b", token("b"))
 	require.NoError(t, err, "the keys in force stay")
 }
+
+// TestJWTAttributeClaims: named string claims reach Identity.Attributes
+// (a client-ID binding keys on them); a claim of another type or too long
+// denies; reserved and too many names are refused at construction.
+func TestJWTAttributeClaims(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: mustPub(t, k), Issuer: testIss, Audience: testAud,
+		Clock: clk.Now, AttributeClaims: []string{"client_id", "site"}})
+	c := claimsAt(clk.Now(), "dev1")
+	c["client_id"] = "dev1-sensor"
+	id, err := tokenLogin(j, "c1", "dev1", sign(t, jwt.SigningMethodES256, k.ec, c))
+	require.NoError(t, err)
+	require.Equal(t, "dev1-sensor", id.Attributes["client_id"])
+	_, ok := id.Attributes["site"]
+	require.False(t, ok, "an absent claim is not copied")
+	for _, bad := range []any{42, []string{"x"}, strings.Repeat("x", auth.MaxAttributeLen+1)} {
+		c := claimsAt(clk.Now(), "dev2")
+		c["site"] = bad
+		_, err := tokenLogin(j, "c2", "dev2", sign(t, jwt.SigningMethodES256, k.ec, c))
+		require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "%v", bad)
+	}
+	for _, names := range [][]string{{"iss"}, {"key"}, {""}, make([]string, auth.MaxAttributeClaims+1)} {
+		_, err := auth.NewJWT(context.Background(), auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: mustPub(t, k), Issuer: testIss, Audience: testAud, AttributeClaims: names})
+		require.ErrorIs(t, err, auth.ErrConfig, "%q", names)
+	}
+}
+
+func mustPub(t *testing.T, k *testKeys) []crypto.PublicKey {
+	t.Helper()
+	pub, err := auth.ParsePublicKeysPEM(k.allPEM)
+	require.NoError(t, err)
+	return pub
+}
