@@ -130,9 +130,19 @@ func (c *Casbin) Generation() uint64 { return c.snap.Load().gen }
 
 // Refresh recompiles the index from the enforcer's current policy. Call it
 // after changing the policy in a way NewCasbin cannot observe (see
-// [Casbin]).
+// [Casbin]). With a casbin.SyncedEnforcer it reads the policy under the
+// enforcer's read lock, and a LoadPolicy in progress (the new policy read,
+// not yet installed) is left to finish: the index already mirrors the
+// policy being installed, and compiling the old one would restore rules
+// the load removed. Do not call Refresh from a watcher callback or while
+// holding the enforcer's lock.
 func (c *Casbin) Refresh() error {
-	c.rebuild(c.e.GetModel())
+	if l, ok := c.e.(interface{ GetLock() *sync.RWMutex }); ok {
+		mu := l.GetLock()
+		mu.RLock()
+		defer mu.RUnlock()
+	}
+	c.watcherRefresh()
 	return nil
 }
 
@@ -160,16 +170,22 @@ func (c *Casbin) nextGen() uint64 {
 func (c *Casbin) rebuild(m model.Model) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.store(m, true)
+	c.store(m, true, false)
 }
 
 // store compiles m into a new snapshot; with ok false the snapshot denies
-// every request. The caller holds c.mu.
-func (c *Casbin) store(m model.Model, ok bool) {
+// every request. load says whether Casbin rebuilds its role links from m
+// (a LoadPolicy): only then does a snapshot drop the mark of role links
+// Casbin may no longer mirror exactly (see snapshot.dirty). The caller holds
+// c.mu.
+func (c *Casbin) store(m model.Model, ok, load bool) {
 	p, g := policyOf(m)
 	s := build(c.nextGen(), c.seed, p, g)
 	if !ok {
 		s.bad++
+	}
+	if prev := c.snap.Load(); !load && prev != nil && prev.dirty {
+		s.dirty = true
 	}
 	c.snap.Store(s)
 	c.base, c.pending = modelID(m), 0
@@ -183,7 +199,7 @@ func (c *Casbin) rebuildLoad(m model.Model, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	base := c.base
-	c.store(m, ok)
+	c.store(m, ok, true)
 	if id := modelID(m); id != modelID(c.e.GetModel()) {
 		c.base, c.pending = base, id
 	}
@@ -205,7 +221,7 @@ func (c *Casbin) follow() bool {
 	case cur == c.base:
 		return c.pending == 0
 	}
-	c.store(c.e.GetModel(), true)
+	c.store(c.e.GetModel(), true, false)
 	return false
 }
 
@@ -215,7 +231,7 @@ func (c *Casbin) watcherRefresh() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.follow() {
-		c.store(c.e.GetModel(), true)
+		c.store(c.e.GetModel(), true, false)
 	}
 }
 
@@ -227,6 +243,15 @@ type change struct {
 
 // patch applies changes of section "p" (policy lines) or "g" (role links)
 // as one new snapshot.
+//
+// Casbin reports the rule it was given, which is not always the rule it
+// changed: it keys rules by their fields joined with commas, so removing
+// ("bob,x", "y/#", ...) removes ("bob", "x,y/#", ...). A change that could
+// have collided (a field with a comma, or a removal while some rule has
+// one), and a removal of a rule the index does not hold, recompiles that
+// section from the enforcer's model instead. Role links Casbin may keep
+// apart from its own g lines (see snapshot.dirty) make the index deny
+// everything.
 func (c *Casbin) patch(sec string, changes ...change) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -235,15 +260,49 @@ func (c *Casbin) patch(sec string, changes ...change) {
 	}
 	s := c.snap.Load()
 	gen := s.gen + 1
-	for _, ch := range changes {
-		switch {
-		case sec == "p":
-			s = s.withRule(gen, ch.rule, ch.d)
-		case sec == "g" && len(ch.rule) >= 2:
-			s = s.withGroup(gen, ch.rule[0], ch.rule[1], ch.d)
-		}
+	switch sec {
+	case "p":
+		s = c.patchRules(s, gen, changes)
+	case "g":
+		s = c.patchGroups(s, gen, changes)
+	default:
+		return
 	}
 	c.snap.Store(s)
+}
+
+func (c *Casbin) patchRules(s *snapshot, gen uint64, changes []change) *snapshot {
+	for _, ch := range changes {
+		if hasComma(ch.rule) || (ch.d < 0 && s.commas > 0) {
+			return s.withRules(gen, c.e.GetModel())
+		}
+	}
+	for _, ch := range changes {
+		ns, ok := s.withRule(gen, ch.rule, ch.d)
+		if !ok {
+			return s.withRules(gen, c.e.GetModel())
+		}
+		s = ns
+	}
+	return s
+}
+
+func (c *Casbin) patchGroups(s *snapshot, gen uint64, changes []change) *snapshot {
+	for _, ch := range changes {
+		if dirtyGroup(ch.rule) {
+			ns := *s
+			ns.gen, ns.dirty = gen, true
+			return &ns
+		}
+	}
+	for _, ch := range changes {
+		ns, ok := s.withGroup(gen, ch.rule[0], ch.rule[1], ch.d)
+		if !ok {
+			return s.withGroups(gen, c.e.GetModel())
+		}
+		s = ns
+	}
+	return s
 }
 
 // access maps an mqttsec access to the request act and its decision bits.
@@ -267,26 +326,27 @@ func actBits(act string) (allow, deny uint8, ok bool) {
 	return 0, 0, false
 }
 
-// decide is the index's answer to Enforce(user, client, t, act).
+// decide is the index's answer to Enforce(user, client, t, act). t is
+// taken literally (a subscription filter without its $share prefix, or a
+// topic name).
 func (s *snapshot) decide(user, client, t string, allow, deny uint8) bool {
-	if s.bad > 0 || topic.ValidateFilter(t) != nil {
+	if s.broken() || topic.ValidateFilter(t) != nil {
 		return false
 	}
-	inner, _ := topic.Unshare(t)
 	q := newQuery(user, client)
-	q.dollar = inner[0] == '$'
-	f := q.match(s.subject(user), inner)
+	q.setTopic(t)
+	f := q.match(s.subject(user), t)
 	if f&deny != 0 {
 		return false
 	}
 	for _, r := range s.rolesOf(user) {
-		f |= q.match(s.subject(r), inner)
+		f |= q.match(s.subject(r), t)
 		if f&deny != 0 {
 			return false
 		}
 	}
 	if user != Everyone {
-		f |= q.match(s.subject(Everyone), inner)
+		f |= q.match(s.subject(Everyone), t)
 	}
 	return f&allow != 0 && f&deny == 0
 }
@@ -397,15 +457,14 @@ func (b *Bound) current() *view {
 }
 
 func (v *view) decide(t string, allow, deny uint8) bool {
-	if v.s.bad > 0 || topic.ValidateFilter(t) != nil {
+	if v.s.broken() || topic.ValidateFilter(t) != nil {
 		return false
 	}
-	inner, _ := topic.Unshare(t)
 	q := v.q
-	q.dollar = inner[0] == '$'
+	q.setTopic(t)
 	var f uint8
 	for _, sub := range v.subs {
-		f |= q.match(sub, inner)
+		f |= q.match(sub, t)
 		if f&deny != 0 {
 			return false
 		}

@@ -17,10 +17,23 @@
 // filter and reports whether the result covers the request topic
 // (topic.Covers): a topic name for publishes and deliveries, a topic filter
 // for subscriptions, so that an allow rule for "a/b/#" does not pass a
-// subscription to "a/#". A username or client ID containing '+', '#' or '/'
-// makes the rules that use it not apply, and so does one starting with '$'
-// where it would begin the filter: "%c/#" never reaches $SYS (Mosquitto's
-// patterns differ here).
+// subscription to "a/#". A username or client ID that is empty, not UTF-8,
+// or contains '+', '#' or '/' makes the rules that use it not apply, and so
+// does one starting with '$' where it would begin the filter: "%c/#" never
+// reaches $SYS (Mosquitto's patterns differ here).
+//
+// The request topic is taken literally: a [mqttsec.Guard] removes the
+// $share/{group}/ prefix of a SUBSCRIBE filter before it asks, and a topic
+// name such as "$share/g/x" (a PUBLISH to it) is a topic starting with '$',
+// which "#" does not reach. A policy filter the policy writes as
+// "$share/{group}/f" covers what f covers; a placeholder value never makes a
+// filter shared ("$%c/g/%u" does not apply to a client named "share").
+//
+// A g line names two subjects without commas. Casbin keys lines by their
+// fields joined with commas and links only the first two names of a longer
+// line, so after such a line is added or removed its role links can
+// disagree with its own g lines; the index then denies every request until
+// a LoadPolicy rebuilds Casbin's role links from clean g lines.
 //
 // # Index
 //

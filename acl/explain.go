@@ -34,6 +34,9 @@ func (c *Casbin) Explain(user, client, act, t string) Decision {
 	case s.bad > 0:
 		d.Reason = "the policy has lines with the wrong number of fields: everything is denied"
 		return d
+	case s.dirty:
+		d.Reason = "a role link has more than two fields or a comma, which Casbin does not keep consistently: everything is denied until the policy is reloaded without it"
+		return d
 	case topic.ValidateFilter(t) != nil:
 		d.Reason = "invalid topic"
 		return d

@@ -65,6 +65,7 @@ func (s *snapshot) closureOf(name string) []string {
 // setGroups builds the role graph from g lines (in place: s is not
 // published yet).
 func (s *snapshot) setGroups(grouping [][]string) {
+	s.dirty = false
 	for i := range nShards {
 		s.rg.up[i] = make(map[string][]string)
 		s.rg.down[i] = make(map[string][]string)
@@ -73,6 +74,9 @@ func (s *snapshot) setGroups(grouping [][]string) {
 	for _, g := range grouping {
 		if len(g) < 2 {
 			continue
+		}
+		if dirtyGroup(g) {
+			s.dirty = true
 		}
 		a, b := g[0], g[1]
 		ia, ib := s.shard(a), s.shard(b)
@@ -90,13 +94,15 @@ func (s *snapshot) setGroups(grouping [][]string) {
 
 // withGroup returns a copy of s with the link a -> b added (d > 0) or
 // removed, recomputing the closure of a and of every name that reaches a.
-func (s *snapshot) withGroup(gen uint64, a, b string, d int32) *snapshot {
+// It returns false when a removed link is not in s (s and the enforcer
+// disagree; the caller rebuilds).
+func (s *snapshot) withGroup(gen uint64, a, b string, d int32) (*snapshot, bool) {
 	ns := *s
 	ns.gen = gen
 	ia, ib := ns.shard(a), ns.shard(b)
 	has := slices.Contains(ns.rg.up[ia][a], b)
 	if has == (d > 0) {
-		return &ns
+		return &ns, d > 0
 	}
 	up, down, clo := &cow{m: &ns.rg.up}, &cow{m: &ns.rg.down}, &cow{m: &ns.rg.closure}
 	if d > 0 {
@@ -126,5 +132,5 @@ func (s *snapshot) withGroup(gen uint64, a, b string, d int32) *snapshot {
 	for _, name := range affected {
 		clo.set(ns.shard(name), name, ns.closureOf(name))
 	}
-	return &ns
+	return &ns, true
 }

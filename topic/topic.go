@@ -154,6 +154,12 @@ func match(f, n string) bool {
 // wildcards, so Covers(f, name) == Match(f, name)). It is false when either is
 // invalid.
 //
+// outer is a filter as a subscription or a rule states it: a shared
+// subscription "$share/{group}/f" covers what f covers. inner is taken
+// literally: it is the topic name of a PUBLISH or a delivery, or the filter
+// of a SUBSCRIBE after the caller removed any $share prefix ([Unshare]). A
+// name such as "$share/g/x" is a topic starting with '$', not the topic "x".
+//
 // Covers is the check for a SUBSCRIBE: a rule "a/b/#" does not cover "a/#",
 // "a/+" does not cover "a/#", "+/#" covers "#", and "#" does not cover "$SYS/#".
 func Covers(outer, inner string) bool {
@@ -161,7 +167,6 @@ func Covers(outer, inner string) bool {
 		return false
 	}
 	outer, _ = Unshare(outer)
-	inner, _ = Unshare(inner)
 	// A filter starting with a wildcard never matches '$' names, so it cannot
 	// cover a filter whose first level is a literal starting with '$'.
 	if (outer[0] == '+' || outer[0] == '#') && inner[0] == '$' {
