@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -326,10 +327,10 @@ func actBits(act string) (allow, deny uint8, ok bool) {
 	return 0, 0, false
 }
 
-// decide is the index's answer to Enforce(user, client, t, act). t is
-// taken literally (a subscription filter without its $share prefix, or a
-// topic name).
-func (s *snapshot) decide(user, client, t string, allow, deny uint8) bool {
+// decide is the index's answer to Enforce(user, client, t, act), where
+// roles are the roles of user ([snapshot.resolve]). t is taken literally (a
+// subscription filter without its $share prefix, or a topic name).
+func (s *snapshot) decide(user, client string, roles []string, t string, allow, deny uint8) bool {
 	if s.broken() || topic.ValidateFilter(t) != nil {
 		return false
 	}
@@ -339,7 +340,10 @@ func (s *snapshot) decide(user, client, t string, allow, deny uint8) bool {
 	if f&deny != 0 {
 		return false
 	}
-	for _, r := range s.rolesOf(user) {
+	for _, r := range roles {
+		if r == user || r == Everyone {
+			continue // matched above and below
+		}
 		f |= q.match(s.subject(r), t)
 		if f&deny != 0 {
 			return false
@@ -351,29 +355,52 @@ func (s *snapshot) decide(user, client, t string, allow, deny uint8) bool {
 	return f&allow != 0 && f&deny == 0
 }
 
+// identityRoles returns the roles cl's identity carries.
+func identityRoles(cl *mqttsec.Client) []string {
+	if cl.Identity == nil {
+		return nil
+	}
+	return cl.Identity.Roles
+}
+
+// decideClient decides a request of cl, with the roles its identity
+// carries. It allocates only when the identity carries roles.
+func (s *snapshot) decideClient(cl *mqttsec.Client, t string, allow, deny uint8) bool {
+	return s.decide(cl.Username, cl.ID, s.resolve(cl.Username, identityRoles(cl)), t, allow, deny)
+}
+
 // Allowed reports whether the policy allows the request: it equals
 // e.Enforce(user, client, t, act) (with an error counted as a denial) for
 // act "read" or "write"; any other act is denied.
 func (c *Casbin) Allowed(user, client, act, t string) bool {
+	return c.AllowedRoles(user, client, nil, act, t)
+}
+
+// AllowedRoles is [Casbin.Allowed] for a user whose credential carries
+// roles: it equals Enforce on the enforcer with a g line (user, r) added
+// for each r in roles.
+func (c *Casbin) AllowedRoles(user, client string, roles []string, act, t string) bool {
 	allow, deny, ok := actBits(act)
 	if !ok {
 		return false
 	}
-	return c.snap.Load().decide(user, client, t, allow, deny)
+	s := c.snap.Load()
+	return s.decide(user, client, s.resolve(user, roles), t, allow, deny)
 }
 
 // Authorize implements [mqttsec.Authorizer]: user is cl.Username, client is
-// cl.ID, Publish is "write" and Subscribe and Receive are "read". It returns
-// nil to allow or an error wrapping [mqttsec.ErrNotAuthorized]. Grants on
+// cl.ID, Publish is "write" and Subscribe and Receive are "read"; the roles
+// cl.Identity carries count as g lines (cl.Username, role). It returns nil
+// to allow or an error wrapping [mqttsec.ErrNotAuthorized]. Grants on
 // cl.Identity combine with the policy as [WithGrants] says. It allocates
-// nothing, except to expand grants: a [mqttsec.Guard] uses [Casbin.Bind],
-// which expands them once per connection.
+// nothing, except to expand grants and resolve identity roles: a
+// [mqttsec.Guard] uses [Casbin.Bind], which does both once per connection.
 func (c *Casbin) Authorize(_ context.Context, cl *mqttsec.Client, a mqttsec.Access, t string) error {
 	allow, deny, ok := access(a)
 	if !ok {
 		return ErrDenied
 	}
-	if !c.snap.Load().decide(cl.Username, cl.ID, t, allow, deny) {
+	if !c.snap.Load().decideClient(cl, t, allow, deny) {
 		if c.grantsDecide(cl, a, t, nil) {
 			return nil
 		}
@@ -388,7 +415,7 @@ func (c *Casbin) Authorize(_ context.Context, cl *mqttsec.Client, a mqttsec.Acce
 // AuthorizeMessage implements [mqttsec.MessageAuthorizer]: the policy
 // decides the topic, and grants may also look at QoS and retain.
 func (c *Casbin) AuthorizeMessage(_ context.Context, cl *mqttsec.Client, m *mqttsec.Message) error {
-	if !c.snap.Load().decide(cl.Username, cl.ID, m.Topic, fAllowWrite, fDenyWrite) {
+	if !c.snap.Load().decideClient(cl, m.Topic, fAllowWrite, fDenyWrite) {
 		if c.grantsDecide(cl, mqttsec.Publish, m.Topic, m) {
 			return nil
 		}
@@ -400,16 +427,16 @@ func (c *Casbin) AuthorizeMessage(_ context.Context, cl *mqttsec.Client, m *mqtt
 	return nil
 }
 
-// Bind implements [mqttsec.ClientBinder]: it resolves the client's roles and
-// subjects once, and the returned authorizer rebinds itself when the policy
-// generation changes.
+// Bind implements [mqttsec.ClientBinder]: it resolves the client's roles
+// (its g lines and the roles cl.Identity carries) and subjects once, and the
+// returned authorizer rebinds itself when the policy generation changes.
 func (c *Casbin) Bind(cl *mqttsec.Client) mqttsec.Authorizer {
-	b := &Bound{c: c}
+	b := &Bound{c: c, roles: identityRoles(cl)}
 	if cl.Identity != nil && c.opts.grants != GrantsIgnore && cl.Identity.Grants != nil {
 		b.grants = compileGrants(cl.Identity.Grants, cl.Username, cl.ID)
 		b.hasGrants = true
 	}
-	b.v.Store(c.view(c.snap.Load(), cl.Username, cl.ID))
+	b.v.Store(c.view(c.snap.Load(), cl.Username, cl.ID, b.roles))
 	return b
 }
 
@@ -418,6 +445,7 @@ func (c *Casbin) Bind(cl *mqttsec.Client) mqttsec.Authorizer {
 type Bound struct {
 	c         *Casbin
 	v         atomic.Pointer[view]
+	roles     []string // carried by the identity
 	grants    []grant
 	hasGrants bool
 }
@@ -429,20 +457,18 @@ type view struct {
 	subs []*subject
 }
 
-func (c *Casbin) view(s *snapshot, user, client string) *view {
+func (c *Casbin) view(s *snapshot, user, client string, roles []string) *view {
 	v := &view{s: s, q: newQuery(user, client)}
 	add := func(name string) {
-		if sub := s.subject(name); sub != nil {
+		if sub := s.subject(name); sub != nil && !slices.Contains(v.subs, sub) {
 			v.subs = append(v.subs, sub)
 		}
 	}
 	add(user)
-	for _, r := range s.rolesOf(user) {
+	for _, r := range s.resolve(user, roles) {
 		add(r)
 	}
-	if user != Everyone {
-		add(Everyone)
-	}
+	add(Everyone)
 	return v
 }
 
@@ -450,7 +476,7 @@ func (b *Bound) current() *view {
 	s := b.c.snap.Load()
 	v := b.v.Load()
 	if v.s != s {
-		v = b.c.view(s, v.q.u, v.q.c)
+		v = b.c.view(s, v.q.u, v.q.c, b.roles)
 		b.v.Store(v)
 	}
 	return v
@@ -517,3 +543,10 @@ var (
 	_ mqttsec.Authorizer        = (*Bound)(nil)
 	_ mqttsec.MessageAuthorizer = (*Bound)(nil)
 )
+
+// decideBits is decide for an act given as text; an act other than "read"
+// or "write" is denied.
+func (s *snapshot) decideBits(user, client string, roles []string, act, t string) bool {
+	allow, deny, ok := actBits(act)
+	return ok && s.decide(user, client, roles, t, allow, deny)
+}

@@ -35,6 +35,19 @@
 // disagree with its own g lines; the index then denies every request until
 // a LoadPolicy rebuilds Casbin's role links from clean g lines.
 //
+// # Roles
+//
+// A user's roles are the names its g lines reach, transitively and at
+// most ten links deep, as Casbin's default role manager follows them. Roles
+// the credential carries ([mqttsec.Identity.Roles]: a JWT "roles" claim,
+// auth.Anonymous(roles...)) count as g lines (user, role) of that
+// connection only: [Casbin.Bind], [Casbin.Authorize] and
+// [Casbin.AuthorizeMessage] decide as Enforce would on the policy with
+// those lines added, so a token with roles ["operators"] gets the rules of
+// operators and of every role operators reaches through the policy's g
+// lines. [Casbin.AllowedRoles] and [Casbin.ExplainRoles] ask the same
+// question without a client.
+//
 // # Index
 //
 // [NewCasbin] compiles the policy into one topic-level trie per subject and

@@ -42,11 +42,40 @@ func (s *snapshot) rolesOf(name string) []string {
 }
 
 // closureOf returns the roles name reaches within maxHierarchy links.
-func (s *snapshot) closureOf(name string) []string {
+func (s *snapshot) closureOf(name string) []string { return s.closureWith(name, nil) }
+
+// resolve returns the roles of user for a connection whose identity
+// carries roles extra: what Casbin's role manager reaches from user with a
+// g line (user, r) added for every r in extra. Without extra it is the
+// precomputed closure and allocates nothing.
+func (s *snapshot) resolve(user string, extra []string) []string {
+	if len(extra) == 0 {
+		return s.rolesOf(user)
+	}
+	return s.closureWith(user, extra)
+}
+
+// closureWith returns the roles name reaches within maxHierarchy links,
+// with extra as direct roles of name besides its g lines.
+func (s *snapshot) closureWith(name string, extra []string) []string {
 	seen := map[string]bool{name: true}
 	var res []string
-	frontier := []string{name}
-	for level := 0; level < maxHierarchy && len(frontier) > 0; level++ {
+	var frontier []string
+	for _, to := range extra {
+		if !seen[to] {
+			seen[to] = true
+			res = append(res, to)
+			frontier = append(frontier, to)
+		}
+	}
+	for _, to := range s.rg.up[s.shard(name)][name] {
+		if !seen[to] {
+			seen[to] = true
+			res = append(res, to)
+			frontier = append(frontier, to)
+		}
+	}
+	for level := 1; level < maxHierarchy && len(frontier) > 0; level++ {
 		var next []string
 		for _, r := range frontier {
 			for _, to := range s.rg.up[s.shard(r)][r] {
