@@ -41,7 +41,7 @@ func TestIdentityRoles(t *testing.T) {
 	}{
 		{mqttsec.Receive, "plant/3/alarm", true}, // operators
 		{mqttsec.Subscribe, "plant/+/alarm", true},
-		{mqttsec.Receive, "staff/x", true},       // operators -> staff (a g line)
+		{mqttsec.Receive, "staff/x", true},        // operators -> staff (a g line)
 		{mqttsec.Receive, "plant/7/alarm", false}, // staff -> auditors deny
 		{mqttsec.Publish, "plant/3/alarm", false},
 		{mqttsec.Receive, "public/x", false}, // not anonymous
