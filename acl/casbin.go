@@ -3,6 +3,7 @@ package acl
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"reflect"
 	"slices"
@@ -18,6 +19,13 @@ import (
 
 // GrantMode says how the grants a credential carries ([mqttsec.Grant], a JWT
 // "acl" claim) combine with the policy.
+//
+// A grant's QoS list limits it to publishes at those QoS levels and to
+// subscriptions granted at those levels: a subscription asking for QoS 2
+// is granted the highest level up to 2 that the grants allow (see
+// [Casbin.AuthorizeSubscription]), so a grant for QoS 0 and 1 turns it into
+// a QoS 1 subscription in GrantsNarrow mode. Its Retain flag limits
+// publishes only.
 type GrantMode uint8
 
 const (
@@ -520,6 +528,55 @@ func (b *Bound) AuthorizeMessage(_ context.Context, cl *mqttsec.Client, m *mqtts
 	return ErrDenied
 }
 
+// AuthorizeSubscription implements [mqttsec.SubscriptionAuthorizer]: the
+// policy decides sub.Filter as [Casbin.Authorize] decides a Subscribe, and
+// grants on cl.Identity may also limit the QoS. Each QoS level from
+// sub.QoS down to 0 is decided as a publish at that QoS would be: by the
+// first grant that applies to it (Subscribe access, a filter covering
+// sub.Filter, a QoS list that is empty or holds the level), combined with
+// the policy as [WithGrants] says. It returns the highest level allowed,
+// or an error wrapping [mqttsec.ErrNotAuthorized] when none is.
+func (c *Casbin) AuthorizeSubscription(_ context.Context, cl *mqttsec.Client, sub *mqttsec.Subscription) (byte, error) {
+	pol := c.snap.Load().decideClient(cl, sub.Filter, fAllowRead, fDenyRead)
+	gs, has := c.grantsOf(cl)
+	return subscriptionQoS(c.opts.grants, pol, has, gs, sub)
+}
+
+// AuthorizeSubscription implements [mqttsec.SubscriptionAuthorizer] for the
+// bound client (see [Casbin.AuthorizeSubscription]). It allocates nothing.
+func (b *Bound) AuthorizeSubscription(_ context.Context, cl *mqttsec.Client, sub *mqttsec.Subscription) (byte, error) {
+	pol := b.current().decide(sub.Filter, fAllowRead, fDenyRead)
+	return subscriptionQoS(b.c.opts.grants, pol, b.hasGrants, b.grants, sub)
+}
+
+// errQoS is the denial of a subscription whose grants allow no QoS level up
+// to the one asked for.
+var errQoS = fmt.Errorf("%w: no QoS level up to the one asked for is granted", ErrDenied)
+
+// subscriptionQoS combines the policy's decision pol with the grants gs
+// (when the identity carries grants, has) for a subscription.
+func subscriptionQoS(mode GrantMode, pol, has bool, gs []grant, sub *mqttsec.Subscription) (byte, error) {
+	if sub.QoS > 2 {
+		return 0, ErrDenied
+	}
+	if !has {
+		if pol {
+			return sub.QoS, nil
+		}
+		return 0, ErrDenied
+	}
+	if mode != GrantsWiden && !pol {
+		return 0, ErrDenied
+	}
+	for q := int(sub.QoS); q >= 0; q-- {
+		allow, found := firstSubscribeGrant(gs, sub.Filter, byte(q))
+		if found && allow || !found && mode == GrantsWiden && pol {
+			return byte(q), nil
+		}
+	}
+	return 0, errQoS
+}
+
 func (b *Bound) combine(pol bool, a mqttsec.Access, t string, m *mqttsec.Message) bool {
 	if !b.hasGrants {
 		return pol
@@ -542,6 +599,9 @@ var (
 	_ mqttsec.MessageAuthorizer = (*Casbin)(nil)
 	_ mqttsec.Authorizer        = (*Bound)(nil)
 	_ mqttsec.MessageAuthorizer = (*Bound)(nil)
+
+	_ mqttsec.SubscriptionAuthorizer = (*Casbin)(nil)
+	_ mqttsec.SubscriptionAuthorizer = (*Bound)(nil)
 )
 
 // decideBits is decide for an act given as text; an act other than "read"

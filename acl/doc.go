@@ -72,7 +72,9 @@
 //     the model (topic, pattern, user sections; the top section is for
 //     anonymous clients).
 //   - Grants on the identity (a JWT "acl" claim, [mqttsec.Grant]) narrow the
-//     policy by default and can widen it with [WithGrants].
+//     policy by default and can widen it with [WithGrants]; their QoS lists
+//     limit publishes and the QoS a subscription is granted
+//     ([Casbin.AuthorizeSubscription]).
 //   - [WildcardPolicy] refuses broad wildcard subscriptions and $SYS.
 //   - [WatchFile] reloads a policy file on change without a failed check
 //     during the swap.
