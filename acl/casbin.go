@@ -49,6 +49,7 @@ type Option func(*options)
 type options struct {
 	watcher persist.Watcher
 	grants  GrantMode
+	roles   map[string]bool
 }
 
 // WithWatcher chains a Casbin watcher (a cluster-wide one, say): NewCasbin
@@ -62,9 +63,28 @@ func WithWatcher(w persist.Watcher) Option { return func(o *options) { o.watcher
 // default is [GrantsNarrow].
 func WithGrants(m GrantMode) Option { return func(o *options) { o.grants = m } }
 
+// WithRoles declares role names besides those the policy's g lines name:
+// roles that only credentials carry ([mqttsec.Identity.Roles]). A subject
+// may not be a role name (see the package documentation), so a token whose
+// subject is "operators" does not get the rules of the role operators.
+func WithRoles(names ...string) Option {
+	return func(o *options) {
+		if o.roles == nil {
+			o.roles = make(map[string]bool, len(names))
+		}
+		for _, n := range names {
+			o.roles[n] = true
+		}
+	}
+}
+
 // Casbin is an [mqttsec.Authorizer] whose decisions are exactly those of
 // Enforce(user, client, topic, act) on a Casbin enforcer with [Model], taken
-// from a compiled index instead of a scan of every rule.
+// from a compiled index instead of a scan of every rule, with two
+// documented exceptions that only ever deny more: a subject that is "*" or
+// a role name is denied everything, and so is every subject while a g line
+// Casbin cannot keep consistently is in force (see the package
+// documentation).
 //
 // NewCasbin keeps the index in sync with the enforcer: it wraps the
 // enforcer's adapter (so LoadPolicy, LoadFilteredPolicy and watcher-driven
@@ -190,6 +210,7 @@ func (c *Casbin) rebuild(m model.Model) {
 func (c *Casbin) store(m model.Model, ok, load bool) {
 	p, g := policyOf(m)
 	s := build(c.nextGen(), c.seed, p, g)
+	s.declared = c.opts.roles
 	if !ok {
 		s.bad++
 	}
@@ -339,7 +360,7 @@ func actBits(act string) (allow, deny uint8, ok bool) {
 // roles are the roles of user ([snapshot.resolve]). t is taken literally (a
 // subscription filter without its $share prefix, or a topic name).
 func (s *snapshot) decide(user, client string, roles []string, t string, allow, deny uint8) bool {
-	if s.broken() || topic.ValidateFilter(t) != nil {
+	if s.broken() || s.refused(user) || topic.ValidateFilter(t) != nil {
 		return false
 	}
 	q := newQuery(user, client)
@@ -379,7 +400,8 @@ func (s *snapshot) decideClient(cl *mqttsec.Client, t string, allow, deny uint8)
 
 // Allowed reports whether the policy allows the request: it equals
 // e.Enforce(user, client, t, act) (with an error counted as a denial) for
-// act "read" or "write"; any other act is denied.
+// act "read" or "write", except that a user that is "*" or a role name is
+// denied (see [Casbin]); any other act is denied.
 func (c *Casbin) Allowed(user, client, act, t string) bool {
 	return c.AllowedRoles(user, client, nil, act, t)
 }
@@ -408,7 +430,11 @@ func (c *Casbin) Authorize(_ context.Context, cl *mqttsec.Client, a mqttsec.Acce
 	if !ok {
 		return ErrDenied
 	}
-	if !c.snap.Load().decideClient(cl, t, allow, deny) {
+	s := c.snap.Load()
+	if !s.decideClient(cl, t, allow, deny) {
+		if s.refused(cl.Username) {
+			return errRoleSubject
+		}
 		if c.grantsDecide(cl, a, t, nil) {
 			return nil
 		}
@@ -423,7 +449,11 @@ func (c *Casbin) Authorize(_ context.Context, cl *mqttsec.Client, a mqttsec.Acce
 // AuthorizeMessage implements [mqttsec.MessageAuthorizer]: the policy
 // decides the topic, and grants may also look at QoS and retain.
 func (c *Casbin) AuthorizeMessage(_ context.Context, cl *mqttsec.Client, m *mqttsec.Message) error {
-	if !c.snap.Load().decideClient(cl, m.Topic, fAllowWrite, fDenyWrite) {
+	s := c.snap.Load()
+	if !s.decideClient(cl, m.Topic, fAllowWrite, fDenyWrite) {
+		if s.refused(cl.Username) {
+			return errRoleSubject
+		}
 		if c.grantsDecide(cl, mqttsec.Publish, m.Topic, m) {
 			return nil
 		}
@@ -463,10 +493,17 @@ type view struct {
 	s    *snapshot
 	q    query // per-client part, computed once
 	subs []*subject
+	// refused is set when the user is "*" or a role name: every request
+	// is denied, grants included.
+	refused bool
 }
 
 func (c *Casbin) view(s *snapshot, user, client string, roles []string) *view {
 	v := &view{s: s, q: newQuery(user, client)}
+	if s.refused(user) {
+		v.refused = true
+		return v
+	}
 	add := func(name string) {
 		if sub := s.subject(name); sub != nil && !slices.Contains(v.subs, sub) {
 			v.subs = append(v.subs, sub)
@@ -513,7 +550,11 @@ func (b *Bound) Authorize(_ context.Context, cl *mqttsec.Client, a mqttsec.Acces
 	if !ok {
 		return ErrDenied
 	}
-	if b.combine(b.current().decide(t, allow, deny), a, t, nil) {
+	v := b.current()
+	if v.refused {
+		return errRoleSubject
+	}
+	if b.combine(v.decide(t, allow, deny), a, t, nil) {
 		return nil
 	}
 	return ErrDenied
@@ -521,7 +562,11 @@ func (b *Bound) Authorize(_ context.Context, cl *mqttsec.Client, a mqttsec.Acces
 
 // AuthorizeMessage implements [mqttsec.MessageAuthorizer].
 func (b *Bound) AuthorizeMessage(_ context.Context, cl *mqttsec.Client, m *mqttsec.Message) error {
-	pol := b.current().decide(m.Topic, fAllowWrite, fDenyWrite)
+	v := b.current()
+	if v.refused {
+		return errRoleSubject
+	}
+	pol := v.decide(m.Topic, fAllowWrite, fDenyWrite)
 	if b.combine(pol, mqttsec.Publish, m.Topic, m) {
 		return nil
 	}
@@ -537,7 +582,11 @@ func (b *Bound) AuthorizeMessage(_ context.Context, cl *mqttsec.Client, m *mqtts
 // the policy as [WithGrants] says. It returns the highest level allowed,
 // or an error wrapping [mqttsec.ErrNotAuthorized] when none is.
 func (c *Casbin) AuthorizeSubscription(_ context.Context, cl *mqttsec.Client, sub *mqttsec.Subscription) (byte, error) {
-	pol := c.snap.Load().decideClient(cl, sub.Filter, fAllowRead, fDenyRead)
+	s := c.snap.Load()
+	if s.refused(cl.Username) {
+		return 0, errRoleSubject
+	}
+	pol := s.decideClient(cl, sub.Filter, fAllowRead, fDenyRead)
 	gs, has := c.grantsOf(cl)
 	return subscriptionQoS(c.opts.grants, pol, has, gs, sub)
 }
@@ -545,9 +594,17 @@ func (c *Casbin) AuthorizeSubscription(_ context.Context, cl *mqttsec.Client, su
 // AuthorizeSubscription implements [mqttsec.SubscriptionAuthorizer] for the
 // bound client (see [Casbin.AuthorizeSubscription]). It allocates nothing.
 func (b *Bound) AuthorizeSubscription(_ context.Context, cl *mqttsec.Client, sub *mqttsec.Subscription) (byte, error) {
-	pol := b.current().decide(sub.Filter, fAllowRead, fDenyRead)
+	v := b.current()
+	if v.refused {
+		return 0, errRoleSubject
+	}
+	pol := v.decide(sub.Filter, fAllowRead, fDenyRead)
 	return subscriptionQoS(b.c.opts.grants, pol, b.hasGrants, b.grants, sub)
 }
+
+// errRoleSubject is the denial of every request of a subject that is "*"
+// or a role name.
+var errRoleSubject = fmt.Errorf("%w: the subject is a role name or \"*\" and may not take its rules", ErrDenied)
 
 // errQoS is the denial of a subscription whose grants allow no QoS level up
 // to the one asked for.

@@ -339,6 +339,7 @@ func TestDifferentialRoleChanges(t *testing.T) {
 				for _, n := range names {
 					tp := "t/" + n
 					want, _ := e.Enforce(u, "c", tp, "read")
+					want = want && documented(e, u)
 					require.Equal(t, want, c.Allowed(u, "c", "read", tp), "seed %d step %d: %s reads %s\n%s", seed, step, u, tp, dump(e))
 				}
 			}
@@ -347,6 +348,7 @@ func TestDifferentialRoleChanges(t *testing.T) {
 		for _, u := range names {
 			for _, n := range names {
 				want, _ := e.Enforce(u, "c", "t/"+n, "read")
+				want = want && documented(e, u)
 				require.Equal(t, want, c.Allowed(u, "c", "read", "t/"+n))
 			}
 		}

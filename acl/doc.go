@@ -48,6 +48,23 @@
 // lines. [Casbin.AllowedRoles] and [Casbin.ExplainRoles] ask the same
 // question without a client.
 //
+// # Subjects
+//
+// A subject may not be a role name or "*". The subject of a request is the
+// user name after authentication (a [mqttsec.Guard] sets it to
+// [mqttsec.Identity.Subject]: a password user, a JWT "sub", a certificate
+// name). When it is "*" or the name of a role — a name that is the role of
+// a g line, or one declared with [WithRoles] for roles only credentials
+// carry — every request of that subject is denied, whatever the policy and
+// the credential's grants say.
+//
+// Raw Casbin differs here: Enforce("operators", ...) applies the rules of
+// the role operators (Casbin's g(user, role) is true for equal names), and
+// Enforce("*", ...) applies every rule for "*". A token whose "sub" is
+// "operators", or a certificate whose name is "*", would inherit rights it
+// was never given. Apart from this rule and the malformed g lines below,
+// the index decides exactly as Enforce; [Casbin.Allowed] documents it.
+//
 // # Index
 //
 // [NewCasbin] compiles the policy into one topic-level trie per subject and

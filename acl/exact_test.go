@@ -42,16 +42,77 @@ func requireSame(t *testing.T, e casbin.IEnforcer, c *acl.Casbin, reqs ...[4]str
 }
 
 // documented reports whether the model of this package lets user have
-// rights at all under e's current policy (see doc.go): no g line Casbin
-// cannot keep consistently.
+// rights at all under e's current policy (see doc.go): a subject may not be
+// "*" or a role name, and no g line Casbin cannot keep consistently.
 func documented(e casbin.IEnforcer, user string) bool {
+	if user == acl.Everyone {
+		return false
+	}
 	g, _ := e.GetGroupingPolicy()
 	for _, l := range g {
 		if len(l) > 2 || strings.Contains(strings.Join(l, ""), ",") {
 			return false // see TestGroupLineWithThreeFields
 		}
+		if len(l) == 2 && l[1] == user {
+			return false // see TestSubjectMayNotBeRole
+		}
 	}
 	return true
+}
+
+// A subject (the user name after authentication) equal to "*" or to a role
+// name does not take that role's rules: it is denied everything. Raw
+// Casbin would give a user named "operators" the rules of operators.
+func TestSubjectMayNotBeRole(t *testing.T) {
+	e := newEnforcer(t)
+	c, err := acl.NewCasbin(e, acl.WithGrants(acl.GrantsWiden), acl.WithRoles("tokenonly"))
+	require.NoError(t, err)
+	_, err = e.AddPolicies([][]string{
+		{"operators", "plant/#", "readwrite", "allow"},
+		{"tokenonly", "t/#", "read", "allow"},
+		{"*", "public/#", "read", "allow"},
+		{"alice", "alice/#", "read", "allow"},
+	})
+	require.NoError(t, err)
+	_, err = e.AddGroupingPolicy("alice", "operators")
+	require.NoError(t, err)
+	ctx := context.Background()
+	for _, user := range []string{"operators", "*", "tokenonly"} {
+		raw, err := e.Enforce(user, "c", "public/x", "read")
+		require.NoError(t, err)
+		require.True(t, raw, "raw Casbin allows %q", user)
+		wide := &mqttsec.Identity{Subject: user, Grants: []mqttsec.Grant{{Allow: true, Access: mqttsec.Publish | mqttsec.Subscribe, Topic: "#"}}}
+		cl := &mqttsec.Client{ID: "c", Username: user, Identity: wide}
+		for _, tp := range []string{"public/x", "plant/1", "t/1"} {
+			require.False(t, c.Allowed(user, "c", "read", tp), "%q %s", user, tp)
+			require.ErrorIs(t, c.Authorize(ctx, cl, mqttsec.Receive, tp), mqttsec.ErrNotAuthorized)
+			require.ErrorIs(t, c.Bind(cl).Authorize(ctx, cl, mqttsec.Receive, tp), mqttsec.ErrNotAuthorized)
+			require.ErrorIs(t, c.AuthorizeMessage(ctx, cl, &mqttsec.Message{Topic: tp}), mqttsec.ErrNotAuthorized)
+			_, err := c.Bind(cl).(mqttsec.SubscriptionAuthorizer).AuthorizeSubscription(ctx, cl, &mqttsec.Subscription{Filter: tp})
+			require.ErrorIs(t, err, mqttsec.ErrNotAuthorized)
+		}
+		require.Contains(t, c.Explain(user, "c", "read", "public/x").Reason, "role name")
+	}
+	requireSame(t, e, c,
+		[4]string{"alice", "c", "read", "plant/1"},
+		[4]string{"operators", "c", "read", "plant/1"},
+		[4]string{"*", "c", "read", "public/1"},
+		[4]string{"bob", "c", "read", "public/1"},
+	)
+	require.True(t, c.Allowed("alice", "c", "read", "plant/1"))
+	// alice becomes a role: she loses her rules; a bound connection sees
+	// it on its next check.
+	cl := &mqttsec.Client{ID: "c", Username: "alice"}
+	bound := c.Bind(cl)
+	require.NoError(t, bound.Authorize(ctx, cl, mqttsec.Receive, "alice/x"))
+	_, err = e.AddGroupingPolicy("bob", "alice")
+	require.NoError(t, err)
+	require.Error(t, bound.Authorize(ctx, cl, mqttsec.Receive, "alice/x"))
+	requireSame(t, e, c, [4]string{"alice", "c", "read", "alice/x"}, [4]string{"bob", "c", "read", "alice/x"})
+	require.True(t, c.Allowed("bob", "c", "read", "alice/x"), "members keep the role's rules")
+	_, err = e.RemoveGroupingPolicy("bob", "alice")
+	require.NoError(t, err)
+	require.NoError(t, bound.Authorize(ctx, cl, mqttsec.Receive, "alice/x"))
 }
 
 // Casbin keys rules by their fields joined with commas: removing

@@ -41,6 +41,9 @@ func (c *Casbin) ExplainRoles(user, client string, roles []string, act, t string
 	case s.bad > 0:
 		d.Reason = "the policy has lines with the wrong number of fields: everything is denied"
 		return d
+	case s.refused(user):
+		d.Reason = "the subject is \"*\" or a role name: a subject may not take a role's rules, everything is denied"
+		return d
 	case s.dirty:
 		d.Reason = "a role link has more than two fields or a comma, which Casbin does not keep consistently: everything is denied until the policy is reloaded without it"
 		return d

@@ -546,10 +546,25 @@ type snapshot struct {
 	// request, until a load rebuilds Casbin's role links from g lines
 	// without them.
 	dirty bool
+	// declared are the role names given with WithRoles.
+	declared map[string]bool
 }
 
 // broken reports whether the snapshot denies every request.
 func (s *snapshot) broken() bool { return s.bad > 0 || s.dirty }
+
+// refused reports whether user may have no rights at all: a subject may
+// not be "*" or a role name (the role of a g line, or one declared with
+// WithRoles).
+func (s *snapshot) refused(user string) bool {
+	return user == Everyone || s.isRole(user)
+}
+
+// isRole reports whether name is the role of a g line or declared with
+// WithRoles.
+func (s *snapshot) isRole(name string) bool {
+	return len(s.rg.down[s.shard(name)][name]) != 0 || s.declared[name]
+}
 
 func hasComma(rule []string) bool {
 	for _, f := range rule {
