@@ -94,7 +94,8 @@
 //     ([Casbin.AuthorizeSubscription]).
 //   - [WildcardPolicy] refuses broad wildcard subscriptions and $SYS.
 //   - [WatchFile] reloads a policy file on change without a failed check
-//     during the swap.
+//     during the swap, and reports every reload, failed ones included, to
+//     an [mqttsec.EventSink] ([WithEvents]; give it the Guard).
 //   - [Lint] flags shadowed rules and patterns without %u or %c.
 //
 // # Concurrency
