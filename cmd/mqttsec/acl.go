@@ -34,18 +34,21 @@ var errDenied = errors.New("denied")
 
 func newACLCheckCmd() *cobra.Command {
 	var policy, mosq, modelFile string
+	var roles []string
 	var modelDefault bool
 	cmd := &cobra.Command{
-		Use:   "check (--policy FILE | --mosquitto FILE) [--model-default] USER CLIENT read|write TOPIC",
+		Use:   "check (--policy FILE | --mosquitto FILE) [--role ROLE]... USER CLIENT read|write TOPIC",
 		Short: "Decide one request and print the rule that decided it",
-		Long: `Decide whether USER (an MQTT username; "" for anonymous) connected as CLIENT
-may read (subscribe to a filter, or receive a topic) or write (publish) TOPIC,
-exactly as the broker's acl.Casbin authorizer would, and print the decision and
-the policy line that decided it: the first matching deny rule, else the first
-matching allow rule.
+		Long: `Decide whether USER (an MQTT username, or the subject of a token or
+certificate; "" for anonymous) connected as CLIENT may read (subscribe to a
+filter, or receive a topic) or write (publish) TOPIC, exactly as the broker's
+acl.Casbin authorizer would, and print the decision and the policy line that
+decided it: the first matching deny rule, else the first matching allow rule.
 
-The policy is a Casbin CSV file for the built-in model (--policy, with
---model-default, the default) or a Mosquitto acl_file (--mosquitto).
+The policy is a Casbin CSV file for the built-in model acl.Model (--policy) or
+a Mosquitto acl_file (--mosquitto). --role gives USER a role its credential
+carries (a JWT roles claim), as a g line would. A USER that is "*" or a role
+name is denied everything.
 
 Exit status: 0 allow, 1 deny, 2 usage or policy error.`,
 		Args: cobra.ExactArgs(4),
@@ -82,7 +85,7 @@ Exit status: 0 allow, 1 deny, 2 usage or policy error.`,
 			if err != nil {
 				return &exitError{2, err}
 			}
-			d := c.Explain(user, client, act, topic)
+			d := c.ExplainRoles(user, client, roles, act, topic)
 			out := cmd.OutOrStdout()
 			word := "deny"
 			if d.Allowed {
@@ -102,8 +105,12 @@ Exit status: 0 allow, 1 deny, 2 usage or policy error.`,
 	f := cmd.Flags()
 	f.StringVar(&policy, "policy", "", "Casbin CSV policy file (p and g lines)")
 	f.StringVar(&mosq, "mosquitto", "", "Mosquitto acl_file instead of a Casbin policy")
-	f.BoolVar(&modelDefault, "model-default", true, "use the built-in model (acl.Model)")
-	f.StringVar(&modelFile, "model", "", "Casbin model file; it must be the built-in model (acl.Model)")
+	f.StringArrayVar(&roles, "role", nil, "a role USER's credential carries (repeatable)")
+	f.StringVar(&modelFile, "model", "", "Casbin model file; it must be the built-in model (acl.Model), which is the default")
+	// The built-in model always was the default; the flag is kept so that
+	// scripts using it keep working.
+	f.BoolVar(&modelDefault, "model-default", true, "use the built-in model (the default)")
+	_ = f.MarkDeprecated("model-default", "the built-in model is the default")
 	return cmd
 }
 
