@@ -96,7 +96,9 @@
 //   - [WatchFile] reloads a policy file on change without a failed check
 //     during the swap, and reports every reload, failed ones included, to
 //     an [mqttsec.EventSink] ([WithEvents]; give it the Guard).
-//   - [Lint] flags shadowed rules and patterns without %u or %c.
+//   - [Lint] reports broad wildcard grants, anonymous wildcards, %c rules
+//     that need client-ID binding, and rules that never change a decision,
+//     each with a stable ID (the Finding... constants) and its line.
 //
 // # Concurrency
 //

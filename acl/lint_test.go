@@ -40,3 +40,70 @@ g, alice, operators
 		require.True(t, strings.HasPrefix(got[i], want[i]), "finding %d: %s", i, got[i])
 	}
 }
+
+// Lint reports broad wildcard grants, anonymous wildcards, %c rules and
+// templates that can expand into $share, each with a stable ID and the
+// line of the rule.
+func TestLintSecurityFindings(t *testing.T) {
+	policy := `p, x, #, readwrite, allow
+p, ops, +/status, read, allow
+p, w, $share/g/+/#, read, allow
+p, "", #, read, allow
+p, *, devices/%c/#, write, allow
+p, *, devices/%c/secret, write, deny
+p, *, $%c/x, read, allow
+p, y, #, read, deny
+p, z, $SYS/#, read, allow
+p, *, $h%c/x, read, allow
+`
+	rules, groups, err := acl.ParsePolicy(strings.NewReader(policy))
+	require.NoError(t, err)
+	type f struct {
+		id       string
+		severity string
+		line     int
+	}
+	var got []f
+	for _, x := range acl.Lint(rules, groups) {
+		got = append(got, f{x.ID, x.Severity, x.Line})
+		require.Contains(t, x.String(), "["+x.ID+"]")
+	}
+	require.Equal(t, []f{
+		{acl.FindingBroadWildcardGrant, acl.SeverityHigh, 1},
+		{acl.FindingBroadWildcardGrant, acl.SeverityMedium, 2},
+		{acl.FindingBroadWildcardGrant, acl.SeverityHigh, 3},
+		{acl.FindingAnonymousWildcard, acl.SeverityHigh, 4},
+		{acl.FindingClientIDTemplate, acl.SeverityMedium, 5},
+		{acl.FindingClientIDTemplate, acl.SeverityMedium, 6},
+		{acl.FindingClientIDTemplate, acl.SeverityMedium, 7},
+		{acl.FindingTemplateSharePrefix, acl.SeverityLow, 7},
+		{acl.FindingClientIDTemplate, acl.SeverityMedium, 10},
+	}, got)
+
+	// The same in a Mosquitto acl_file: the top section is anonymous.
+	rules, err = acl.ParseMosquitto(strings.NewReader("topic read #\nuser alice\ntopic readwrite #\npattern readwrite devices/%c/#\npattern read fixed\n"))
+	require.NoError(t, err)
+	got = nil
+	for _, x := range acl.Lint(rules, nil) {
+		got = append(got, f{x.ID, x.Severity, x.Line})
+	}
+	require.Equal(t, []f{
+		{acl.FindingAnonymousWildcard, acl.SeverityHigh, 1},
+		{acl.FindingBroadWildcardGrant, acl.SeverityHigh, 3},
+		{acl.FindingClientIDTemplate, acl.SeverityMedium, 4},
+		{acl.FindingPatternWithoutPlaceholder, acl.SeverityLow, 5},
+	}, got)
+}
+
+// A g line with more than two names or a comma is a syntax error: the
+// index would deny every check.
+func TestParsePolicyGroupLines(t *testing.T) {
+	for _, in := range []string{"g, alice, ops, extra\n", "g, alice\n", "g, \"alice,x\", ops\n"} {
+		_, _, err := acl.ParsePolicy(strings.NewReader(in))
+		require.ErrorIs(t, err, acl.ErrSyntax, "%q", in)
+		require.ErrorContains(t, err, "line 1")
+	}
+	_, g, err := acl.ParsePolicy(strings.NewReader("p, a, b, read, allow\ng, alice, ops\n"))
+	require.NoError(t, err)
+	require.Equal(t, [][2]string{{"alice", "ops"}}, g)
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/casbin/casbin/v2"
@@ -115,13 +116,23 @@ Exit status: 0 allow, 1 deny, 2 usage or policy error.`,
 }
 
 func newACLLintCmd() *cobra.Command {
-	var mosq, csvForm bool
+	var mosq, csvForm, bound bool
 	cmd := &cobra.Command{
-		Use:   "lint [--mosquitto|--casbin] FILE",
-		Short: "Report shadowed rules and patterns without %u/%c",
-		Long: `Report rules that never change a decision (covered by another rule with the
-same effect, or by a deny rule), Mosquitto patterns without %u or %c, and rules
-with an unknown act or eft or an invalid topic filter.
+		Use:   "lint [--mosquitto|--casbin] [--clientid-bound] FILE",
+		Short: "Report broad wildcard grants, %c rules and rules that never change a decision",
+		Long: `Report dangerous and useless rules, each with a stable ID:
+
+  broad-wildcard-grant         an allow rule starting with a wildcard (#, +/#, +/x)
+  anonymous-wildcard-acl       the same for anonymous clients
+  clientid-template-unbound    a rule with %c: clients pick their client ID
+  pattern-without-placeholder  a Mosquitto pattern without %u or %c
+  template-share-prefix        a template a value can complete to $share
+  overridden-rule              an allow rule a deny rule always overrides
+  shadowed-rule                a rule another rule with the same effect covers
+  invalid-rule                 an unknown act or eft, or an invalid topic filter
+
+--clientid-bound says the broker binds client IDs to identities, which makes
+%c rules safe: their findings are left out.
 
 The file is a Casbin CSV policy or a Mosquitto acl_file; the format is guessed
 from the first rule line unless --mosquitto or --casbin is given.
@@ -145,6 +156,9 @@ Exit status: 0 no findings, 1 findings, 2 the file does not parse.`,
 				return &exitError{2, fmt.Errorf("%s: %w", args[0], err)}
 			}
 			findings := acl.Lint(rules, groups)
+			if bound {
+				findings = slices.DeleteFunc(findings, func(f acl.Finding) bool { return f.ID == acl.FindingClientIDTemplate })
+			}
 			out := cmd.OutOrStdout()
 			for _, f := range findings {
 				fmt.Fprintf(out, "%s:%s\n", args[0], f)
@@ -158,6 +172,7 @@ Exit status: 0 no findings, 1 findings, 2 the file does not parse.`,
 	}
 	cmd.Flags().BoolVar(&mosq, "mosquitto", false, "the file is a Mosquitto acl_file")
 	cmd.Flags().BoolVar(&csvForm, "casbin", false, "the file is a Casbin CSV policy")
+	cmd.Flags().BoolVar(&bound, "clientid-bound", false, "client IDs are bound to identities: %c rules are safe")
 	return cmd
 }
 

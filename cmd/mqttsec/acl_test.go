@@ -95,12 +95,29 @@ func TestACLCheckMosquitto(t *testing.T) {
 
 func TestACLLint(t *testing.T) {
 	clean := writeFile(t, "clean.csv", testPolicy)
-	out, code := runACL(t, "lint", clean)
+	out, code := runACL(t, "lint", "--clientid-bound", clean)
 	require.Equal(t, 0, code, out)
 	require.Contains(t, out, "no findings")
+	out, code = runACL(t, "lint", clean)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "line 4: a rule with %c gives these rights to any client that picks a matching client ID")
+	require.Contains(t, out, "[clientid-template-unbound]")
+
+	// Broad wildcard grants, in both formats.
+	wide := writeFile(t, "wide.csv", "p, x, #, readwrite, allow\n")
+	out, code = runACL(t, "lint", wide)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "line 1: \"x\" may read and publish to every topic tree")
+	require.Contains(t, out, "[broad-wildcard-grant]")
+	anon := writeFile(t, "anon_acl", "topic readwrite #\nuser bob\ntopic read #\n")
+	out, code = runACL(t, "lint", anon)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "line 1: anonymous clients may read and publish to every topic tree")
+	require.Contains(t, out, "[anonymous-wildcard-acl]")
+	require.Contains(t, out, "line 3: \"bob\" may read every topic tree")
 
 	shadowed := writeFile(t, "shadowed.csv", testPolicy+"p, alice, a/b/c, read, allow\np, alice, a/b/secret/x, read, allow\n")
-	out, code = runACL(t, "lint", shadowed)
+	out, code = runACL(t, "lint", "--clientid-bound", shadowed)
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "line 6: shadowed by line 1")
 	require.Contains(t, out, "line 7: overridden by deny rule on line 2")
