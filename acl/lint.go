@@ -133,6 +133,9 @@ func Lint(rules []Rule, groups [][2]string) []Finding {
 		if shareTemplate(b.Topic) {
 			add(b, FindingTemplateSharePrefix, SeverityLow, "a placeholder value can complete the first level to \"$share\"; such expansions never apply")
 		}
+		// What b covers: a rule written as a shared subscription covers
+		// its inner filter (topic.Covers takes its inner filter literally).
+		inner, _ := topic.Unshare(b.Topic)
 		covering := func(pred func(a Rule, j int) bool) (Rule, bool) {
 			for j, a := range rules {
 				if i == j || !appliesTo(a, b) || ruleBits(a.Act, a.Eft) == 0 {
@@ -144,7 +147,7 @@ func Lint(rules []Rule, groups [][2]string) []Finding {
 				if topic.HasPlaceholder(a.Topic) && a.Topic != b.Topic {
 					continue
 				}
-				if topic.Covers(a.Topic, b.Topic) && actCovers(a.Act, b.Act) && pred(a, j) {
+				if topic.Covers(a.Topic, inner) && actCovers(a.Act, b.Act) && pred(a, j) {
 					return a, true
 				}
 			}

@@ -151,3 +151,21 @@ func FuzzParsePolicy(f *testing.F) {
 		_ = acl.Lint(rules, groups) // never panics
 	})
 }
+
+// A rule written as a shared subscription means its inner filter: Lint
+// compares that, not the "$share/..." text as a topic.
+func TestLintSharedRules(t *testing.T) {
+	policy := `p, a, x/#, read, allow
+p, a, $share/g/x/y, read, allow
+p, b, $share/h/$share/#, read, deny
+p, b, $share/g/x, read, allow
+`
+	rules, groups, err := acl.ParsePolicy(strings.NewReader(policy))
+	require.NoError(t, err)
+	var got []string
+	for _, f := range acl.Lint(rules, groups) {
+		got = append(got, f.String())
+	}
+	require.Len(t, got, 1, strings.Join(got, "\n"))
+	require.True(t, strings.HasPrefix(got[0], "line 2: shadowed by line 1"), got[0])
+}
