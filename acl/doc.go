@@ -62,8 +62,8 @@
 // the role operators (Casbin's g(user, role) is true for equal names), and
 // Enforce("*", ...) applies every rule for "*". A token whose "sub" is
 // "operators", or a certificate whose name is "*", would inherit rights it
-// was never given. Apart from this rule and the malformed g lines below,
-// the index decides exactly as Enforce; [Casbin.Allowed] documents it.
+// was never given. Apart from this rule and the malformed g lines above,
+// which both only deny more, the index decides exactly as Enforce.
 //
 // # Index
 //
@@ -71,14 +71,18 @@
 // role, held in an immutable snapshot behind an atomic pointer. A check
 // walks only the tries of the user, its roles and "*", takes no lock and
 // allocates nothing; its decision equals e.Enforce(user, client, topic, act)
-// for every request (a differential test and a fuzz target compare them).
+// for every request, with the exceptions under Subjects (a differential
+// test, a fuzz target and a brute-force test of one-rule tries against
+// [topic.Covers] compare them).
 // Policy changes made through the enforcer (AddPolicy, RemovePolicy,
 // AddGroupingPolicy, UpdatePolicy, LoadPolicy, a watcher's reload) are seen
 // through a watcher and an adapter wrapper NewCasbin installs. A one-rule
 // change copies only the path of that rule (and one shard of the subject
 // table); a role-link change recomputes the roles of the names that reach
-// it; batch calls (AddPolicies, RemovePolicies, RemoveFilteredPolicy) and
-// loads recompile the whole index beside the old one. [Casbin.Bind] resolves a
+// it; batch calls (AddPolicies, RemovePolicies, RemoveFilteredPolicy),
+// loads, and a change Casbin may have applied to another line than the one
+// it reports (a field with a comma, a removal the index cannot find)
+// recompile the whole index, or its policy lines, beside the old one. [Casbin.Bind] resolves a
 // client's roles once at CONNECT; the bound authorizer notices a new policy
 // generation on its next check. There is no decision cache, so no decision
 // can be stale.
