@@ -360,7 +360,7 @@ func actBits(act string) (allow, deny uint8, ok bool) {
 // roles are the roles of user ([snapshot.resolve]). t is taken literally (a
 // subscription filter without its $share prefix, or a topic name).
 func (s *snapshot) decide(user, client string, roles []string, t string, allow, deny uint8) bool {
-	if s.broken() || s.refused(user) || topic.ValidateFilter(t) != nil {
+	if s.broken() || s.refused(user) || topic.ValidateLiteral(t) != nil {
 		return false
 	}
 	q := newQuery(user, client)
@@ -528,7 +528,7 @@ func (b *Bound) current() *view {
 }
 
 func (v *view) decide(t string, allow, deny uint8) bool {
-	if v.s.broken() || topic.ValidateFilter(t) != nil {
+	if v.s.broken() || topic.ValidateLiteral(t) != nil {
 		return false
 	}
 	q := v.q

@@ -346,6 +346,8 @@ func TestShareNamesAreLiteral(t *testing.T) {
 		[4]string{"bob", "c", "read", "$share/g/x"},
 		[4]string{"carol", "c", "write", "$share/g/x"},
 		[4]string{"carol", "c", "read", "x"},
+		[4]string{"carol", "c", "write", "$share/g/"},
+		[4]string{"carol", "c", "write", "$share/"},
 	)
 	require.False(t, c.Allowed("alice", "c", "write", "$share/g/x"))
 	require.True(t, c.Allowed("bob", "c", "read", "x"), "a shared rule allows its inner filter")
@@ -417,6 +419,7 @@ func TestOneRuleTries(t *testing.T) {
 		rules = append(rules, "$share/g/"+r, "$share/%c/"+r)
 	}
 	reqs := buildTopics(reqLevels, 3, true)
+	reqs = append(reqs, "$share/", "$share/a", "$share//#", "$share/+", "$share/$share/")
 	pairs := [][2]string{{"a", "g"}, {"$s", "share"}, {"g", "$share"}, {"", "a"}}
 	n := 0
 	for _, rule := range rules {

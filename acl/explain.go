@@ -47,7 +47,7 @@ func (c *Casbin) ExplainRoles(user, client string, roles []string, act, t string
 	case s.dirty:
 		d.Reason = "a role link has more than two fields or a comma, which Casbin does not keep consistently: everything is denied until the policy is reloaded without it"
 		return d
-	case topic.ValidateFilter(t) != nil:
+	case topic.ValidateLiteral(t) != nil:
 		d.Reason = "invalid topic"
 		return d
 	}

@@ -11,9 +11,10 @@
 //
 // Only filters are unshared, never names: "$share/g/x" as a topic name (a
 // PUBLISH, a delivery) is a topic that starts with '$', and "#" does not
-// match it. The inner argument of [Covers] is taken literally, so an
-// authorizer handed the filter of a SUBSCRIBE removes its $share prefix
-// first ([Unshare]) and cannot mistake a name for a subscription.
+// match it. The inner argument of [Covers] is taken literally (validated
+// by [ValidateLiteral]), so an authorizer handed the filter of a SUBSCRIBE
+// removes its $share prefix first ([Unshare]) and cannot mistake a name for
+// a subscription.
 //
 // # Matching and containment
 //
@@ -23,8 +24,8 @@
 // a SUBSCRIBE to "a/#". A filter whose first level is a wildcard never matches
 // a name that starts with '$' ([MQTT-4.7.2-1]).
 //
-// Match, Covers, ValidateName and ValidateFilter allocate nothing; invalid
-// input never matches.
+// Match, Covers, ValidateName, ValidateFilter and ValidateLiteral allocate
+// nothing; invalid input never matches.
 //
 // # Placeholders
 //

@@ -142,6 +142,9 @@ func TestCovers(t *testing.T) {
 		{"$share/g/x", "$share/g/x", false},
 		{"$share/h/$share/g/x", "$share/g/x", true},
 		{"$share/h/$share/#", "$share/g/x", true},
+		{"$share/h/$share/", "$share/", true}, // "$share/" is a literal filter
+		{"$share/h/$share/+", "$share/x", true},
+		{"#", "$share/", false},
 		// "/#" has no parent name (the empty topic is not one).
 		{"+/+/#", "/#", true},
 		{"+/#", "/#", true},
