@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"reflect"
-	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -505,15 +504,20 @@ func (c *Casbin) view(s *snapshot, user, client string, roles []string) *view {
 		return v
 	}
 	add := func(name string) {
-		if sub := s.subject(name); sub != nil && !slices.Contains(v.subs, sub) {
+		if sub := s.subject(name); sub != nil {
 			v.subs = append(v.subs, sub)
 		}
 	}
 	add(user)
+	// resolve lists each role once and never user itself.
 	for _, r := range s.resolve(user, roles) {
-		add(r)
+		if r != Everyone {
+			add(r)
+		}
 	}
-	add(Everyone)
+	if user != Everyone {
+		add(Everyone)
+	}
 	return v
 }
 
