@@ -189,13 +189,16 @@ func (p *parts) emit(e Event) {
 }
 
 // Event implements [EventSink]: it passes e to the Guard's event sink, and
-// after an [EventReload] (a password file, a CRL or a key set reloaded) it
-// revalidates every live and kept session in the background (see
+// after an [EventReload] of credentials (a password file, a CRL or a key
+// set reloaded: any Source but "acl") it revalidates every live and kept
+// session in the background (see
 // [Guard.Revalidate]). Give the Guard as the event sink of every file
 // watcher, so that a withdrawn credential ends the sessions that used it.
 func (g *Guard) Event(e Event) {
 	g.load().emit(e)
-	if e.Kind == EventReload {
+	if e.Kind == EventReload && e.Source != "acl" {
+		// A policy reload needs no revalidation: every check of every
+		// session reads the current policy.
 		g.scheduleRevalidate()
 	}
 }
