@@ -68,7 +68,10 @@ type Config struct {
 //	(any time)  Disconnector      DISCONNECT     ReasonCode.ForDisconnect
 //
 // Deny wins: each step can only refuse, and a missing part denies where
-// skipping it would be insecure. The zero Guard denies every CONNECT.
+// skipping it would be insecure. The zero Guard denies every CONNECT until
+// [Guard.Reload] gives it its parts: a program can hand new(mqttsec.Guard)
+// to the file watchers as their event sink first, then build the
+// authenticator and authorizer with those watchers, then Reload.
 //
 // A Guard is safe for concurrent use. [Guard.Reload] swaps its parts
 // atomically: a check runs entirely on the old parts or entirely on the new.
@@ -186,13 +189,16 @@ func (p *parts) emit(e Event) {
 }
 
 // Event implements [EventSink]: it passes e to the Guard's event sink, and
-// after an [EventReload] (a password file, a CRL or a key set reloaded) it
-// revalidates every live and kept session in the background (see
+// after an [EventReload] of credentials (a password file, a CRL or a key
+// set reloaded: any Source but "acl") it revalidates every live and kept
+// session in the background (see
 // [Guard.Revalidate]). Give the Guard as the event sink of every file
 // watcher, so that a withdrawn credential ends the sessions that used it.
 func (g *Guard) Event(e Event) {
 	g.load().emit(e)
-	if e.Kind == EventReload {
+	if e.Kind == EventReload && e.Source != "acl" {
+		// A policy reload needs no revalidation: every check of every
+		// session reads the current policy.
 		g.scheduleRevalidate()
 	}
 }
@@ -332,6 +338,9 @@ func (g *Guard) check(s *Session) error {
 func (g *Guard) Connect(ctx context.Context, cl Client, cred Credentials, will *Message) (*Session, error) {
 	p := g.load()
 	cl.Identity = nil
+	// A broker may hand over strings that point into the CONNECT packet,
+	// password included: a session must not keep that buffer alive.
+	cl.ID, cl.Username = strings.Clone(cl.ID), strings.Clone(cl.Username)
 	s, err := g.connect(ctx, p, &cl, cred, will)
 	if err != nil {
 		p.emit(Event{Kind: EventConnectDenied, ClientID: cl.ID, Username: cl.Username,

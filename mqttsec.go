@@ -118,6 +118,10 @@ type Client struct {
 	Protocol byte
 	// CleanStart is the clean start (clean session) flag.
 	CleanStart bool
+	// Assigned is true when the client sent no client ID and the broker
+	// assigned ID: an ID the client did not choose (a client-ID binding
+	// does not apply to it).
+	Assigned bool
 	// Identity is set by the Guard after authentication.
 	Identity *Identity
 }

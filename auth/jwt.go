@@ -137,6 +137,13 @@ type JWTConfig struct {
 	// RolesClaim, when set, names a claim holding an array of strings that
 	// becomes Identity.Roles.
 	RolesClaim string `yaml:"roles_claim"`
+	// AttributeClaims names string claims copied into Identity.Attributes
+	// under the claim's name, for the parts that key on them (a client-ID
+	// binding "{attr:client_id}", say). At most [MaxAttributeClaims], none
+	// of them an attribute the JWT records itself (iss, aud, alg, key). A
+	// named claim that is present but not a string of at most
+	// [MaxAttributeLen] bytes denies the token; an absent one is not copied.
+	AttributeClaims []string `yaml:"attribute_claims"`
 	// ACLClaim turns an "acl" claim in EMQX 5.x format (see
 	// [ParseACLClaim]) into Identity.Grants. A malformed claim denies.
 	ACLClaim bool `yaml:"acl_claim"`
@@ -203,6 +210,12 @@ const (
 	AttrKey = "key"
 )
 
+// The bounds of JWTConfig.AttributeClaims.
+const (
+	MaxAttributeClaims = 16
+	MaxAttributeLen    = 256
+)
+
 type jwtEntry struct {
 	id  *mqttsec.Identity
 	exp time.Time
@@ -225,6 +238,15 @@ var hmacSecretLen = map[string]int{"HS256": 32, "HS384": 48, "HS512": 64}
 func NewJWT(ctx context.Context, cfg JWTConfig) (*JWT, error) {
 	if len(cfg.Algorithms) == 0 {
 		return nil, fmt.Errorf("%w: jwt: no algorithms allowed", ErrConfig)
+	}
+	if len(cfg.AttributeClaims) > MaxAttributeClaims {
+		return nil, fmt.Errorf("%w: jwt: more than %d attribute claims", ErrConfig, MaxAttributeClaims)
+	}
+	for _, c := range cfg.AttributeClaims {
+		switch c {
+		case "", AttrIssuer, AttrAudience, AttrAlgorithm, AttrKey:
+			return nil, fmt.Errorf("%w: jwt: attribute claim %q is empty or recorded by the JWT itself", ErrConfig, c)
+		}
 	}
 	var useHMAC, asym bool
 	minSecret := 0
@@ -493,6 +515,29 @@ type watchedBody struct {
 	io.ReadCloser
 	w    *jwksWatch
 	once sync.Once
+	n    int64
+}
+
+// MaxJWKSBody is the largest JWK Set response read: a larger one fails the
+// refresh (the keys in force stay), so a compromised or broken JWKS
+// endpoint cannot make the broker buffer an unbounded body.
+const MaxJWKSBody = 1 << 20
+
+var errJWKSTooLarge = fmt.Errorf("%w: jwks: response larger than %d bytes", ErrConfig, MaxJWKSBody)
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	if b.n >= MaxJWKSBody {
+		return 0, errJWKSTooLarge
+	}
+	if rest := MaxJWKSBody - b.n; int64(len(p)) > rest {
+		p = p[:rest+1] // one byte more tells a body of exactly the limit from a larger one
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	if b.n > MaxJWKSBody {
+		return 0, errJWKSTooLarge
+	}
+	return n, err
 }
 
 func (b *watchedBody) Close() error {
@@ -599,6 +644,17 @@ func (j *JWT) identity(c *tokenClaims, alg string, key any) (*mqttsec.Identity, 
 		id.Attributes[AttrKey] = hmacKeyID(b)
 	} else if k := keyID(key); k != "" {
 		id.Attributes[AttrKey] = k
+	}
+	for _, name := range j.cfg.AttributeClaims {
+		raw, ok := c.raw[name]
+		if !ok {
+			continue
+		}
+		var v string
+		if json.Unmarshal(raw, &v) != nil || len(v) > MaxAttributeLen {
+			return nil, deny(fmt.Sprintf("token claim %q is not a string of at most %d bytes", name, MaxAttributeLen))
+		}
+		id.Attributes[name] = v
 	}
 	if j.cfg.RolesClaim != "" {
 		if raw, ok := c.raw[j.cfg.RolesClaim]; ok {

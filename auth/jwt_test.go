@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -20,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -737,4 +739,84 @@ func TestJWTJWKSKeyRemovalRevalidates(t *testing.T) {
 	waitFor(t, reloads)
 	require.NoError(t, j.Revalidate(context.Background(), a))
 	require.ErrorIs(t, j.Revalidate(context.Background(), b), mqttsec.ErrBadCredentials)
+}
+
+// TestJWTJWKSBodyBounded: a JWK Set response larger than MaxJWKSBody fails
+// the refresh with an event, and the keys in force stay.
+func TestJWTJWKSBodyBounded(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	jwk, err := jwkset.NewJWKFromKey(k.ec.Public(), jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: "ec-1"}})
+	require.NoError(t, err)
+	small, err := json.Marshal(jwkset.JWKSMarshal{Keys: []jwkset.JWKMarshal{jwk.Marshal()}})
+	require.NoError(t, err)
+	var huge atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if huge.Load() {
+			// Valid JSON, padded past the limit.
+			_, _ = w.Write([]byte(`{"pad":"`))
+			_, _ = w.Write(bytes.Repeat([]byte("x"), auth.MaxJWKSBody))
+			_, _ = w.Write([]byte(`","keys":[]}`))
+			return
+		}
+		_, _ = w.Write(small)
+	}))
+	t.Cleanup(srv.Close)
+	failed := make(chan error, 100)
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, JWKSURL: srv.URL, Issuer: testIss, Audience: testAud,
+		JWKSRefresh: 20 * time.Millisecond, Clock: clk.Now,
+		Events: mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+			if e.Kind == mqttsec.EventReloadFailed {
+				select {
+				case failed <- e.Err:
+				default:
+				}
+			}
+		})})
+	token := func(sub string) string {
+		c := claimsAt(clk.Now(), sub)
+		c["_kid"] = "ec-1"
+		return sign(t, jwt.SigningMethodES256, k.ec, c)
+	}
+	_, err = tokenLogin(j, "c", "a", token("a"))
+	require.NoError(t, err)
+	huge.Store(true)
+	require.ErrorContains(t, waitFor(t, failed), "larger than")
+	_, err = tokenLogin(j, "c", "b", token("b"))
+	require.NoError(t, err, "the keys in force stay")
+}
+
+// TestJWTAttributeClaims: named string claims reach Identity.Attributes
+// (a client-ID binding keys on them); a claim of another type or too long
+// denies; reserved and too many names are refused at construction.
+func TestJWTAttributeClaims(t *testing.T) {
+	k := getKeys(t)
+	clk := newClock()
+	j := newJWT(t, auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: mustPub(t, k), Issuer: testIss, Audience: testAud,
+		Clock: clk.Now, AttributeClaims: []string{"client_id", "site"}})
+	c := claimsAt(clk.Now(), "dev1")
+	c["client_id"] = "dev1-sensor"
+	id, err := tokenLogin(j, "c1", "dev1", sign(t, jwt.SigningMethodES256, k.ec, c))
+	require.NoError(t, err)
+	require.Equal(t, "dev1-sensor", id.Attributes["client_id"])
+	_, ok := id.Attributes["site"]
+	require.False(t, ok, "an absent claim is not copied")
+	for _, bad := range []any{42, []string{"x"}, strings.Repeat("x", auth.MaxAttributeLen+1)} {
+		c := claimsAt(clk.Now(), "dev2")
+		c["site"] = bad
+		_, err := tokenLogin(j, "c2", "dev2", sign(t, jwt.SigningMethodES256, k.ec, c))
+		require.ErrorIs(t, err, mqttsec.ErrBadCredentials, "%v", bad)
+	}
+	for _, names := range [][]string{{"iss"}, {"key"}, {""}, make([]string, auth.MaxAttributeClaims+1)} {
+		_, err := auth.NewJWT(context.Background(), auth.JWTConfig{Algorithms: []string{"ES256"}, PublicKeys: mustPub(t, k), Issuer: testIss, Audience: testAud, AttributeClaims: names})
+		require.ErrorIs(t, err, auth.ErrConfig, "%q", names)
+	}
+}
+
+func mustPub(t *testing.T, k *testKeys) []crypto.PublicKey {
+	t.Helper()
+	pub, err := auth.ParsePublicKeysPEM(k.allPEM)
+	require.NoError(t, err)
+	return pub
 }

@@ -98,10 +98,15 @@ var (
 )
 
 // CheckPublish is the broker check of [Protect] on its own: it returns nil
-// when m's topic is not protected or m is an envelope that verifies with a
-// key bound to cl's authenticated subject, and otherwise a denial carrying
-// the reason code of [Code]. An anonymous client cannot publish on a
-// protected topic. A verified message is recorded in v's replay window.
+// when m's topic is not protected, or m verifies with a key bound to cl's
+// authenticated subject — an envelope, or a detached signature in the user
+// property [PropertyName] (m.UserProperties, which the adapter fills for
+// MQTT 5) — and otherwise a denial carrying the reason code of [Code]. An
+// anonymous client cannot publish on a protected topic. A verified message
+// is recorded in v's replay window. A will message (m.Will) is checked for
+// its signature and key binding only: the broker checks it at CONNECT and
+// again when it sends it, possibly long after, and its receivers check
+// freshness and replay.
 func (v *Verifier) CheckPublish(ctx context.Context, cl *mqttsec.Client, m *mqttsec.Message) error {
 	r := v.policy.lookup(m.Topic)
 	if r == nil {
@@ -110,7 +115,23 @@ func (v *Verifier) CheckPublish(ctx context.Context, cl *mqttsec.Client, m *mqtt
 	if cl == nil || cl.Identity == nil || cl.Identity.Subject == "" || cl.Identity.Method == mqttsec.MethodAnonymous {
 		return denial(fmt.Errorf("%w: anonymous publisher on %q", ErrKeyNotBound, m.Topic))
 	}
-	if _, err := v.verify(ctx, r, m.Topic, m.Payload, "", cl.Identity.Subject, true); err != nil {
+	sig := ""
+	for _, up := range m.UserProperties {
+		if up.Key != PropertyName {
+			continue
+		}
+		if sig != "" {
+			return denial(fmt.Errorf("%w: more than one %q property", ErrMalformed, PropertyName))
+		}
+		if sig = up.Value; sig == "" {
+			return denial(errProp)
+		}
+	}
+	mode := modeBroker
+	if m.Will {
+		mode = modeWill
+	}
+	if _, err := v.verify(ctx, r, m.Topic, m.Payload, sig, cl.Identity.Subject, mode); err != nil {
 		return denial(err)
 	}
 	return nil

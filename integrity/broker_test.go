@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/casbin/casbin/v2"
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttsec/mqttsec"
@@ -257,10 +258,10 @@ func TestProtectDirect(t *testing.T) {
 	require.ErrorIs(t, err, mqttsec.ErrNotAuthorized)
 }
 
-// TestProtectWill documents the will-message limitation: a signed will on
-// a protected topic passes at CONNECT, and is refused as a replay when the
-// Guard checks it again before sending it (the Message does not say it is
-// a will; see the package documentation).
+// TestProtectWill: a signed will on a protected topic passes at CONNECT
+// and again when the Guard checks it before sending it (no freshness or
+// replay check for a will: its receivers make them); a will signed by
+// another device's key is refused both times.
 func TestProtectWill(t *testing.T) {
 	f := keys(t)
 	v := verifier(t, integrity.VerifierConfig{Policy: policy(t, integrity.Rule{Filter: "devices/#"})})
@@ -281,9 +282,59 @@ func TestProtectWill(t *testing.T) {
 	will := &mqttsec.Message{Topic: "devices/dev-a/status", Payload: m.Payload, QoS: 1}
 	s, err := g.Connect(ctx, mqttsec.Client{ID: "dev-a-c", Username: "dev-a", RemoteAddr: "127.0.0.1:1", Protocol: 5}, mqttsec.Credentials{}, will)
 	require.NoError(t, err, "the will is checked at CONNECT and passes")
-	require.ErrorIs(t, g.Will(ctx, s, will), integrity.ErrReplay)
-	require.ErrorIs(t, willErr, integrity.ErrReplay)
+	require.NoError(t, g.Will(ctx, s, will), "and again when it is sent")
+	require.NoError(t, willErr)
+	_, err = g.Connect(ctx, mqttsec.Client{ID: "dev-b-c", Username: "dev-b", RemoteAddr: "127.0.0.1:3", Protocol: 5}, mqttsec.Credentials{}, will)
+	require.ErrorIs(t, err, integrity.ErrKeyNotBound, "dev-b cannot send dev-a's signed will")
 	unsigned := &mqttsec.Message{Topic: "devices/dev-a/status", Payload: []byte("offline"), QoS: 1}
 	_, err = g.Connect(ctx, mqttsec.Client{ID: "dev-a-d", Username: "dev-a", RemoteAddr: "127.0.0.1:2", Protocol: 5}, mqttsec.Credentials{}, unsigned)
 	require.ErrorIs(t, err, integrity.ErrUnsigned, "an unsigned will on a protected topic is refused at CONNECT")
+}
+
+// TestBrokerDetached: the broker checks a detached signature carried in
+// the MQTT v5 user property (the payload stays byte-identical for
+// consumers that do not verify); a tampered payload under a valid
+// signature and a doubled signature property are refused.
+func TestBrokerDetached(t *testing.T) {
+	f := keys(t)
+	b, ev := protectedBroker(t, casbinPolicy(t))
+	devA, watcher := dial(t, b.Addr, "dev-a"), dial(t, b.Addr, "watcher")
+	require.Equal(t, byte(1), watcher.Sub(t, "#", 1))
+	a := integrity.NewSigner(f.a, integrity.SignerConfig{})
+	const topic = "devices/dev-a/temp"
+	pub := func(payload []byte, sigs ...string) (byte, error) {
+		p := &paho.Publish{Topic: topic, QoS: 1, Payload: payload, Properties: &paho.PublishProperties{}}
+		for _, s := range sigs {
+			p.Properties.User = append(p.Properties.User, paho.UserProperty{Key: integrity.PropertyName, Value: s})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), testbroker.Timeout)
+		defer cancel()
+		r, err := devA.Publish(ctx, p)
+		if r == nil {
+			return 0, err
+		}
+		return r.ReasonCode, err
+	}
+
+	m := seal(t, a, topic, []byte("21.5"), integrity.Detached, nil)
+	code, err := pub(m.Payload, m.Signature)
+	require.NoError(t, err)
+	require.Less(t, code, byte(0x80), "accepted")
+	got := watcher.ExpectMessage(t, topic, testbroker.Timeout)
+	require.Equal(t, "21.5", string(got.Payload), "the payload is delivered as it was sent")
+
+	m = seal(t, a, topic, []byte("21.5"), integrity.Detached, nil)
+	code, _ = pub([]byte("99.9"), m.Signature)
+	require.Equal(t, byte(0x87), code)
+	require.ErrorIs(t, ev.last(), integrity.ErrBadSignature)
+
+	m = seal(t, a, topic, []byte("21.5"), integrity.Detached, nil)
+	code, _ = pub(m.Payload, m.Signature, m.Signature)
+	require.Equal(t, byte(0x99), code)
+	require.ErrorIs(t, ev.last(), integrity.ErrMalformed)
+
+	code, _ = pub([]byte("21.5"))
+	require.Equal(t, byte(0x99), code, "no signature at all")
+	require.ErrorIs(t, ev.last(), integrity.ErrUnsigned)
+	watcher.NoMessage(t, 200*time.Millisecond)
 }

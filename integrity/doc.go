@@ -84,11 +84,12 @@
 // check costs one signature verification. The broker needs only public
 // keys, never content keys.
 //
-// The Guard's adapter does not pass MQTT v5 user properties to authorizers
-// yet, so at the broker only the envelope carrier can be checked: a
-// detached signature is refused there as unsigned. A will message on a
-// protected topic is checked at CONNECT and again when it is sent; the
-// second check sees a replay, so such a will is not sent.
+// Both carriers are checked at the broker: the mochi adapter passes a
+// PUBLISH's MQTT v5 user properties to the Guard (mqttsec.Message), where
+// the detached signature is found. A will message on a protected topic is
+// checked at CONNECT and again when it is sent, for its signature and its
+// key's binding; its freshness and replay are left to its receivers (the
+// broker may send it long after the client connected).
 //
 // # Clients
 //

@@ -132,7 +132,7 @@ func (v *Verifier) Verify(ctx context.Context, t string, payload []byte, sig str
 	if r == nil {
 		r = unprotected
 	}
-	vd, err := v.verify(ctx, r, t, payload, sig, "", false)
+	vd, err := v.verify(ctx, r, t, payload, sig, "", modeReceiver)
 	if err != nil {
 		return nil, err
 	}
@@ -317,7 +317,22 @@ func appendSigStructure(b, prot []byte, t string, payload []byte) []byte {
 // verify runs every check on a message of topic t under rule r. At the
 // broker (publisher set), the key must be bound to publisher; the signer
 // rules of r apply everywhere.
-func (v *Verifier) verify(ctx context.Context, r *rule, t string, payload []byte, sig, publisher string, atBroker bool) (Verified, error) {
+// verifyMode says who verifies: a receiver, the broker for a PUBLISH, or
+// the broker for a will message.
+type verifyMode uint8
+
+const (
+	modeReceiver verifyMode = iota
+	modeBroker
+	// modeWill checks the signature and the key's binding, not freshness
+	// nor replay: the broker checks a will when the client connects and
+	// again when it sends it, possibly much later, and the will's
+	// receivers check freshness and replay themselves.
+	modeWill
+)
+
+func (v *Verifier) verify(ctx context.Context, r *rule, t string, payload []byte, sig, publisher string, mode verifyMode) (Verified, error) {
+	atBroker := mode != modeReceiver
 	raw := payload
 	detached := sig != ""
 	switch {
@@ -352,7 +367,9 @@ func (v *Verifier) verify(ctx context.Context, r *rule, t string, payload []byte
 	// sequence numbers never touch the window.
 	now := v.now()
 	ts := time.UnixMilli(h.ts)
-	if ts.After(now.Add(v.skew)) {
+	if mode == modeWill {
+		// no freshness check, see modeWill
+	} else if ts.After(now.Add(v.skew)) {
 		return Verified{}, fmt.Errorf("%w: signed at %s, %s ahead", ErrFuture, ts.UTC().Format(time.RFC3339Nano), ts.Sub(now).Round(time.Millisecond))
 	}
 	if ts.Before(now.Add(-v.maxAge)) {
@@ -388,7 +405,9 @@ func (v *Verifier) verify(ctx context.Context, r *rule, t string, payload []byte
 	if err != nil {
 		return Verified{}, fmt.Errorf("%w: key %q on %q", ErrBadSignature, kid, t)
 	}
-	if err := v.win.commit(h.kid, h.epoch, h.seq, h.ts); err != nil {
+	if mode == modeWill {
+		// no replay window, see modeWill
+	} else if err := v.win.commit(h.kid, h.epoch, h.seq, h.ts); err != nil {
 		return Verified{}, fmt.Errorf("key %q: %w", kid, err)
 	}
 	return Verified{

@@ -259,6 +259,7 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		TLS:        tlsState(cl.Net.Conn),
 		Protocol:   pk.ProtocolVersion,
 		CleanStart: pk.Connect.Clean,
+		Assigned:   len(pk.Connect.ClientIdentifier) == 0,
 	}
 	cred := mqttsec.Credentials{
 		Password:   pk.Connect.Password,
@@ -268,7 +269,8 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	var will *mqttsec.Message
 	if pk.Connect.WillFlag {
 		will = &mqttsec.Message{Topic: pk.Connect.WillTopic, Payload: pk.Connect.WillPayload,
-			QoS: pk.Connect.WillQos, Retain: pk.Connect.WillRetain}
+			QoS: pk.Connect.WillQos, Retain: pk.Connect.WillRetain, Will: true,
+			UserProperties: userProperties(nil, pk.Connect.WillProperties.User)}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.connectTimeout)
 	sess, err := h.g.Connect(ctx, c, cred, will)
@@ -752,10 +754,12 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		// The Message escapes through the Authorizer interface; pooling it
 		// keeps the allowed path free of allocations.
 		m := messagePool.Get().(*mqttsec.Message)
+		props := userProperties(m.UserProperties[:0], pk.Properties.User)
 		*m = mqttsec.Message{Topic: pk.TopicName, Payload: pk.Payload,
-			QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain}
+			QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, UserProperties: props}
 		err = h.g.Publish(context.Background(), cn.session(), m)
-		*m = mqttsec.Message{}
+		clear(props) // keep no strings of the packet alive in the pool
+		*m = mqttsec.Message{UserProperties: props[:0]}
 		messagePool.Put(m)
 	}
 	if err == nil {
@@ -766,6 +770,14 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 }
 
 var messagePool = sync.Pool{New: func() any { return new(mqttsec.Message) }}
+
+// userProperties appends mochi's user properties to dst.
+func userProperties(dst []mqttsec.UserProperty, src []packets.UserProperty) []mqttsec.UserProperty {
+	for _, u := range src {
+		dst = append(dst, mqttsec.UserProperty{Key: u.Key, Value: u.Val})
+	}
+	return dst
+}
 
 func (h *Hook) rejectPublish(cl *mqtt.Client, pk packets.Packet, code mqttsec.ReasonCode) {
 	if code.Disconnects() {
@@ -806,7 +818,8 @@ func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	if cn == nil {
 		return voidWill(will), nil
 	}
-	m := &mqttsec.Message{Topic: will.TopicName, Payload: will.Payload, QoS: will.Qos, Retain: will.Retain}
+	m := &mqttsec.Message{Topic: will.TopicName, Payload: will.Payload, QoS: will.Qos, Retain: will.Retain,
+		Will: true, UserProperties: userProperties(nil, will.User)}
 	if d := cl.Properties.Will.WillDelayInterval; d > 0 {
 		h.scheduleWill(cl, cn.session(), will, time.Duration(d)*time.Second)
 		return voidWill(will), nil
@@ -867,7 +880,8 @@ func (h *Hook) flushWill(id string) {
 // Guard has just decided.
 func (h *Hook) sendWill(dw *delayedWill) {
 	dw.once.Do(func() {
-		m := &mqttsec.Message{Topic: dw.will.TopicName, Payload: dw.will.Payload, QoS: dw.will.Qos, Retain: dw.will.Retain}
+		m := &mqttsec.Message{Topic: dw.will.TopicName, Payload: dw.will.Payload, QoS: dw.will.Qos, Retain: dw.will.Retain,
+			Will: true, UserProperties: userProperties(nil, dw.will.User)}
 		if h.g.Will(context.Background(), dw.sess, m) != nil {
 			return
 		}
