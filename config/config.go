@@ -241,21 +241,32 @@ type Wildcard struct {
 	SysSubjects []string `yaml:"sys_subjects,omitempty"`
 }
 
-// ClientID configures the client-ID policy and what happens when a second
-// connection uses a client ID that is in use.
+// ClientID configures the client-ID policy (package clientid), applied
+// before authentication, the binding of client IDs to identities, and what
+// happens when a second connection uses a client ID that is in use. Without
+// the section the defaults apply: IDs of 1 to 128 characters of
+// clientid.DefaultChars, no binding, takeover by the owner only.
 type ClientID struct {
 	// Takeover is "owner" (the default: only the identity holding the ID
-	// may take it over), "deny" (no takeover, even by the owner) or
-	// "allow" (anyone may: insecure).
+	// may take over its connection or resume its kept session), "deny"
+	// (no second connection while one is live, even of the owner) or
+	// "allow" (MQTT's rule: anyone may take over; insecure, logged at warn
+	// on every start).
 	Takeover string `yaml:"takeover,omitempty"`
-	// MinLength and MaxLength bound client IDs, in bytes.
+	// MinLength and MaxLength bound client IDs, in bytes; zero means
+	// clientid.DefaultMinLen and clientid.DefaultMaxLen.
 	MinLength int `yaml:"min_length,omitempty"`
 	MaxLength int `yaml:"max_length,omitempty"`
-	// Pattern is a regular expression a client ID must match entirely.
+	// Pattern is a regular expression a client ID must match entirely,
+	// instead of clientid.DefaultChars. '/', '+', '#', a leading '$' and
+	// control characters stay refused whatever it says.
 	Pattern string `yaml:"pattern,omitempty"`
-	// Bind are templates that tie client IDs to identities ("%u-*").
+	// Bind, when set, are templates that tie client IDs to identities:
+	// "{username}-*" lets alice use "alice-phone" only, "{cn}" a device
+	// only the common name of its certificate (see clientid.Template).
 	Bind []string `yaml:"bind,omitempty"`
-	// MaxIDs bounds the client IDs the registry holds.
+	// MaxIDs bounds the client IDs bound at once, live or kept; zero means
+	// no bound beyond the broker's max_clients and session expiry.
 	MaxIDs int `yaml:"max_ids,omitempty"`
 }
 

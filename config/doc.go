@@ -47,6 +47,10 @@
 //	  casbin_policy: policy.csv           # acl.Model policy; either or both
 //	  wildcard: { deny_root_wildcards: true, admins: [admin] }
 //	  grants: narrow                      # how a token's acl claim combines: narrow | widen | ignore
+//	clientid:
+//	  takeover: owner                     # owner | deny | allow
+//	  max_length: 128
+//	  bind: ["{username}-*", "{cn}"]      # client IDs tied to identities
 //	ratelimit:
 //	  max_payload: 262144
 //	broker:
@@ -90,8 +94,8 @@
 // others (insecure_file_permissions: true accepts them). The switches
 // that are set are logged at warn level on every start ([File.Insecure]).
 //
-// Sections this build cannot honour (clientid, ratelimit rates and bans,
-// limits, bridges, redis) are decoded and validated, and then refused
+// Sections this build cannot honour (ratelimit rates and bans, limits,
+// bridges, redis) are decoded and validated, and then refused
 // with [ErrUnavailable] rather than ignored: a limit the file asks for is
 // never silently missing.
 //
@@ -102,6 +106,13 @@
 // with a client_ca_file), a JWT (a password with the shape of a token), a
 // user name and password (auth.Passwords), anonymous access. The first
 // that applies decides; when none applies the CONNECT is refused (0x86).
+//
+// Client IDs are checked before authentication by a clientid.Policy (the
+// defaults when the clientid section is absent: 1 to 128 characters of
+// clientid.DefaultChars), tied to identities by the section's bind
+// templates, and held in a clientid.Registry that refuses (0x85) a
+// takeover by another identity ("owner", the default), by anyone ("deny"),
+// or lets anyone take over ("allow", insecure).
 //
 // The acl_file and the Casbin policy are loaded into one policy of model
 // acl.Model: a request is allowed when some allow rule of either file

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"github.com/mqttsec/mqttsec"
 	"github.com/mqttsec/mqttsec/acl"
 	"github.com/mqttsec/mqttsec/auth"
+	"github.com/mqttsec/mqttsec/clientid"
 	"github.com/mqttsec/mqttsec/tlsconf"
 )
 
@@ -61,6 +63,8 @@ type Runtime struct {
 	authz     mqttsec.Authorizer
 	aclWatch  []*acl.FileWatcher
 	metrics   *metrics
+	ids       mqttsec.ClientIDPolicy
+	registry  mqttsec.Registry
 
 	mu      sync.Mutex // serializes reloads and Close
 	jwt     *auth.JWT
@@ -142,6 +146,9 @@ func (f *File) Open(ctx context.Context, o Options) (rt *Runtime, err error) {
 		}
 	}
 	if err := r.openACL(); err != nil {
+		return nil, err
+	}
+	if err := r.openClientIDs(); err != nil {
 		return nil, err
 	}
 	r.g.Reload(r.guardConfig())
@@ -412,13 +419,62 @@ func (r *Runtime) openACL() error {
 			continue
 		}
 		path := f.Path(p.file)
-		fw, err := acl.WatchFile(e, path, acl.WithReloadHook(func(err error) { r.aclReloaded(path, err) }))
+		fw, err := acl.WatchFile(e, path, acl.WithEvents(r.g))
 		if err != nil {
 			return f.errAt(wrapf(ErrFile, "%w", err), "acl", p.key)
 		}
 		r.aclWatch = append(r.aclWatch, fw)
 	}
 	return nil
+}
+
+// openClientIDs builds the client-ID policy and the registry. The
+// registry lives as long as the Runtime: every Guard reload keeps it, so no
+// ID changes hands because a key file was reloaded.
+func (r *Runtime) openClientIDs() error {
+	p, err := r.f.clientIDPolicy()
+	if err != nil {
+		return r.f.errAt(wrapf(ErrInvalid, "%w", err), "clientid")
+	}
+	r.ids = p
+	c := r.f.ClientID
+	if c == nil {
+		c = &ClientID{}
+	}
+	takeover, err := clientid.ParseTakeover(cmpOr(c.Takeover, "owner"))
+	if err != nil {
+		return r.f.errAt(wrapf(ErrInvalid, "%w", err), "clientid", "takeover")
+	}
+	opts := []clientid.RegistryOption{clientid.WithTakeover(takeover)}
+	if c.MaxIDs > 0 {
+		opts = append(opts, clientid.WithMaxIDs(c.MaxIDs))
+	}
+	var reg mqttsec.Registry = clientid.NewRegistry(opts...)
+	if len(c.Bind) > 0 {
+		b, err := clientid.NewBinding(c.Bind...)
+		if err != nil {
+			return r.f.errAt(wrapf(ErrInvalid, "%w", err), "clientid", "bind")
+		}
+		reg = clientid.Bound(reg, b)
+	}
+	r.registry = reg
+	return nil
+}
+
+// clientIDPolicy returns the client-ID policy of the clientid section.
+func (f *File) clientIDPolicy() (*clientid.Policy, error) {
+	c := f.ClientID
+	if c == nil {
+		return clientid.NewPolicy()
+	}
+	var opts []clientid.PolicyOption
+	if c.MinLength > 0 || c.MaxLength > 0 {
+		opts = append(opts, clientid.WithLength(max(c.MinLength, clientid.DefaultMinLen), cmp.Or(c.MaxLength, max(clientid.DefaultMaxLen, c.MinLength))))
+	}
+	if c.Pattern != "" {
+		opts = append(opts, clientid.WithPattern(c.Pattern))
+	}
+	return clientid.NewPolicy(opts...)
 }
 
 // aclReloaded reports a reload of a policy file to the Guard.
@@ -449,6 +505,8 @@ func (r *Runtime) guardConfig() mqttsec.Config {
 	return mqttsec.Config{
 		Authenticator:  auth.Chain(chain...),
 		Authorizer:     r.authz,
+		ClientIDs:      r.ids,
+		Registry:       r.registry,
 		MaxPayload:     r.f.MaxPayload(),
 		MaxTopicLevels: r.f.Broker.MaxTopicLevels,
 		Events:         r.sink,

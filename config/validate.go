@@ -2,7 +2,9 @@ package config
 
 import (
 	"errors"
+
 	"fmt"
+	"github.com/mqttsec/mqttsec/clientid"
 	"math"
 	"net"
 	"net/netip"
@@ -156,18 +158,22 @@ func (f *File) validate() error {
 
 	// Sections whose packages this build does not have.
 	if c := f.ClientID; c != nil {
-		switch c.Takeover {
-		case "", "owner", "deny", "allow":
-		default:
+		if _, err := clientid.ParseTakeover(cmpOr(c.Takeover, "owner")); err != nil {
 			add(wrapf(ErrInvalid, "takeover %q: use owner, deny or allow", c.Takeover), "clientid", "takeover")
 		}
-		if c.MinLength < 0 || c.MaxLength < 0 || (c.MaxLength > 0 && c.MinLength > c.MaxLength) || c.MaxLength > 65535 {
-			add(wrapf(ErrInvalid, "min_length and max_length must satisfy 0 <= min_length <= max_length <= 65535"), "clientid", "max_length")
+		if c.MinLength < 0 || c.MaxLength < 0 || c.MaxLength > clientid.MaxLen || (c.MaxLength > 0 && c.MinLength > c.MaxLength) {
+			add(wrapf(ErrInvalid, "min_length and max_length must satisfy 0 <= min_length <= max_length <= %d", clientid.MaxLen), "clientid", "max_length")
+		} else if _, err := f.clientIDPolicy(); err != nil {
+			add(wrapf(ErrInvalid, "%w", err), "clientid", "pattern")
+		}
+		for i, tmpl := range c.Bind {
+			if _, err := clientid.ParseTemplate(tmpl); err != nil {
+				add(wrapf(ErrInvalid, "%w", err), "clientid", "bind", i)
+			}
 		}
 		if c.MaxIDs < 0 {
 			add(wrapf(ErrInvalid, "negative max_ids"), "clientid", "max_ids")
 		}
-		add(unavailable("clientid", "client-ID policies and takeover modes"), "clientid")
 	}
 	if r := f.RateLimit; r != nil {
 		for _, rt := range []struct {

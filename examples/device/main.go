@@ -7,8 +7,9 @@
 //   - fresh credentials at every connection attempt (auth.Configure): a
 //     short-lived JWT signed with the device's key (auth.JWTMinter), or a
 //     password read from a file;
-//   - a generated client ID, "USER-" and 16 random characters: unique, so
-//     two devices never take over each other's session, and unguessable;
+//   - a generated client ID, "USER-" and 128 random bits
+//     (clientid.Generate): unique, so two devices never take over each
+//     other's session, and unguessable;
 //   - topic names built from a template and checked locally with package
 //     topic before any publish: a valid name, under the device's own
 //     subtree, so the device never sends what the broker must refuse.
@@ -26,7 +27,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -43,6 +43,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/mqttsec/mqttsec/auth"
+	"github.com/mqttsec/mqttsec/clientid"
 	"github.com/mqttsec/mqttsec/tlsconf"
 	"github.com/mqttsec/mqttsec/topic"
 )
@@ -206,9 +207,9 @@ func topicFor(template, own, user, clientID string) (string, error) {
 	return name, nil
 }
 
-// newClientID returns user, '-' and 16 random base32 characters (80
-// bits): with a broker that binds client IDs to users ("%u-*"), the ID
-// is the device's own, and no other device can guess or collide with it.
+// newClientID returns user, '-' and 128 random bits (clientid.Generate):
+// with a broker that binds client IDs to users ("{username}-*"), the ID is
+// the device's own, and no other device can guess or collide with it.
 func newClientID(user string) string {
-	return user + "-" + rand.Text()[:16]
+	return clientid.Generate(user + "-")
 }

@@ -110,7 +110,7 @@ func TestDevicePassword(t *testing.T) {
 	ids := start(t, o)
 	select {
 	case id := <-ids:
-		require.Regexp(t, `^sensor-1-[A-Z2-7]{16}$`, id)
+		require.Regexp(t, `^sensor-1-[a-z2-7]{26}$`, id)
 	case <-time.After(30 * time.Second):
 		t.Fatal("the device did not connect")
 	}

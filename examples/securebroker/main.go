@@ -28,6 +28,7 @@ import (
 	"github.com/mqttsec/mqttsec"
 	"github.com/mqttsec/mqttsec/acl"
 	"github.com/mqttsec/mqttsec/auth"
+	"github.com/mqttsec/mqttsec/clientid"
 	"github.com/mqttsec/mqttsec/mochi"
 	"github.com/mqttsec/mqttsec/tlsconf"
 )
@@ -95,20 +96,21 @@ func run(ctx context.Context, log *slog.Logger, dir, addr string, ready func(str
 	if err != nil {
 		return err
 	}
-	aw, err := acl.WatchFile(enforcer, aclPath, acl.WithReloadHook(func(err error) {
-		if err != nil {
-			g.Event(mqttsec.Event{Kind: mqttsec.EventReloadFailed, Source: "acl", File: aclPath, Err: err})
-		}
-	}))
+	aw, err := acl.WatchFile(enforcer, aclPath, acl.WithEvents(g))
 	if err != nil {
 		return err
 	}
 	defer aw.Close()
 	wildcards := &acl.WildcardPolicy{MinLevels: 1, Admins: []string{"admin"}}
 
-	// 5. All parts at once.
+	// 5. Client IDs: a strict policy; a registry that lets only the owner
+	// of an ID take over its session. Then all parts at once.
+	ids, err := clientid.NewPolicy()
+	if err != nil {
+		return err
+	}
 	g.Reload(mqttsec.Config{Authenticator: auth.Chain(certs, passwords), Authorizer: wildcards.Wrap(policy),
-		MaxPayload: 256 << 10, Events: events})
+		ClientIDs: ids, Registry: clientid.NewRegistry(), MaxPayload: 256 << 10, Events: events})
 
 	// 6. mochi: bounded, its logs filtered, exactly one hook, hardened
 	// listeners.
