@@ -116,7 +116,12 @@ func (f *File) Open(ctx context.Context, o Options) (rt *Runtime, err error) {
 	// The Guard reports to the log from now on, and still denies everything:
 	// the watchers below report to it, and their first warnings (a
 	// certificate that expires soon) reach the log.
-	r.g.Reload(mqttsec.Config{Events: r.sink, Logger: r.log})
+	r.g.Reload(mqttsec.Config{Events: mqttsec.EventSinkFunc(func(e mqttsec.Event) {
+		if e.Kind == mqttsec.EventReload && e.Source == "guard" {
+			return // this bootstrap configuration: the real one is reported below
+		}
+		r.sink.Event(e)
+	}), Logger: r.log})
 	for _, w := range f.Insecure() {
 		r.log.Warn("insecure setting", "setting", w, "file", f.name)
 	}
