@@ -224,6 +224,13 @@ func (r *Runtime) openTLS() error {
 		for _, c := range t.CRLFiles {
 			tc.CRLFiles = append(tc.CRLFiles, f.Path(c))
 		}
+		if l.Websocket {
+			// A wss client speaks HTTP first. With tlsconf's default ALPN
+			// ("mqtt") a browser offering http/1.1 is refused in the
+			// handshake, and net/http closes a connection that negotiated
+			// "mqtt".
+			tc.ALPN = []string{"http/1.1"}
+		}
 		switch t.ClientAuth {
 		case "none":
 			tc.ClientAuth = tlsconf.ClientAuthNone

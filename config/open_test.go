@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -343,42 +344,56 @@ acl: { acl_file: aclfile }
 	require.Zero(t, code, "the previous policy stays in force")
 }
 
-// TestOpenWebsocket serves MQTT over a websocket listener, with passwords.
+// TestOpenWebsocket serves MQTT over ws and wss listeners, with passwords.
 func TestOpenWebsocket(t *testing.T) {
 	e := newEnv(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	var addrs []string
+	for range 2 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		addrs = append(addrs, ln.Addr().String())
+		require.NoError(t, ln.Close())
+	}
 	_, _, _ = e.open(t, `listeners:
-  - address: `+addr+`
+  - address: `+addrs[0]+`
     websocket: true
+  - address: `+addrs[1]+`
+    websocket: true
+    tls: { cert_file: tls/server.pem, key_file: tls/server.key }
 auth: { password_file: passwd }
 acl: { acl_file: aclfile }
 `)
-	var ws *websocket.Conn
-	require.Eventually(t, func() bool {
-		d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}
-		ws, _, err = d.Dial("ws://"+addr+"/mqtt", nil)
-		return err == nil
-	}, 10*time.Second, 20*time.Millisecond)
-	ws.Close()
-	conn, _, err := (&websocket.Dialer{Subprotocols: []string{"mqtt"}}).Dial("ws://"+addr+"/mqtt", nil)
+	clientTLS, err := e.ca.ClientConfig("").Client()
 	require.NoError(t, err)
-	c := paho.NewClient(paho.ClientConfig{ClientID: "ws", Conn: &wsNetConn{Conn: conn}, AuthHandler: auth.NoEnhancedAuth{}})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	ack, err := c.Connect(ctx, &paho.Connect{ClientID: "ws", KeepAlive: 30, CleanStart: true,
-		Username: "alice", UsernameFlag: true, Password: []byte("alice-pass"), PasswordFlag: true})
-	require.NoError(t, err, "%v", ack)
-	defer c.Disconnect(&paho.Disconnect{})
-	for filter, want := range map[string]byte{"devices/alice/#": 0, "devices/bob/#": 0x87} {
-		sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter}}})
-		if want == 0 {
-			require.NoError(t, err)
+	clientTLS.ServerName = "localhost"
+	clientTLS.NextProtos = []string{"http/1.1"} // as a browser offers
+	for i, url := range []string{"ws://" + addrs[0] + "/mqtt", "wss://" + addrs[1] + "/mqtt"} {
+		d := &websocket.Dialer{Subprotocols: []string{"mqtt"}, TLSClientConfig: clientTLS, HandshakeTimeout: 10 * time.Second}
+		var conn *websocket.Conn
+		require.Eventually(t, func() bool {
+			conn, _, err = d.Dial(url, nil)
+			if err != nil {
+				t.Log(err)
+			}
+			return err == nil
+		}, 10*time.Second, 20*time.Millisecond, "%s", url)
+		require.NoError(t, err)
+		id := fmt.Sprintf("ws%d", i)
+		c := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: &wsNetConn{Conn: conn}, AuthHandler: auth.NoEnhancedAuth{}})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		ack, err := c.Connect(ctx, &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true,
+			Username: "alice", UsernameFlag: true, Password: []byte("alice-pass"), PasswordFlag: true})
+		require.NoError(t, err, "%s: %v", url, ack)
+		for filter, want := range map[string]byte{"devices/alice/#": 0, "devices/bob/#": 0x87} {
+			sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter}}})
+			if want == 0 {
+				require.NoError(t, err)
+			}
+			require.NotNil(t, sa)
+			require.Equal(t, []byte{want}, sa.Reasons, "%s %s", url, filter)
 		}
-		require.NotNil(t, sa)
-		require.Equal(t, []byte{want}, sa.Reasons, filter)
+		_ = c.Disconnect(&paho.Disconnect{})
+		cancel()
 	}
 }
 
