@@ -12,6 +12,7 @@ type fileRef struct {
 	path   []any  // the key's path
 	file   string // as written
 	secret bool   // a key, a password file, an HMAC secret
+	asIs   bool   // file is not relative to the configuration's folder
 }
 
 // files returns the files the configuration names, in file order.
@@ -42,7 +43,8 @@ func (f *File) files() []fileRef {
 	return out
 }
 
-// Check checks the files the configuration names, without loading them:
+// Check checks the files the configuration names, and the configuration
+// file itself when it was read by [Load], without loading them:
 // each must exist and be a regular file (symbolic links are followed), and
 // unless insecure_file_permissions is set
 //
@@ -57,8 +59,17 @@ func (f *File) files() []fileRef {
 // and the file.
 func (f *File) Check() error {
 	var errs []error
-	for _, r := range f.files() {
-		p := f.Path(r.file)
+	refs := f.files()
+	if f.loaded {
+		// The configuration itself: whoever may change it may set its
+		// insecure switches.
+		refs = append([]fileRef{{file: f.name, asIs: true}}, refs...)
+	}
+	for _, r := range refs {
+		p := r.file
+		if !r.asIs {
+			p = f.Path(p)
+		}
 		st, err := os.Stat(p)
 		if err != nil {
 			msg := "cannot read " + p

@@ -111,3 +111,21 @@ func TestCheckOwner(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, f.Check())
 }
+
+// TestCheckConfigFile refuses a configuration file others may change: they
+// could set its insecure switches.
+func TestCheckConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "passwd", "", 0o600)
+	write(t, dir, "aclfile", "", 0o644)
+	p := write(t, dir, "m.yaml", "listeners: [{address: \"127.0.0.1:0\"}]\nauth: {password_file: passwd}\nacl: {acl_file: aclfile}\n", 0o666)
+	f, err := config.Load(p)
+	require.NoError(t, err)
+	err = f.Check()
+	require.ErrorIs(t, err, config.ErrPermissions)
+	require.ErrorContains(t, err, p+": "+p+" is writable by every user (mode 0666); fix it (chmod 0644)")
+	require.NoError(t, os.Chmod(p, 0o644))
+	f, err = config.Load(p)
+	require.NoError(t, err)
+	require.NoError(t, f.Check())
+}

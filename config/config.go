@@ -53,9 +53,10 @@ type File struct {
 	// or change: see [File.Check]. Leave it false.
 	InsecureFilePermissions bool `yaml:"insecure_file_permissions,omitempty"`
 
-	name string     // the file's name, for messages
-	dir  string     // the folder relative paths are taken from
-	root *yaml.Node // the document, for line numbers
+	name   string     // the file's name, for messages
+	dir    string     // the folder relative paths are taken from
+	root   *yaml.Node // the document, for line numbers
+	loaded bool       // name is the file Load read
 }
 
 // Listener is one network listener.
@@ -339,7 +340,7 @@ type Broker struct {
 	ConnectTimeout time.Duration `yaml:"connect_timeout,omitempty"`
 	// MaxConnectSize, MaxPending and MaxPendingPerIP bound connections
 	// before they are authenticated (mochi.HardenConfig); zero means its
-	// defaults.
+	// defaults. They cannot be switched off.
 	MaxConnectSize  int `yaml:"max_connect_size,omitempty"`
 	MaxPending      int `yaml:"max_pending,omitempty"`
 	MaxPendingPerIP int `yaml:"max_pending_per_ip,omitempty"`
@@ -387,7 +388,12 @@ func Load(path string) (*File, error) {
 	if len(data) > MaxFileSize {
 		return nil, &Error{File: path, Err: wrapf(ErrInvalid, "larger than %d bytes", MaxFileSize)}
 	}
-	return Parse(data, path)
+	f, err := Parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	f.loaded = true
+	return f, nil
 }
 
 // Parse decodes a configuration document strictly and validates it

@@ -88,8 +88,9 @@
 //     presents its certificate for any page's connection.
 //
 // [File.Check], which [File.Open] runs first, refuses missing files and
-// files with unsafe permissions: a file writable by its group or by
-// others, or owned by a user other than root or the broker's, and a
+// files with unsafe permissions, the configuration file itself included:
+// a file writable by its group or by others, or owned by a user other
+// than root or the broker's, and a
 // secret (a TLS key, the password file, an HMAC secret) readable by
 // others (insecure_file_permissions: true accepts them). The switches
 // that are set are logged at warn level on every start ([File.Insecure]).

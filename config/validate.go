@@ -228,7 +228,7 @@ func (f *File) validate() error {
 	for _, v := range []struct {
 		key string
 		n   int
-	}{{"max_clients", b.MaxClients}, {"max_connect_size", b.MaxConnectSize}} {
+	}{{"max_clients", b.MaxClients}, {"max_connect_size", b.MaxConnectSize}, {"max_pending", b.MaxPending}, {"max_pending_per_ip", b.MaxPendingPerIP}} {
 		if v.n < 0 {
 			add(wrapf(ErrInvalid, "negative value"), "broker", v.key)
 		}
