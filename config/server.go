@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -73,9 +72,7 @@ func (s *Server) Addr(i int) string { return s.listeners[i].Address() }
 
 // Close disconnects every client, MQTT 5 clients with a DISCONNECT 0x8B
 // (server shutting down), and stops the broker.
-func (s *Server) Close() error {
-	return errors.Join(s.MQTT.Close())
-}
+func (s *Server) Close() error { return s.MQTT.Close() }
 
 func (f *File) maxSessionExpiry() time.Duration {
 	if f.Broker.MaxSessionExpiry > 0 {
