@@ -398,11 +398,12 @@ acl: { acl_file: aclfile }
 }
 
 // wsNetConn is a net.Conn over a websocket connection, one binary message
-// per write.
+// per write. It is a sync.Locker: paho holds the lock around the writes of
+// one packet, so that packets never interleave.
 type wsNetConn struct {
 	*websocket.Conn
-	r  io.Reader
-	mu sync.Mutex
+	sync.Mutex
+	r io.Reader
 }
 
 func (c *wsNetConn) Read(p []byte) (int, error) {
@@ -427,8 +428,6 @@ func (c *wsNetConn) Read(p []byte) (int, error) {
 }
 
 func (c *wsNetConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if err := c.WriteMessage(websocket.BinaryMessage, p); err != nil {
 		return 0, err
 	}
