@@ -28,6 +28,7 @@ import (
 type serveOptions struct {
 	config      string
 	printConfig bool
+	check       bool
 
 	// The development default's flags.
 	dir            string
@@ -81,11 +82,12 @@ policy kept in the folder given by --dir (created on first start, with a
 adjust it; --print-config prints it as a file to start from.`,
 		Example: `  mqttsec serve
   mqttsec serve --print-config > mqttsec.yaml
+  mqttsec serve --config mqttsec.yaml --check
   mqttsec serve --config mqttsec.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cmd.Flags().Visit(func(fl *pflag.Flag) {
-				if fl.Name != "config" && fl.Name != "print-config" {
+				if fl.Name != "config" && fl.Name != "print-config" && fl.Name != "check" {
 					o.changed = append(o.changed, "--"+fl.Name)
 				}
 			})
@@ -100,6 +102,7 @@ adjust it; --print-config prints it as a file to start from.`,
 	f := cmd.Flags()
 	f.StringVarP(&o.config, "config", "c", "", "YAML configuration file (see go doc github.com/mqttsec/mqttsec/config)")
 	f.BoolVar(&o.printConfig, "print-config", false, "print the configuration as YAML (the development default with the flags given) and exit")
+	f.BoolVar(&o.check, "check", false, "check the configuration and the files it names (existence, permissions), print the insecure switches it sets, and exit")
 	f.StringVar(&o.dir, "dir", ".mqttsec", "state folder for the development default (CA, password file, policy)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8883", "TLS listener address")
 	f.StringVar(&o.passwd, "passwd", "", "password file (default DIR/passwd, created with a dev user)")
@@ -138,13 +141,23 @@ func runServe(ctx context.Context, o *serveOptions, stdout, stderr io.Writer, hu
 		}
 		f, err = config.Load(o.config)
 	} else {
-		f, dev, err = devDefault(o, !o.printConfig)
+		f, dev, err = devDefault(o, !o.printConfig && !o.check)
 	}
 	if err != nil {
 		return err
 	}
 	if o.printConfig {
 		return printConfig(stdout, f, o)
+	}
+	if o.check {
+		if err := f.Check(); err != nil {
+			return err
+		}
+		for _, w := range f.Insecure() {
+			fmt.Fprintln(stdout, "insecure:", w)
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", f.Name())
+		return nil
 	}
 
 	rt, err := f.Open(ctx, config.Options{Output: stderr})

@@ -271,6 +271,15 @@ func TestServePrintConfig(t *testing.T) {
 	require.Equal(t, byte(0), c.Sub(t, "devices/dev/#", 0))
 	require.Empty(t, s.stdout.String(), "no development banner with a file")
 
+	// --check checks the file and the files it names, and starts nothing.
+	var checked bytes.Buffer
+	require.NoError(t, runServe(context.Background(), &serveOptions{config: cfgPath, check: true}, &checked, &checked, nil, nil))
+	require.Equal(t, cfgPath+": ok\n", checked.String())
+	require.NoError(t, os.Chmod(filepath.Join(dir, "passwd"), 0o644))
+	err = runServe(context.Background(), &serveOptions{config: cfgPath, check: true}, &checked, &checked, nil, nil)
+	require.ErrorIs(t, err, config.ErrPermissions)
+	require.NoError(t, os.Chmod(filepath.Join(dir, "passwd"), 0o600))
+
 	// Flags of the development default do not mix with a file.
 	err = runServe(context.Background(), &serveOptions{config: cfgPath, changed: []string{"--listen"}}, &out, &out, nil, nil)
 	require.ErrorContains(t, err, "--listen cannot be combined with --config")
