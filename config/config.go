@@ -448,16 +448,64 @@ func (f *File) Path(p string) string {
 // Marshal returns the file as YAML, with defaults left out. [Parse] of
 // the result gives the same File.
 func (f *File) Marshal() ([]byte, error) {
+	var n yaml.Node
+	if err := n.Encode(f); err != nil {
+		return nil, err
+	}
+	for _, path := range durationKeys {
+		shortenDuration(&n, path)
+	}
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
-	if err := enc.Encode(f); err != nil {
+	if err := enc.Encode(&n); err != nil {
 		return nil, err
 	}
 	if err := enc.Close(); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil
+}
+
+// durationKeys are the paths of the time.Duration fields of a File.
+var durationKeys = [][]string{
+	{"broker", "max_session_expiry"}, {"broker", "connect_timeout"},
+	{"auth", "jwt", "jwks_refresh"}, {"auth", "jwt", "leeway"},
+	{"ratelimit", "auth_failures", "ban"},
+}
+
+// shortenDuration rewrites the duration at path, as time.Duration writes
+// it ("24h0m0s"), the way a person would ("24h").
+func shortenDuration(n *yaml.Node, path []string) {
+	for _, key := range path {
+		if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+			n = n.Content[0]
+		}
+		if n.Kind != yaml.MappingNode {
+			return
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return
+		}
+		n = next
+	}
+	if _, err := time.ParseDuration(n.Value); err != nil || n.Kind != yaml.ScalarNode {
+		return
+	}
+	v := n.Value
+	if strings.HasSuffix(v, "m0s") {
+		v = v[:len(v)-2]
+	}
+	if strings.HasSuffix(v, "h0m") {
+		v = v[:len(v)-2]
+	}
+	n.Value = v
 }
 
 var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)

@@ -166,3 +166,16 @@ func TestMarshalRoundTrip(t *testing.T) {
 	require.Equal(t, "plain", g.ListenerName(0))
 	require.True(t, strings.HasSuffix(g.Path("x"), "x"))
 }
+
+// TestMarshalDurations checks that durations are written as a person
+// would write them.
+func TestMarshalDurations(t *testing.T) {
+	f, err := config.Parse([]byte("listeners: [{address: \"127.0.0.1:1\", name: 5m0s}]\nacl: {acl_file: a}\n"+
+		"broker: {max_session_expiry: 24h, connect_timeout: 90s}\nauth:\n  password_file: passwd\n  jwt: {algorithms: [HS256], hmac_secret_env: S, audience: a, leeway: 1500ms, jwks_refresh: 1h30m}\n"), "m.yaml")
+	require.NoError(t, err)
+	out, err := f.Marshal()
+	require.NoError(t, err)
+	for _, want := range []string{"max_session_expiry: 24h\n", "connect_timeout: 1m30s\n", "leeway: 1.5s\n", "jwks_refresh: 1h30m\n", "name: 5m0s\n"} {
+		require.Contains(t, string(out), want)
+	}
+}
