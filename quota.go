@@ -2,6 +2,7 @@ package mqttsec
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 )
 
@@ -33,8 +34,13 @@ type Quotas struct {
 	// (see [Guard.ReleaseRetained]). Zero means
 	// [DefaultRetainedPerSubject].
 	RetainedPerSubject int
-	// RetainedBytesPerSubject bounds the topic and payload bytes of those
-	// messages. Zero means [DefaultRetainedBytesPerSubject].
+	// RetainedBytesPerSubject bounds the memory of those messages, counted
+	// as their topic and payload bytes plus [RetainedOverhead] per message
+	// and [LevelOverhead] per topic level: a broker keeps each retained
+	// message in a tree with a node per level (mochi v2.7.9 holds about
+	// 1.4 KiB per message and 0.6 KiB per level, so a message on a 64-level
+	// topic costs it 40 KiB whatever its payload). Zero means
+	// [DefaultRetainedBytesPerSubject].
 	RetainedBytesPerSubject int64
 	// Retained and RetainedBytes bound the retained messages of all
 	// subjects together. Zero means [DefaultRetained] and
@@ -62,6 +68,19 @@ const (
 	DefaultSessionsPerSubject      = 100
 	DefaultSessions                = 10_000
 )
+
+// What [Quotas] counts for a retained message besides its topic and
+// payload bytes.
+const (
+	RetainedOverhead = 1024
+	LevelOverhead    = 640
+)
+
+// retainedCost is what a retained message counts against the quotas.
+func retainedCost(m *Message) int64 {
+	levels := strings.Count(m.Topic, "/") + 1
+	return int64(len(m.Topic)+len(m.Payload)) + RetainedOverhead + int64(levels)*LevelOverhead
+}
 
 // limit returns v, def when v is zero, or -1 (no limit) when v is negative.
 func limit[T int | int64](v, def T) T {
@@ -143,7 +162,7 @@ func (q *quotaState) retain(p *parts, cl *Client, m *Message) error {
 		}
 		return nil
 	}
-	size := int64(len(m.Topic) + len(m.Payload))
+	size := retainedCost(m)
 	mine := q.byOwner[owner]
 	addN, addBytes := 1, size
 	totalN, totalBytes := 1, size
@@ -207,8 +226,8 @@ func (g *Guard) ReleaseRetained(topic string) bool {
 	return ok
 }
 
-// RetainedUsage returns how many retained messages, and how many topic
-// and payload bytes, the publishes of the subject of identity id hold
+// RetainedUsage returns how many retained messages, and how many bytes
+// (counted as [Quotas.RetainedBytesPerSubject] says), the publishes of the subject of identity id hold
 // (nil: all subjects together), as the Guard counts them for its [Quotas].
 func (g *Guard) RetainedUsage(id *Identity) (messages int, bytes int64) {
 	q := &g.quota

@@ -16,13 +16,19 @@ func retained(topic string, n int) *mqttsec.Message {
 	return &mqttsec.Message{Topic: topic, Payload: []byte(strings.Repeat("x", n)), QoS: 1, Retain: true}
 }
 
+// cost is what a retained message of n payload bytes on a two-level topic
+// of three bytes ("r/0") counts.
+func cost(n int) int64 {
+	return int64(3+n) + mqttsec.RetainedOverhead + 2*mqttsec.LevelOverhead
+}
+
 // TestQuotaRetained: retained messages count against their publisher's
 // quota until they are replaced, cleared or released; the quota is checked
 // after authorization and denies with 0x97.
 func TestQuotaRetained(t *testing.T) {
 	ev := &events{}
 	g := mqttsec.New(mqttsec.Config{Authenticator: users, Authorizer: allowAll, Events: ev,
-		Quotas: mqttsec.Quotas{RetainedPerSubject: 3, RetainedBytesPerSubject: 100, Retained: 5, RetainedBytes: 1000}})
+		Quotas: mqttsec.Quotas{RetainedPerSubject: 3, RetainedBytesPerSubject: 3*cost(10) + 50, Retained: 5, RetainedBytes: 100 * cost(10)}})
 	alice, err := g.Connect(ctx, client("a", "alice"), pw("pw"), nil)
 	require.NoError(t, err)
 	bob, err := g.Connect(ctx, client("b", "bob"), pw("pw"), nil)
@@ -33,7 +39,7 @@ func TestQuotaRetained(t *testing.T) {
 	}
 	n, size := g.RetainedUsage(alice.Identity())
 	require.Equal(t, 3, n)
-	require.Equal(t, int64(3*(3+10)), size)
+	require.Equal(t, 3*cost(10), size)
 	err = g.Publish(ctx, alice, retained("r/3", 10))
 	require.ErrorIs(t, err, mqttsec.ErrQuotaExceeded)
 	require.Equal(t, mqttsec.CodeQuotaExceeded, mqttsec.CodeOf(err).ForPuback())
@@ -45,7 +51,7 @@ func TestQuotaRetained(t *testing.T) {
 	require.NoError(t, g.Publish(ctx, alice, retained("r/0", 60)))
 	n, size = g.RetainedUsage(alice.Identity())
 	require.Equal(t, 3, n)
-	require.Equal(t, int64(2*13+63), size)
+	require.Equal(t, 2*cost(10)+cost(60), size)
 	require.ErrorIs(t, g.Publish(ctx, alice, retained("r/1", 60)), mqttsec.ErrQuotaExceeded, "bytes per subject")
 
 	// Bob replaces one of hers: it moves to his quota.
@@ -56,7 +62,7 @@ func TestQuotaRetained(t *testing.T) {
 	require.Equal(t, 1, n)
 	n, size = g.RetainedUsage(nil)
 	require.Equal(t, 3, n, "a replacement moves a message, it adds none")
-	require.Equal(t, int64(13+63+13), size)
+	require.Equal(t, cost(10)+cost(60)+cost(10), size)
 
 	// An empty payload clears, whoever sends it, and is always allowed.
 	require.NoError(t, g.Publish(ctx, bob, &mqttsec.Message{Topic: "r/0", Retain: true}))
