@@ -204,9 +204,9 @@ func (h *Hook) Provides(b byte) bool {
 	case mqtt.OnStarted, mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublish,
 		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnClientExpired, mqtt.OnWill,
-		mqtt.OnRetainMessage, mqtt.OnRetainedExpired:
+		mqtt.OnRetainMessage, mqtt.OnRetainedExpired, mqtt.OnPacketRead:
 		return true
-	case mqtt.OnPublished, mqtt.OnWillSent, mqtt.OnPacketSent, mqtt.OnPacketRead, mqtt.OnQosPublish,
+	case mqtt.OnPublished, mqtt.OnWillSent, mqtt.OnPacketSent, mqtt.OnQosPublish,
 		mqtt.OnQosDropped, mqtt.OnPublishDropped, mqtt.OnPacketIDExhausted:
 		return h.lim.counting // the outbound books (quota.go)
 	}

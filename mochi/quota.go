@@ -124,6 +124,17 @@ type Limits struct {
 	// TopicAliases lowers mochi's TopicAliasMaximum. Zero means
 	// [DefaultTopicAliases].
 	TopicAliases int
+	// WriteStall bounds how long a publisher waits for a client that does
+	// not read. mochi writes to a client while holding the client's lock,
+	// and takes the same lock to give a QoS 1 or 2 message for it a packet
+	// identifier, so a publisher waits for any write to the client in
+	// progress. When a QoS 1 or 2 message is queued during a write, that
+	// write must end within WriteStall of its start, or the connection is
+	// closed; a client whose write has been blocked longer gets no QoS 0
+	// message and is disconnected by a QoS 1 or 2 one. It needs a listener
+	// wrapped with [Harden] (whose [HardenConfig.WriteTimeout] bounds every
+	// write). Zero means [DefaultWriteStall].
+	WriteStall time.Duration
 }
 
 // The defaults of [Limits].
@@ -142,6 +153,7 @@ const (
 	DefaultInflight            = 1024
 	DefaultWritesPending       = 1024
 	DefaultTopicAliases        = 10
+	DefaultWriteStall          = 2 * time.Second
 )
 
 // WithLimits sets the bounds the hook enforces (see [Limits]); fields left
@@ -153,8 +165,9 @@ func WithLimits(l Limits) Option {
 // limits are the resolved [Limits]; -1 means no limit.
 type limits struct {
 	dropBacklog, maxBacklog, subject, outbound, queuedBytes, subBytes int64
-	queued, subs, filters, topicLen, propBytes               int
-	inflight, writes, aliases                                int
+	queued, subs, filters, topicLen, propBytes                        int
+	inflight, writes, aliases                                         int
+	stall                                                             time.Duration
 	// counting is false when no outbound bound applies: the hook then
 	// keeps no per-message books.
 	counting bool
@@ -186,8 +199,10 @@ func (l Limits) resolve() limits {
 		inflight:    lim(l.Inflight, DefaultInflight),
 		writes:      lim(l.WritesPending, DefaultWritesPending),
 		aliases:     lim(l.TopicAliases, DefaultTopicAliases),
+		stall:       time.Duration(lim(int64(l.WriteStall), int64(DefaultWriteStall))),
 	}
-	r.counting = r.dropBacklog >= 0 || r.maxBacklog >= 0 || r.subject >= 0 || r.outbound >= 0 || r.queuedBytes >= 0
+	r.counting = r.dropBacklog >= 0 || r.maxBacklog >= 0 || r.subject >= 0 || r.outbound >= 0 || r.queuedBytes >= 0 ||
+		r.stall >= 0
 	return r
 }
 
@@ -500,6 +515,7 @@ func (h *Hook) subjectDone(u *subjectUsage) {
 
 // Errors reported with the drops (all carry 0x97 quota exceeded).
 var (
+	errDropStalled = fmt.Errorf("%w: QoS 0 messages dropped: the client's socket takes no data", mqttsec.ErrQuotaExceeded)
 	errDropQoS0    = fmt.Errorf("%w: QoS 0 messages dropped: the client does not read fast enough", mqttsec.ErrQuotaExceeded)
 	errDropBudget  = fmt.Errorf("%w: messages dropped: the broker's outbound budget is spent", mqttsec.ErrQuotaExceeded)
 	errDropSubject = fmt.Errorf("%w: messages dropped: the user's outbound budget is spent", mqttsec.ErrQuotaExceeded)
@@ -526,6 +542,20 @@ func (h *Hook) admit(cl *mqtt.Client, cn *conn, topic string) bool {
 	if l.maxBacklog >= 0 && held > 0 && held+r.cost > l.maxBacklog {
 		h.kick(cl, cn, held)
 		return false
+	}
+	if gc, ok := cl.Net.Conn.(*guardConn); ok && l.stall >= 0 {
+		if w := gc.writing(); w > l.stall {
+			if r.qos > 0 {
+				h.kick(cl, cn, held)
+			} else {
+				h.dropped(cl, cn, topic, errDropStalled)
+			}
+			return false
+		} else if w >= 0 && r.qos > 0 {
+			// mochi will wait for the write in progress to give the
+			// message a packet identifier: it must end in time.
+			gc.hurry(l.stall)
+		}
 	}
 	if mps := cl.Properties.Props.MaximumPacketSize; mps > 0 && r.wire > int(mps) {
 		return false // mochi could not send it; MQTT says to discard it
@@ -630,12 +660,22 @@ func (h *Hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 
 // OnPacketRead credits a client for the QoS 1/2 message a PUBACK or PUBREC
 // acknowledges (mochi then drops its payload).
+//
+// It also gives back the send quota of a PUBACK mochi ignores. mochi
+// v2.7.9 sends a QoS 1 message it held back for a client's receive maximum
+// and deletes it from the client's inflight messages at once; the PUBACK
+// for it finds nothing and returns no quota, so a client that announces a
+// receive maximum stops getting QoS 1 and 2 messages after that many were
+// held back. Quota never rises above the client's receive maximum.
 func (h *Hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if t := pk.FixedHeader.Type; t == packets.Puback || t == packets.Pubrec {
-		if cn := h.lookup(cl); cn != nil {
-			if e, ok := cl.State.Inflight.Get(pk.PacketID); ok && e.FixedHeader.Type == packets.Publish {
+		e, ok := cl.State.Inflight.Get(pk.PacketID)
+		if ok && e.FixedHeader.Type == packets.Publish {
+			if cn := h.lookup(cl); cn != nil {
 				h.credit(cn, msgCost(&e))
 			}
+		} else if !ok && t == packets.Puback {
+			cl.State.Inflight.IncreaseSendQuota()
 		}
 	}
 	return pk, nil
