@@ -98,7 +98,6 @@ func TestQuotaRetained(t *testing.T) {
 	require.Equal(t, before, after)
 }
 
-
 // TestQuotaRetainedWill: a retained will counts when it is sent, and is
 // refused (neither published nor retained) beyond the quota.
 func TestQuotaRetainedWill(t *testing.T) {
