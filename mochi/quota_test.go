@@ -778,3 +778,70 @@ func TestBooksBalance(t *testing.T) {
 	require.Eventually(t, func() bool { return b.Hook.OutboundBytes() == 0 }, testbroker.Timeout, 10*time.Millisecond,
 		"books: %d bytes", b.Hook.OutboundBytes())
 }
+
+// propsConnect is an MQTT v5 CONNECT whose properties are n empty user
+// properties (five bytes each: mochi decodes each into 32).
+func propsConnect(id string, n int) []byte {
+	props := make([]byte, 0, 5*n)
+	for range n {
+		props = append(props, 0x26, 0, 0, 0, 0)
+	}
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 30}
+	for l := len(props); ; {
+		d := byte(l % 128)
+		l /= 128
+		if l > 0 {
+			d |= 0x80
+		}
+		body = append(body, d)
+		if l == 0 {
+			break
+		}
+	}
+	body = append(body, props...)
+	body = binary.BigEndian.AppendUint16(body, uint16(len(id)))
+	return frameRaw(0x10, append(body, id...))
+}
+
+// TestPreAuthUserProperties: a CONNECT within the pre-authentication size
+// limit but packed with user properties decodes to 1 MB in mochi (twice
+// 13,000 properties of 32 bytes, and the hook's copy), held while the
+// client authenticates. It is refused (0x97) before authentication: 50
+// such CONNECTs waiting for a slow authenticator would hold 50 MB.
+func TestPreAuthUserProperties(t *testing.T) {
+	var calls atomic.Int64
+	slow := mqttsec.AuthenticatorFunc(func(ctx context.Context, _ *mqttsec.Client, _ mqttsec.Credentials) (*mqttsec.Identity, error) {
+		calls.Add(1)
+		select {
+		case <-time.After(3 * time.Second):
+		case <-ctx.Done():
+		}
+		return nil, mqttsec.ErrServerBusy
+	})
+	addr, _ := serveHardened(t, slow, mochi.HardenConfig{})
+	pk := propsConnect("c", 13000)
+	require.Greater(t, len(pk), 60_000)
+	require.Less(t, len(pk), mochi.DefaultMaxConnectSize)
+	before := heapBytes()
+	conns := make([]net.Conn, 50)
+	for i := range conns {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 2, byte(i/25), byte(1+i%25))}}
+		c, err := d.Dial("tcp", addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close() })
+		_, err = c.Write(pk)
+		require.NoError(t, err)
+		conns[i] = c
+	}
+	for _, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		ack := make([]byte, 5)
+		_, err := io.ReadFull(c, ack)
+		require.NoError(t, err, "a CONNACK before the authenticator's answer")
+		require.Equal(t, []byte{0x20, ack[1], 0, byte(mqttsec.CodeQuotaExceeded)}, ack[:4])
+	}
+	growth := heapBytes() - before
+	t.Logf("50 CONNECTs of %d bytes of user properties: heap grew %.1f MB", len(pk), float64(growth)/1e6)
+	require.Less(t, growth, int64(5<<20))
+	require.Zero(t, calls.Load(), "refused before authentication")
+}
