@@ -19,6 +19,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttsec/mqttsec"
@@ -681,25 +682,24 @@ func TestSubscriptionFlood(t *testing.T) {
 	require.Equal(t, int(mochi.DefaultSubscriptionBytes/(1024+int64(len(deepFilter(10)))+64*640)), n, "1 MiB of 64-level filters")
 }
 
-// dialReceiveMax connects a paho v5 client that announces a receive
-// maximum of n (mochi then holds back QoS 1/2 messages beyond n
-// unacknowledged ones) and counts the messages it gets.
-func dialReceiveMax(t *testing.T, addr, id string, n uint16, got *atomic.Int64) *paho.Client {
+// dialPaho connects a paho v5 client with the given CONNECT properties,
+// subscribes it to filter at QoS 1 and passes it each message.
+func dialPaho(t *testing.T, addr, id string, props *paho.ConnectProperties, filter string, got func(*paho.Publish)) *paho.Client {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	c := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: nc, AuthHandler: nopAuth{},
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(paho.PublishReceived) (bool, error) {
-			got.Add(1)
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+			got(pr.Packet)
 			return true, nil
 		}}})
 	ctx, cancel := context.WithTimeout(context.Background(), testbroker.Timeout)
 	defer cancel()
 	_, err = c.Connect(ctx, &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true, Username: id, UsernameFlag: true,
-		Password: []byte("pw"), PasswordFlag: true, Properties: &paho.ConnectProperties{ReceiveMaximum: &n}})
+		Password: []byte("pw"), PasswordFlag: true, Properties: props})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
-	_, err = c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "all/#", QoS: 1}}})
+	_, err = c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}})
 	require.NoError(t, err)
 	return c
 }
@@ -720,8 +720,11 @@ func TestBooksBalance(t *testing.T) {
 	v5, _, err := testbroker.Dial(t, b.Addr, testbroker.ClientOptions{ClientID: "v5", Username: "v5", Password: []byte("pw")})
 	require.NoError(t, err)
 	require.Equal(t, byte(2), v5.Sub(t, "all/#", 2))
+	// A client with a receive maximum of 2: mochi holds back QoS 1/2
+	// messages beyond two unacknowledged ones.
 	var flow atomic.Int64
-	dialReceiveMax(t, b.Addr, "flow", 2, &flow)
+	two := uint16(2)
+	dialPaho(t, b.Addr, "flow", &paho.ConnectProperties{ReceiveMaximum: &two}, "all/#", func(*paho.Publish) { flow.Add(1) })
 	code, v3, err := testbroker.DialV3(t, b.Addr, "v3", "v3", "pw")
 	require.NoError(t, err)
 	require.Zero(t, code)
@@ -844,4 +847,115 @@ func TestPreAuthUserProperties(t *testing.T) {
 	t.Logf("50 CONNECTs of %d bytes of user properties: heap grew %.1f MB", len(pk), float64(growth)/1e6)
 	require.Less(t, growth, int64(5<<20))
 	require.Zero(t, calls.Load(), "refused before authentication")
+}
+
+// TestLimitsCapabilities: NewHook lowers mochi's capabilities to the
+// limits, never raises them, and leaves them alone for a negative limit.
+func TestLimitsCapabilities(t *testing.T) {
+	g := mqttsec.New(mqttsec.Config{Authenticator: byUser, Events: &recorder{}})
+	s := newServer()
+	_, err := mochi.NewHook(g, s, mochi.WithLogger(discard()))
+	require.NoError(t, err)
+	c := s.Options.Capabilities
+	require.Equal(t, uint16(mochi.DefaultInflight), c.MaximumInflight)
+	require.Equal(t, int32(mochi.DefaultWritesPending), c.MaximumClientWritesPending)
+	require.Equal(t, uint16(mochi.DefaultTopicAliases), c.TopicAliasMaximum)
+
+	s = newServer()
+	s.Options.Capabilities.MaximumInflight = 16
+	_, err = mochi.NewHook(g, s, mochi.WithLogger(discard()), mochi.WithLimits(mochi.Limits{WritesPending: -1, TopicAliases: 3}))
+	require.NoError(t, err)
+	c = s.Options.Capabilities
+	require.Equal(t, uint16(16), c.MaximumInflight, "never raised")
+	require.Equal(t, int32(8192), c.MaximumClientWritesPending, "mochi's own")
+	require.Equal(t, uint16(3), c.TopicAliasMaximum)
+}
+
+// TestPublishBounds: a topic longer than TopicLength is refused with 0x90;
+// properties larger than PropertyBytes with 0x97; the broker sends no topic
+// aliases; the denials are reported.
+func TestPublishBounds(t *testing.T) {
+	b := startQuota(t, mochi.Limits{TopicLength: 64, PropertyBytes: 256}, mqttsec.Quotas{}, mochi.HardenConfig{})
+	sub, _, err := testbroker.Dial(t, b.Addr, testbroker.ClientOptions{ClientID: "sub", Username: "sub", Password: []byte("pw")})
+	require.NoError(t, err)
+	require.Equal(t, byte(1), sub.Sub(t, "t/#", 1))
+	require.Equal(t, byte(mqttsec.CodeTopicFilterInvalid), sub.Sub(t, "t/"+strings.Repeat("x", 64), 1))
+	aliases := uint16(10)
+	received := make(chan *paho.Publish, 4)
+	dialPaho(t, b.Addr, "aliases", &paho.ConnectProperties{TopicAliasMaximum: &aliases}, "t/#", func(p *paho.Publish) { received <- p })
+	pub, _, err := testbroker.Dial(t, b.Addr, testbroker.ClientOptions{ClientID: "pub", Username: "pub", Password: []byte("pw")})
+	require.NoError(t, err)
+
+	pr, _ := pub.Publish(context.Background(), &paho.Publish{Topic: "t/" + strings.Repeat("x", 63), QoS: 1, Payload: []byte("x")})
+	require.NotNil(t, pr)
+	require.Equal(t, byte(mqttsec.CodeTopicNameInvalid), pr.ReasonCode)
+	big := []paho.UserProperty{{Key: "k", Value: strings.Repeat("v", 300)}}
+	pr, _ = pub.Publish(context.Background(), &paho.Publish{Topic: "t/props", QoS: 1, Payload: []byte("x"),
+		Properties: &paho.PublishProperties{User: big}})
+	require.NotNil(t, pr)
+	require.Equal(t, byte(mqttsec.CodeQuotaExceeded), pr.ReasonCode)
+	sub.NoMessage(t, 200*time.Millisecond)
+	require.Positive(t, b.events.count(mqttsec.EventPublishDenied, "pub"))
+
+	// Within the bounds: delivered, without a topic alias although the
+	// subscriber accepts ten.
+	for range 2 {
+		code, err := pub.Pub(t, "t/fine", []byte("x"), 1)
+		require.NoError(t, err)
+		require.Zero(t, code)
+		sub.ExpectMessage(t, "t/fine", testbroker.Timeout)
+		select {
+		case m := <-received:
+			require.Equal(t, "t/fine", m.Topic)
+			require.Nil(t, m.Properties.TopicAlias)
+		case <-time.After(testbroker.Timeout):
+			t.Fatal("no message")
+		}
+	}
+
+	// A CONNECT whose will topic is too long is refused.
+	_, ca, err := testbroker.Dial(t, b.Addr, testbroker.ClientOptions{ClientID: "w", Username: "w", Password: []byte("pw"),
+		Will: &paho.WillMessage{Topic: "t/" + strings.Repeat("x", 63), Payload: []byte("bye")}})
+	require.Error(t, err)
+	require.Equal(t, byte(mqttsec.CodeTopicNameInvalid), ca.ReasonCode)
+}
+
+// TestAliasTooLong: a topic alias set for a topic beyond TopicLength
+// disconnects the client with 0x94: mochi would keep the topic.
+func TestAliasTooLong(t *testing.T) {
+	b := startQuota(t, mochi.Limits{TopicLength: 64}, mqttsec.Quotas{}, mochi.HardenConfig{})
+	c, _, err := testbroker.Dial(t, b.Addr, testbroker.ClientOptions{ClientID: "a", Username: "a", Password: []byte("pw")})
+	require.NoError(t, err)
+	alias := uint16(1)
+	_, _ = c.Publish(context.Background(), &paho.Publish{Topic: "t/" + strings.Repeat("x", 100), QoS: 0, Payload: []byte("x"),
+		Properties: &paho.PublishProperties{TopicAlias: &alias}})
+	select {
+	case d := <-c.ServerDisconnect():
+		require.Equal(t, byte(mqttsec.CodeTopicAliasInvalid), d.ReasonCode)
+	case <-time.After(testbroker.Timeout):
+		t.Fatal("no DISCONNECT 0x94")
+	}
+}
+
+// TestPasswordCleared: the hook clears the password in mochi's CONNECT
+// buffer once the Guard has decided, and gives the client its own copy of
+// what mochi keeps from the packet.
+func TestPasswordCleared(t *testing.T) {
+	g := mqttsec.New(mqttsec.Config{Authenticator: byUser, Authorizer: allowAll, Events: &recorder{}})
+	s := newServer()
+	h, err := mochi.NewHook(g, s, mochi.WithLogger(discard()))
+	require.NoError(t, err)
+	buf := []byte("client-1alicesecret-password")
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+		Connect: packets.ConnectParams{ClientIdentifier: string(buf[:8]), Clean: true, Keepalive: 30,
+			UsernameFlag: true, Username: buf[8:13], PasswordFlag: true, Password: buf[13:]}}
+	cl := s.NewClient(newDiscardConn(), "t", "", false)
+	cl.ParseConnect("t", pk)
+	require.NoError(t, h.OnConnect(cl, pk))
+	require.Equal(t, make([]byte, len("secret-password")), buf[13:], "cleared")
+	require.Equal(t, "client-1", cl.ID)
+	require.Equal(t, "alice", string(cl.Properties.Username))
+	copy(buf, "XXXXXXXXXXXXX")
+	require.Equal(t, "alice", string(cl.Properties.Username), "not a view of the packet")
+	cl.Stop(nil)
 }
