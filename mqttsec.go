@@ -156,6 +156,10 @@ type Message struct {
 	Payload []byte
 	QoS     byte
 	Retain  bool
+	// PropertyBytes is the size of the message's MQTT v5 properties (user
+	// properties, correlation data, ...), which a broker keeps with a
+	// retained message: the retained quotas count it (see [Quotas]).
+	PropertyBytes int
 }
 
 // Subscription is one topic filter of a SUBSCRIBE with its options, as far

@@ -35,7 +35,8 @@ type Quotas struct {
 	// [DefaultRetainedPerSubject].
 	RetainedPerSubject int
 	// RetainedBytesPerSubject bounds the memory of those messages, counted
-	// as their topic and payload bytes plus [RetainedOverhead] per message
+	// as their topic, payload and property bytes
+	// ([Message.PropertyBytes]) plus [RetainedOverhead] per message
 	// and [LevelOverhead] per topic level: a broker keeps each retained
 	// message in a tree with a node per level (mochi v2.7.9 holds about
 	// 1.4 KiB per message and 0.6 KiB per level, so a message on a 64-level
@@ -79,7 +80,7 @@ const (
 // retainedCost is what a retained message counts against the quotas.
 func retainedCost(m *Message) int64 {
 	levels := strings.Count(m.Topic, "/") + 1
-	return int64(len(m.Topic)+len(m.Payload)) + RetainedOverhead + int64(levels)*LevelOverhead
+	return int64(len(m.Topic)+len(m.Payload)+max(m.PropertyBytes, 0)) + RetainedOverhead + int64(levels)*LevelOverhead
 }
 
 // limit returns v, def when v is zero, or -1 (no limit) when v is negative.

@@ -77,6 +77,14 @@ func TestQuotaRetained(t *testing.T) {
 	require.Zero(t, n)
 	require.Zero(t, size)
 
+	// Properties count, and so do topic levels.
+	m := retained("p/q/r/s", 1)
+	m.PropertyBytes = 10
+	require.NoError(t, g.Publish(ctx, alice, m))
+	_, size = g.RetainedUsage(alice.Identity())
+	require.Equal(t, int64(7+1+10)+mqttsec.RetainedOverhead+4*mqttsec.LevelOverhead, size)
+	require.NoError(t, g.Publish(ctx, alice, &mqttsec.Message{Topic: "p/q/r/s", Retain: true}))
+
 	// The global count: bob holds 1; four more would be 5 (the cap), and
 	// alice's next one is over it.
 	for i := range 2 {

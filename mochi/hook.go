@@ -748,7 +748,11 @@ func isFilter(s string) bool {
 }
 
 // OnSubscribe runs [mqttsec.Guard.Subscribe] for each filter of a SUBSCRIBE
-// and lowers the QoS of a filter to the QoS the Guard grants.
+// and lowers the QoS of a filter to the QoS the Guard grants. It applies the
+// subscription bounds of [Limits] (filters per SUBSCRIBE, filters and their
+// memory per client, filter length) and gives each granted filter its own
+// copy of the string: mochi would keep the filter as a view of the whole
+// SUBSCRIBE packet.
 func (h *Hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	cn := h.lookup(cl)
 	if cn == nil {
@@ -932,6 +936,12 @@ func (h *Hook) revoke(cl *mqtt.Client, pk packets.Packet, codes []byte, d *subDe
 // disconnected, see [WithV3DenyDisconnect]); QoS 0 is dropped silently. A
 // denial for which [mqttsec.ReasonCode.Disconnects] is true (too large,
 // expired, banned) disconnects the client instead, at any QoS.
+//
+// Before the Guard, it applies the topic-length and property bounds of
+// [Limits]; it gives a large message its own copies of its topic and
+// property strings (mochi's copies for the subscribers would keep the
+// whole packet alive), and records the message's size for the outbound
+// books of its deliveries.
 func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		h.trackInline(&pk)
@@ -952,7 +962,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		// keeps the allowed path free of allocations.
 		m := messagePool.Get().(*mqttsec.Message)
 		*m = mqttsec.Message{Topic: pk.TopicName, Payload: pk.Payload,
-			QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain}
+			QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, PropertyBytes: propBytes(&pk.Properties)}
 		err = h.g.Publish(context.Background(), cn.session(), m)
 		*m = mqttsec.Message{}
 		messagePool.Put(m)
@@ -1027,7 +1037,8 @@ func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	if cn == nil {
 		return voidWill(will), nil
 	}
-	m := &mqttsec.Message{Topic: will.TopicName, Payload: will.Payload, QoS: will.Qos, Retain: will.Retain}
+	m := &mqttsec.Message{Topic: will.TopicName, Payload: will.Payload, QoS: will.Qos, Retain: will.Retain,
+		PropertyBytes: userBytes(will.User)}
 	if d := cl.Properties.Will.WillDelayInterval; d > 0 {
 		h.scheduleWill(cl, cn.session(), will, time.Duration(d)*time.Second)
 		return voidWill(will), nil
@@ -1101,7 +1112,8 @@ func (h *Hook) flushWill(id string) {
 // Guard has just decided.
 func (h *Hook) sendWill(dw *delayedWill) {
 	dw.once.Do(func() {
-		m := &mqttsec.Message{Topic: dw.will.TopicName, Payload: dw.will.Payload, QoS: dw.will.Qos, Retain: dw.will.Retain}
+		m := &mqttsec.Message{Topic: dw.will.TopicName, Payload: dw.will.Payload, QoS: dw.will.Qos, Retain: dw.will.Retain,
+			PropertyBytes: userBytes(dw.will.User)}
 		if h.g.Will(context.Background(), dw.sess, m) != nil {
 			return
 		}

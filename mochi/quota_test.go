@@ -959,3 +959,69 @@ func TestPasswordCleared(t *testing.T) {
 	require.Equal(t, "alice", string(cl.Properties.Username), "not a view of the packet")
 	cl.Stop(nil)
 }
+
+// TestMeasurePreAuth logs what 1,000 sockets that each claim a 383 kB
+// CONNECT and never send it make the broker hold, with the default
+// pre-authentication bounds and without them.
+func TestMeasurePreAuth(t *testing.T) {
+	if !measure() {
+		t.Skip("MQTTSEC_MEASURE is not set")
+	}
+	for _, tt := range []struct {
+		name string
+		hc   mochi.HardenConfig
+	}{{"defaults", mochi.HardenConfig{}}, {"unbounded", mochi.HardenConfig{MaxConnectSize: 1 << 20, MaxPending: -1, MaxPendingPerIP: -1}}} {
+		t.Run(tt.name, func(t *testing.T) {
+			addr, _ := serveHardened(t, anyone, tt.hc)
+			before := heapBytes()
+			var conns []net.Conn
+			for i := range 1000 {
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 3, byte(i/200), byte(1+i%200))}}
+				c, err := d.Dial("tcp", addr)
+				if err != nil {
+					continue
+				}
+				conns = append(conns, c)
+				_, _ = c.Write([]byte{0x10, 0xFF, 0xB0, 0x17})
+			}
+			time.Sleep(time.Second)
+			t.Logf("%d sockets claiming 383 kB: heap grew %.1f MB", len(conns), float64(heapBytes()-before)/1e6)
+			for _, c := range conns {
+				_ = c.Close()
+			}
+		})
+	}
+}
+
+// TestMeasureClients logs what an idle authenticated connection, and a
+// kept session with 100 one-level subscriptions, cost the broker.
+func TestMeasureClients(t *testing.T) {
+	if !measure() {
+		t.Skip("MQTTSEC_MEASURE is not set")
+	}
+	b := startQuota(t, mochi.Limits{}, mqttsec.Quotas{}, mochi.HardenConfig{})
+	const n = 200
+	before := heapBytes()
+	for i := range n {
+		code, _ := dialRaw(t, b.Addr, fmt.Sprintf("idle-%d", i), fmt.Sprintf("u%d", i), false)
+		require.Zero(t, code)
+	}
+	t.Logf("an idle connection: %.1f KB", float64(heapBytes()-before)/n/1e3)
+	before = heapBytes()
+	filters := make([]string, 50)
+	for i := range n {
+		code, c := dialRaw(t, b.Addr, fmt.Sprintf("kept-%d", i), fmt.Sprintf("k%d", i), true)
+		require.Zero(t, code)
+		for j := range filters {
+			filters[j] = fmt.Sprintf("f%d-%d", i, j)
+		}
+		c.subscribe(t, 0, filters...)
+		for j := range filters {
+			filters[j] = fmt.Sprintf("g%d-%d", i, j)
+		}
+		c.subscribe(t, 0, filters...)
+		_ = c.Close()
+	}
+	time.Sleep(500 * time.Millisecond)
+	t.Logf("a kept session with 100 one-level subscriptions: %.1f KB", float64(heapBytes()-before)/n/1e3)
+}
