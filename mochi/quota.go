@@ -23,33 +23,38 @@ import (
 // subscriptions and filters: 40 subscribers that never read and 64 messages
 // of 250 kB make it hold 560 MB. [NewHook] applies the default Limits
 // unless [WithLimits] gives others; [mqttsec.Quotas] bounds retained
-// messages and persistent sessions.
+// messages and persistent sessions. The package documentation states the
+// memory budget they give.
 //
 // # Outbound messages
 //
-// The hook counts, per client, the bytes of the messages mochi holds for it:
-// queued to be written, or sent at QoS 1 or 2 and not acknowledged yet. A
-// message counts its payload, topic, correlation data and user properties
-// plus about 1.6 KiB for mochi's copies of the packet. When a message is
-// about to be queued for a client that already holds some:
+// The hook keeps books of the messages mochi holds for each client (its
+// backlog): queued to be written, being written, or sent at QoS 1 or 2 and
+// not acknowledged yet, and for a kept session the messages queued while
+// its client is offline. A message counts its payload, topic, correlation
+// data and user properties plus about 1.6 KiB for mochi's copies of the
+// packet. When mochi is about to queue a message for a client:
 //
-//   - beyond DropBacklog bytes, a message published at QoS 0 is dropped
-//     for that client (MQTT allows a server to drop QoS 0 messages);
-//   - beyond MaxBacklog bytes, the client is disconnected: it is a slow
-//     consumer (its socket is closed; a client that does not read would not
-//     read a DISCONNECT either). The message is not queued;
-//   - beyond Outbound bytes for all clients together (kept sessions
-//     included), QoS 0 messages are dropped, and a QoS 1 or 2 message is
-//     dropped for a client holding at most DropBacklog bytes and disconnects
-//     one holding more.
+//   - if the client's backlog would pass DropBacklog, a message published
+//     at QoS 0 is dropped for that client (MQTT lets a server drop QoS 0
+//     messages);
+//   - if it would pass MaxBacklog, the client is disconnected as a slow
+//     consumer and the message is not queued (its socket is closed: a
+//     client that does not read would not read a DISCONNECT either);
+//   - if the backlog of the client's subject would pass SubjectBacklog, or
+//     that of all clients Outbound, QoS 0 messages are dropped, and a QoS 1
+//     or 2 message is dropped for a client whose backlog is within
+//     DropBacklog and disconnects one beyond it.
 //
-// A client that holds nothing always gets its next message, so a message
-// larger than a bound is delivered to a client that keeps up. Dropped
-// messages are reported as [mqttsec.EventDropped] (at most one event per
-// client per second) with code 0x97 quota exceeded.
+// A client with no backlog always gets its next message, so a message
+// larger than a bound reaches a client that keeps up. A dropped message is
+// reported as [mqttsec.EventDropped] with code 0x97 quota exceeded (at most
+// one event per client per second). QoS 0 messages queued for a client
+// when it goes offline stay in mochi's memory until its kept session ends
+// (mochi never sends them): they stay in the books.
 //
-// A kept session (its client offline) queues QoS 1 and 2 messages up to
-// QueuedMessages and QueuedBytes; further ones are dropped for it.
+// A kept session whose client is offline gets QoS 1 and 2 messages queued
+// up to QueuedMessages and QueuedBytes; further ones are dropped for it.
 //
 // # Subscriptions
 //
