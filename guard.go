@@ -520,7 +520,8 @@ func authzErr(err error) error {
 
 // Will decides, when the broker is about to send the will message m of s,
 // whether it may: the session's credentials must not have expired or been
-// revoked, and the current policy must allow the publish. The will was
+// revoked, the current policy must allow the publish, and a retained will
+// must fit the subject's retained quota (see [Quotas]). The will was
 // checked at CONNECT too, but a right can be withdrawn in between (a delayed
 // will is sent long after). A denied will is neither published nor
 // retained. Will may be called after [Guard.Disconnect] while the session is

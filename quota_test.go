@@ -257,3 +257,27 @@ func BenchmarkGuardPublishRetained(b *testing.B) {
 		}
 	}
 }
+
+// A retained message beyond the publisher's quota is denied with 0x97,
+// which a PUBACK carries.
+func ExampleQuotas() {
+	g := mqttsec.New(mqttsec.Config{
+		Authenticator: users,
+		Authorizer:    own,
+		Quotas:        mqttsec.Quotas{RetainedPerSubject: 1},
+		Events:        mqttsec.EventSinkFunc(func(mqttsec.Event) {}),
+	})
+	s, err := g.Connect(context.Background(), mqttsec.Client{ID: "a1", Username: "alice", Protocol: 5},
+		mqttsec.Credentials{Password: []byte("pw")}, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, topic := range []string{"u/alice/status", "u/alice/config"} {
+		err := g.Publish(context.Background(), s, &mqttsec.Message{Topic: topic, Payload: []byte("x"), QoS: 1, Retain: true})
+		fmt.Println(topic, mqttsec.CodeOf(err).ForPuback())
+	}
+	// Output:
+	// u/alice/status 0x00 success
+	// u/alice/config 0x97 quota exceeded
+}
