@@ -46,8 +46,10 @@ import (
 //     or 2 message is dropped for a client whose backlog is within
 //     DropBacklog and disconnects one beyond it.
 //
-// A client with no backlog always gets its next message, so a message
-// larger than a bound reaches a client that keeps up. A dropped message is
+// Retained messages mochi sends to a new subscription are dropped rather
+// than disconnect the client (it asked for them all at once; it is not
+// slow). A client with no backlog always gets its next message, so a
+// message larger than a bound reaches a client that keeps up. A dropped message is
 // reported as [mqttsec.EventDropped] with code 0x97 quota exceeded (at most
 // one event per client per second). QoS 0 messages queued for a client
 // when it goes offline stay in mochi's memory until its kept session ends
@@ -263,6 +265,9 @@ type pubRec struct {
 	cost  int64
 	wire  int // a lower bound of the packet's size on the wire
 	qos   byte
+	// retained is set for a retained message mochi sends to a new
+	// subscription (found in mochi's retained store, not being published).
+	retained bool
 }
 
 const indexShards = 64
@@ -424,6 +429,7 @@ func (h *Hook) deliveryInfo(topic string) pubRec {
 	if pk, ok := h.s.Topics.Retained.Get(topic); ok {
 		var r pubRec
 		r.fill(&pk)
+		r.retained = true
 		return r
 	}
 	return pubRec{cost: msgOverhead + int64(len(topic)), wire: len(topic), qos: 1}
@@ -520,16 +526,17 @@ func (h *Hook) subjectDone(u *subjectUsage) {
 
 // Errors reported with the drops (all carry 0x97 quota exceeded).
 var (
-	errDropStalled = fmt.Errorf("%w: QoS 0 messages dropped: the client's socket takes no data", mqttsec.ErrQuotaExceeded)
-	errDropQoS0    = fmt.Errorf("%w: QoS 0 messages dropped: the client does not read fast enough", mqttsec.ErrQuotaExceeded)
-	errDropBudget  = fmt.Errorf("%w: messages dropped: the broker's outbound budget is spent", mqttsec.ErrQuotaExceeded)
-	errDropSubject = fmt.Errorf("%w: messages dropped: the user's outbound budget is spent", mqttsec.ErrQuotaExceeded)
-	errDropWindow  = fmt.Errorf("%w: QoS 1/2 messages dropped: the client's inflight window is full", mqttsec.ErrQuotaExceeded)
-	errDropQueue   = fmt.Errorf("%w: messages dropped: the kept session's queue is full", mqttsec.ErrQuotaExceeded)
-	errTooManySubs = fmt.Errorf("%w: too many subscriptions", mqttsec.ErrQuotaExceeded)
-	errSubsBytes   = fmt.Errorf("%w: subscriptions too large", mqttsec.ErrQuotaExceeded)
-	errTooLong     = errors.New("longer than the topic length limit")
-	errProps       = fmt.Errorf("%w: properties too large", mqttsec.ErrQuotaExceeded)
+	errDropRetained = fmt.Errorf("%w: retained messages dropped: more than the client may hold at once", mqttsec.ErrQuotaExceeded)
+	errDropStalled  = fmt.Errorf("%w: QoS 0 messages dropped: the client's socket takes no data", mqttsec.ErrQuotaExceeded)
+	errDropQoS0     = fmt.Errorf("%w: QoS 0 messages dropped: the client does not read fast enough", mqttsec.ErrQuotaExceeded)
+	errDropBudget   = fmt.Errorf("%w: messages dropped: the broker's outbound budget is spent", mqttsec.ErrQuotaExceeded)
+	errDropSubject  = fmt.Errorf("%w: messages dropped: the user's outbound budget is spent", mqttsec.ErrQuotaExceeded)
+	errDropWindow   = fmt.Errorf("%w: QoS 1/2 messages dropped: the client's inflight window is full", mqttsec.ErrQuotaExceeded)
+	errDropQueue    = fmt.Errorf("%w: messages dropped: the kept session's queue is full", mqttsec.ErrQuotaExceeded)
+	errTooManySubs  = fmt.Errorf("%w: too many subscriptions", mqttsec.ErrQuotaExceeded)
+	errSubsBytes    = fmt.Errorf("%w: subscriptions too large", mqttsec.ErrQuotaExceeded)
+	errTooLong      = errors.New("longer than the topic length limit")
+	errProps        = fmt.Errorf("%w: properties too large", mqttsec.ErrQuotaExceeded)
 )
 
 // admit decides whether mochi may queue a message on topic for cl, whose
@@ -545,18 +552,24 @@ func (h *Hook) admit(cl *mqtt.Client, cn *conn, topic string) bool {
 		return false
 	}
 	if l.maxBacklog >= 0 && held > 0 && held+r.cost > l.maxBacklog {
-		h.kick(cl, cn, held)
+		if r.retained {
+			// Retained messages for a new subscription: the client asked
+			// for more than it may hold at once; it is not slow.
+			h.dropped(cl, cn, topic, errDropRetained)
+		} else {
+			h.kick(cl, cn, held)
+		}
 		return false
 	}
 	if gc, ok := cl.Net.Conn.(*guardConn); ok && l.stall >= 0 {
 		if w := gc.writing(); w > l.stall {
-			if r.qos > 0 {
+			if r.qos > 0 && !r.retained {
 				h.kick(cl, cn, held)
 			} else {
 				h.dropped(cl, cn, topic, errDropStalled)
 			}
 			return false
-		} else if w >= 0 && r.qos > 0 {
+		} else if w >= 0 && r.qos > 0 && !r.retained {
 			// mochi will wait for the write in progress to give the
 			// message a packet identifier: it must end in time.
 			gc.hurry(l.stall)
@@ -576,7 +589,7 @@ func (h *Hook) admit(cl *mqtt.Client, cn *conn, topic string) bool {
 		return false
 	case full == nil:
 		return h.charge(cn, r.cost)
-	case r.qos > 0 && l.dropBacklog >= 0 && held > l.dropBacklog:
+	case r.qos > 0 && !r.retained && l.dropBacklog >= 0 && held > l.dropBacklog:
 		h.kick(cl, cn, held)
 		return false
 	}

@@ -1025,3 +1025,26 @@ func TestMeasureClients(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	t.Logf("a kept session with 100 one-level subscriptions: %.1f KB", float64(heapBytes()-before)/n/1e3)
 }
+
+// TestRetainedBurst: a new subscription matching more retained messages
+// than the client may hold at once gets what fits; the rest are dropped
+// for it, and the client, which has not been slow, stays connected.
+func TestRetainedBurst(t *testing.T) {
+	b := startQuota(t, mochi.Limits{DropBacklog: 128 << 10, MaxBacklog: 512 << 10}, mqttsec.Quotas{}, mochi.HardenConfig{})
+	pub, _, err := testbroker.Dial(t, b.Addr, testbroker.ClientOptions{ClientID: "pub", Username: "pub", Password: []byte("pw")})
+	require.NoError(t, err)
+	for i := range 20 {
+		pr, err := pub.Publish(context.Background(), &paho.Publish{Topic: fmt.Sprintf("r/%d", i), Payload: payload(100_000), QoS: 1, Retain: true})
+		require.NoError(t, err)
+		require.Zero(t, pr.ReasonCode)
+	}
+	code, c := dialRaw(t, b.Addr, "late", "late", false)
+	require.Zero(t, code)
+	require.Equal(t, []byte{1}, c.subscribe(t, 1, "r/#"))
+	require.Eventually(t, func() bool { return b.events.count(mqttsec.EventDropped, "late") > 0 }, testbroker.Timeout, 10*time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // mochi would have closed the connection by now
+	cl, ok := b.Server.Clients.Get("late")
+	require.True(t, ok)
+	require.False(t, cl.Closed(), "not disconnected")
+	require.LessOrEqual(t, b.Hook.BacklogBytes(cl), int64(512<<10+100_000+4096))
+}
