@@ -203,6 +203,7 @@ type Session struct {
 	ended   atomic.Bool
 	resume  bool
 	release func(keep time.Duration)
+	lim     ConnLimiter // see ConnectionLimiter; nil for none
 
 	mu        sync.Mutex // guards the timers and closed
 	closed    bool       // the connection ended (Disconnect ran once)
@@ -365,8 +366,12 @@ func (g *Guard) connect(ctx context.Context, p *parts, cl *Client, cred Credenti
 			return nil, fmt.Errorf("will message: %w", err)
 		}
 	}
+	if err := openLimiter(p, s); err != nil {
+		return nil, err
+	}
 	lease, err := p.registry.Claim(ctx, &s.client)
 	if err != nil {
+		s.closeLimiter()
 		return nil, reasoned(err, ErrClientIDTaken)
 	}
 	s.resume = lease.Resume
@@ -437,8 +442,8 @@ func (g *Guard) Publish(ctx context.Context, s *Session, m *Message) error {
 	if b.p.MaxPayload > 0 && len(m.Payload) > b.p.MaxPayload {
 		return g.deny(b.p, s, EventPublishDenied, m.Topic, ErrPacketTooLarge)
 	}
-	if b.p.Limiter != nil {
-		if err := b.p.Limiter.Allow(&s.client, LimitPublish, len(m.Payload)); err != nil {
+	if lim := s.limiter(b.p); lim != nil {
+		if err := lim.Allow(&s.client, LimitPublish, len(m.Payload)); err != nil {
 			return g.deny(b.p, s, EventPublishDenied, m.Topic, reasoned(err, ErrRateTooHigh))
 		}
 	}
@@ -529,8 +534,8 @@ func (g *Guard) Subscribe(ctx context.Context, s *Session, sub Subscription) (qo
 	if sub.QoS > 2 {
 		return 0, g.deny(b.p, s, EventSubscribeDenied, sub.Filter, fmt.Errorf("%w: QoS %d", ErrTopicFilterInvalid, sub.QoS))
 	}
-	if b.p.Limiter != nil {
-		if err := b.p.Limiter.Allow(&s.client, LimitSubscribe, 1); err != nil {
+	if lim := s.limiter(b.p); lim != nil {
+		if err := lim.Allow(&s.client, LimitSubscribe, 1); err != nil {
 			return 0, g.deny(b.p, s, EventSubscribeDenied, sub.Filter, reasoned(err, ErrQuotaExceeded))
 		}
 	}
@@ -601,6 +606,7 @@ func (g *Guard) Disconnect(s *Session, keep time.Duration) {
 	s.closed = true
 	s.mu.Unlock()
 	if first {
+		s.closeLimiter()
 		if s.release != nil {
 			s.release(keep)
 		}
