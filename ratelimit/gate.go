@@ -1,0 +1,274 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/mqttsec/mqttsec"
+)
+
+// GateConfig configures a [Gate]. Every zero field has its documented
+// default.
+type GateConfig struct {
+	// MaxConcurrent bounds the verifications that run at once. Zero means
+	// a quarter of GOMAXPROCS, at least 1, so that a storm of first logins
+	// takes at most a quarter of the CPUs (half of them on two) and the
+	// broker keeps the rest for connected clients.
+	MaxConcurrent int
+	// MaxQueue bounds the CONNECTs waiting for a verification slot; one
+	// more is refused at once with 0x89 (server busy). Zero means 16 per
+	// slot.
+	MaxQueue int
+	// PerKey bounds the CONNECTs of one key (address) that are verified or
+	// waiting at once; one more is refused at once with 0x89, so that one
+	// address never holds more than PerKey slots or queue places. Zero
+	// means 2.
+	PerKey int
+	// MaxWait bounds the time a CONNECT waits for a slot; it is then
+	// refused with 0x89. Keep it well below the adapter's connect timeout,
+	// so that the refusal reaches the client before its connection is
+	// closed. Zero means 3 seconds.
+	MaxWait time.Duration
+	// Key returns the key whose CONNECTs are bounded by PerKey and served
+	// in turn. Nil means the client's address, per /64 for IPv6.
+	Key func(cl *mqttsec.Client) string
+}
+
+// Gate is an [mqttsec.Authenticator] that bounds the costly verifications
+// of the Authenticator it wraps (bcrypt, argon2), so that a storm of logins
+// can neither take the broker's CPU nor keep a real user out:
+//
+//   - at most MaxConcurrent verifications run at once;
+//   - waiting CONNECTs are served one key (address) after the other, in
+//     turn, so an address that sends 50 CONNECTs per second gets one slot
+//     in turn like every other address, and a user on another address is
+//     verified after at most one verification per waiting address;
+//   - an address over its PerKey bound, a full queue and a wait longer than
+//     MaxWait are answered at once with 0x89 (server busy), without a slot
+//     and without a goroutine of the Gate's own: the only goroutine a
+//     waiting CONNECT holds is the broker's for its connection, and at most
+//     MaxQueue of them wait.
+//
+// A success the wrapped Authenticator can confirm at once
+// ([mqttsec.CachedAuthenticator], a cache of recent logins) skips the
+// queue, so connected clients that reconnect are not delayed by a storm.
+// The rate of CONNECTs and of failures per address, and bans, are the
+// [Limiter]'s: give both to the Guard. Fairness needs the Guard's ctx to end
+// no earlier than MaxWait.
+//
+// A Gate is safe for concurrent use. It is a [mqttsec.Revalidator] that
+// passes revalidation to the wrapped Authenticator (ungated: it verifies no
+// password), and abstains when that is not one.
+type Gate struct {
+	inner  mqttsec.Authenticator
+	cached mqttsec.CachedAuthenticator
+	reval  mqttsec.Revalidator
+	max    int
+	queue  int
+	perKey int
+	wait   time.Duration
+	key    func(*mqttsec.Client) string
+
+	mu      sync.Mutex
+	running int
+	waiting int
+	keys    map[string]*gateKey // keys with a verification running or waiting
+	turn    []*gateKey          // keys with waiters, in the order they are served
+}
+
+type gateKey struct {
+	name    string
+	active  int // running + waiting
+	waiters []*gateWaiter
+	inTurn  bool
+}
+
+type gateWaiter struct {
+	ready   chan struct{}
+	granted bool
+}
+
+// NewGate returns a Gate in front of inner.
+func NewGate(inner mqttsec.Authenticator, cfg GateConfig) *Gate {
+	g := &Gate{inner: inner, max: cfg.MaxConcurrent, queue: cfg.MaxQueue, perKey: cfg.PerKey,
+		wait: cfg.MaxWait, key: cfg.Key, keys: map[string]*gateKey{}}
+	g.cached, _ = inner.(mqttsec.CachedAuthenticator)
+	g.reval, _ = inner.(mqttsec.Revalidator)
+	if g.max <= 0 {
+		g.max = max(1, runtime.GOMAXPROCS(0)/4)
+	}
+	if g.queue <= 0 {
+		g.queue = 16 * g.max
+	}
+	if g.perKey <= 0 {
+		g.perKey = 2
+	}
+	if g.wait <= 0 {
+		g.wait = 3 * time.Second
+	}
+	if g.key == nil {
+		g.key = func(cl *mqttsec.Client) string { return addrKey(cl, 64) }
+	}
+	return g
+}
+
+// Authenticate verifies the CONNECT with the wrapped Authenticator once it
+// has a slot, or refuses it with a denial wrapping [mqttsec.ErrServerBusy]
+// (0x89), which the Guard does not count as a failed login.
+func (g *Gate) Authenticate(ctx context.Context, cl *mqttsec.Client, cred mqttsec.Credentials) (*mqttsec.Identity, error) {
+	if g.cached != nil {
+		if id, ok := g.cached.AuthenticateCached(ctx, cl, cred); ok {
+			return id, nil
+		}
+	}
+	k, err := g.acquire(ctx, g.key(cl))
+	if err != nil {
+		return nil, err
+	}
+	defer g.release(k)
+	return g.inner.Authenticate(ctx, cl, cred)
+}
+
+// AuthenticateCached implements [mqttsec.CachedAuthenticator] by asking the
+// wrapped Authenticator, so that Gates and other wrappers compose.
+func (g *Gate) AuthenticateCached(ctx context.Context, cl *mqttsec.Client, cred mqttsec.Credentials) (*mqttsec.Identity, bool) {
+	if g.cached == nil {
+		return nil, false
+	}
+	return g.cached.AuthenticateCached(ctx, cl, cred)
+}
+
+// Revalidate implements [mqttsec.Revalidator].
+func (g *Gate) Revalidate(ctx context.Context, cl *mqttsec.Client) error {
+	if g.reval == nil {
+		return mqttsec.ErrAbstain
+	}
+	return g.reval.Revalidate(ctx, cl)
+}
+
+// acquire returns once the key holds a slot, or refuses.
+func (g *Gate) acquire(ctx context.Context, key string) (*gateKey, error) {
+	g.mu.Lock()
+	k := g.keys[key]
+	if k == nil {
+		k = &gateKey{name: key}
+		g.keys[key] = k
+	}
+	if k.active >= g.perKey {
+		g.mu.Unlock()
+		return nil, fmt.Errorf("%w: %d logins of %s under way", mqttsec.ErrServerBusy, k.active, key)
+	}
+	if g.running < g.max && len(g.turn) == 0 {
+		g.running++
+		k.active++
+		g.mu.Unlock()
+		return k, nil
+	}
+	if g.waiting >= g.queue {
+		g.forget(k)
+		g.mu.Unlock()
+		return nil, fmt.Errorf("%w: %d logins waiting for verification", mqttsec.ErrServerBusy, g.queue)
+	}
+	w := &gateWaiter{ready: make(chan struct{})}
+	k.waiters = append(k.waiters, w)
+	k.active++
+	g.waiting++
+	if !k.inTurn {
+		k.inTurn = true
+		g.turn = append(g.turn, k)
+	}
+	g.mu.Unlock()
+
+	timer := time.NewTimer(g.wait)
+	defer timer.Stop()
+	var why error
+	select {
+	case <-w.ready:
+		return k, nil
+	case <-timer.C:
+		why = fmt.Errorf("%w: no verification slot within %s", mqttsec.ErrServerBusy, g.wait)
+	case <-ctx.Done():
+		why = fmt.Errorf("%w: waiting for a verification slot: %w", mqttsec.ErrServerBusy, ctx.Err())
+	}
+	g.mu.Lock()
+	if w.granted {
+		// Granted as the wait ended: use the slot.
+		g.mu.Unlock()
+		return k, nil
+	}
+	for i, x := range k.waiters {
+		if x == w {
+			k.waiters = append(k.waiters[:i], k.waiters[i+1:]...)
+			break
+		}
+	}
+	k.active--
+	g.waiting--
+	if len(k.waiters) == 0 && k.inTurn {
+		g.dropTurn(k)
+	}
+	g.forget(k)
+	g.mu.Unlock()
+	return nil, why
+}
+
+// release frees k's slot and hands it to the next key in turn.
+func (g *Gate) release(k *gateKey) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.running--
+	k.active--
+	for g.running < g.max && len(g.turn) > 0 {
+		next := g.turn[0]
+		g.turn[0] = nil
+		g.turn = g.turn[1:]
+		w := next.waiters[0]
+		next.waiters[0] = nil
+		next.waiters = next.waiters[1:]
+		g.waiting--
+		g.running++
+		w.granted = true
+		close(w.ready)
+		if len(next.waiters) > 0 {
+			g.turn = append(g.turn, next) // back of the line
+		} else {
+			next.inTurn = false
+		}
+	}
+	g.forget(k)
+}
+
+// dropTurn removes k from the turn order. The caller holds g.mu.
+func (g *Gate) dropTurn(k *gateKey) {
+	for i, x := range g.turn {
+		if x == k {
+			g.turn = append(g.turn[:i], g.turn[i+1:]...)
+			break
+		}
+	}
+	k.inTurn = false
+}
+
+// forget drops a key with nothing running or waiting. The caller holds
+// g.mu.
+func (g *Gate) forget(k *gateKey) {
+	if k.active == 0 && g.keys[k.name] == k {
+		delete(g.keys, k.name)
+	}
+}
+
+// Stats returns the verifications running and the CONNECTs waiting.
+func (g *Gate) Stats() (running, waiting int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.running, g.waiting
+}
+
+var (
+	_ mqttsec.Authenticator       = (*Gate)(nil)
+	_ mqttsec.CachedAuthenticator = (*Gate)(nil)
+	_ mqttsec.Revalidator         = (*Gate)(nil)
+)
