@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,13 @@ type Config struct {
 	// MaxPayload is the largest PUBLISH or will message payload allowed, in
 	// bytes. Zero leaves the limit to the broker.
 	MaxPayload int
+	// MaxTopicLevels is the most levels a topic name or filter may have.
+	// MQTT sets no limit, but a broker's topic tree can spend CPU that grows
+	// with the square of the depth on every publish (Mosquitto refuses deep
+	// topics since CVE-2019-11779): a deeper name is refused with 0x90, a
+	// deeper filter with 0x8F. Zero means [DefaultMaxTopicLevels]; negative
+	// means no limit.
+	MaxTopicLevels int
 	// Events receives security events. Nil means SlogSink(Logger).
 	Events EventSink
 	// Logger is used by the default event sink. Nil means slog.Default().
@@ -82,14 +90,18 @@ type Guard struct {
 	revalAgain   bool
 }
 
+// DefaultMaxTopicLevels is the default of [Config.MaxTopicLevels].
+const DefaultMaxTopicLevels = 64
+
 type parts struct {
 	Config
-	authn    Authenticator
-	authz    Authorizer
-	ids      ClientIDPolicy
-	registry Registry
-	events   EventSink
-	now      func() time.Time
+	maxLevels int // -1: no limit
+	authn     Authenticator
+	authz     Authorizer
+	ids       ClientIDPolicy
+	registry  Registry
+	events    EventSink
+	now       func() time.Time
 }
 
 // New returns a Guard with the given parts.
@@ -149,7 +161,21 @@ func (g *Guard) resolve(cfg Config) *parts {
 	if p.now == nil {
 		p.now = time.Now
 	}
+	switch {
+	case cfg.MaxTopicLevels == 0:
+		p.maxLevels = DefaultMaxTopicLevels
+	case cfg.MaxTopicLevels < 0:
+		p.maxLevels = -1
+	default:
+		p.maxLevels = cfg.MaxTopicLevels
+	}
 	return p
+}
+
+// tooDeep reports whether t has more levels than the Guard allows. It
+// does not allocate.
+func (p *parts) tooDeep(t string) bool {
+	return p.maxLevels >= 0 && len(t) >= p.maxLevels && strings.Count(t, "/")+1 > p.maxLevels
 }
 
 func (p *parts) emit(e Event) {
@@ -296,7 +322,9 @@ func (g *Guard) check(s *Session) error {
 //
 // When the broker keeps a session for cl.ID, the adapter resumes it only
 // if [Session.Resume] is true, and discards it otherwise: a kept session is
-// never handed to another identity.
+// never handed to another identity. Either way the adapter then ends the
+// kept session's Session with Disconnect(old, 0); until it does, messages
+// queued for the kept session are still checked against it.
 //
 // The expiry timer starts before Connect returns, so it can fire before the
 // adapter has registered the session with its [Disconnector]: an adapter
@@ -376,11 +404,6 @@ func (g *Guard) connect(ctx context.Context, p *parts, cl *Client, cred Credenti
 	}
 	s.resume = lease.Resume
 	s.release = lease.Release
-	// A session kept for this ID is now either resumed by this connection
-	// or discarded by the adapter: it ends either way.
-	if v, ok := g.kept.LoadAndDelete(cl.ID); ok {
-		g.end(v.(*Session))
-	}
 	g.sessions.Store(s, struct{}{})
 	if !id.Expiry.IsZero() {
 		s.mu.Lock()
@@ -439,6 +462,9 @@ func (g *Guard) Publish(ctx context.Context, s *Session, m *Message) error {
 	if err := topic.ValidateName(m.Topic); err != nil {
 		return g.deny(b.p, s, EventPublishDenied, m.Topic, fmt.Errorf("%w: %w", ErrTopicNameInvalid, err))
 	}
+	if b.p.tooDeep(m.Topic) {
+		return g.deny(b.p, s, EventPublishDenied, m.Topic, fmt.Errorf("%w: more than %d levels", ErrTopicNameInvalid, b.p.maxLevels))
+	}
 	if b.p.MaxPayload > 0 && len(m.Payload) > b.p.MaxPayload {
 		return g.deny(b.p, s, EventPublishDenied, m.Topic, ErrPacketTooLarge)
 	}
@@ -456,6 +482,9 @@ func (g *Guard) Publish(ctx context.Context, s *Session, m *Message) error {
 func checkPublish(ctx context.Context, b *binding, cl *Client, m *Message) error {
 	if err := topic.ValidateName(m.Topic); err != nil {
 		return fmt.Errorf("%w: %w", ErrTopicNameInvalid, err)
+	}
+	if b.p.tooDeep(m.Topic) {
+		return fmt.Errorf("%w: more than %d levels", ErrTopicNameInvalid, b.p.maxLevels)
 	}
 	var err error
 	if b.msg != nil {
@@ -540,6 +569,9 @@ func (g *Guard) Subscribe(ctx context.Context, s *Session, sub Subscription) (qo
 		}
 	}
 	inner, _ := topic.Unshare(sub.Filter)
+	if b.p.tooDeep(inner) {
+		return 0, g.deny(b.p, s, EventSubscribeDenied, sub.Filter, fmt.Errorf("%w: more than %d levels", ErrTopicFilterInvalid, b.p.maxLevels))
+	}
 	qos = sub.QoS
 	if b.sub != nil {
 		in := sub
@@ -590,10 +622,10 @@ func (g *Guard) deny(p *parts, s *Session, kind EventKind, topic string, err err
 // session's messages and will are still checked, and [Guard.Revalidate] and
 // [Guard.Kick] still reach it. A revoked or expired session is never kept.
 //
-// Disconnect with keep = 0 on a kept session ends it (the broker discarded
-// or expired it); it also ends by itself after keep, or when a connection
-// with the same client ID is accepted. Disconnect is safe to call more than
-// once and with a nil or foreign session.
+// Disconnect with keep = 0 on a kept session ends it (the broker resumed,
+// discarded or expired it); it also ends by itself after keep, or when
+// another kept session of the same client ID replaces it. Disconnect is safe
+// to call more than once and with a nil or foreign session.
 func (g *Guard) Disconnect(s *Session, keep time.Duration) {
 	if s == nil || s.g != g || s.ended.Load() {
 		return
@@ -845,6 +877,9 @@ func (r *memRegistry) Claim(_ context.Context, cl *Client) (Lease, error) {
 		e = &regEntry{subject: id.Subject, method: id.Method}
 		r.m[cl.ID] = e
 	}
+	// The session is now this connection's: how long it is kept is decided
+	// by the releases from here on, not by an earlier connection's.
+	e.until = time.Time{}
 	e.claims++
 	clientID := cl.ID
 	var once sync.Once

@@ -3,6 +3,8 @@ package mqttsec_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -399,4 +401,400 @@ func TestGuardUsernameIsTheIdentity(t *testing.T) {
 
 	_, err = g.Connect(ctx, client("nosubject", "admin"), pw(""), nil)
 	require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
+}
+
+// TestGuardNilAndForeignSession: a missing or foreign session denies, it
+// never panics; a zero Guard denies every CONNECT.
+func TestGuardNilAndForeignSession(t *testing.T) {
+	g := mqttsec.New(mqttsec.Config{Authenticator: users, Authorizer: allowAll, Events: &events{}})
+	other := mqttsec.New(mqttsec.Config{Authenticator: users, Authorizer: allowAll, Events: &events{}})
+	foreign, err := other.Connect(ctx, client("c1", "alice"), pw("pw"), nil)
+	require.NoError(t, err)
+	for name, s := range map[string]*mqttsec.Session{"nil": nil, "foreign": foreign} {
+		t.Run(name, func(t *testing.T) {
+			err := g.Publish(ctx, s, &mqttsec.Message{Topic: "u/alice/x"})
+			require.ErrorIs(t, err, mqttsec.ErrForeignSession)
+			require.Equal(t, mqttsec.CodeNotAuthorized, mqttsec.CodeOf(err))
+			_, err = g.Subscribe(ctx, s, mqttsec.Subscription{Filter: "u/alice/#"})
+			require.Equal(t, mqttsec.CodeNotAuthorized, mqttsec.CodeOf(err))
+			require.Equal(t, mqttsec.CodeNotAuthorized, mqttsec.CodeOf(g.Deliver(ctx, s, "u/alice/x")))
+			require.Equal(t, mqttsec.CodeNotAuthorized, mqttsec.CodeOf(g.Will(ctx, s, &mqttsec.Message{Topic: "u/alice/x"})))
+			g.Disconnect(s, time.Hour) // no effect, no panic
+		})
+	}
+	require.NoError(t, other.Deliver(ctx, foreign, "u/alice/x"), "the foreign Guard's Disconnect had no effect")
+
+	var zero mqttsec.Guard
+	_, err = zero.Connect(ctx, client("c1", "alice"), pw("pw"), nil)
+	require.Error(t, err)
+	require.NotEqual(t, mqttsec.CodeSuccess, mqttsec.CodeOf(err))
+	require.Equal(t, mqttsec.CodeNotAuthorized, mqttsec.CodeOf(zero.Deliver(ctx, nil, "x")))
+	require.Empty(t, zero.Sessions())
+	require.Zero(t, zero.Revalidate(ctx))
+}
+
+// TestGuardEndedSessionDenies: a session that ended can decide nothing.
+func TestGuardEndedSessionDenies(t *testing.T) {
+	g := mqttsec.New(mqttsec.Config{Authenticator: users, Authorizer: allowAll, Events: &events{}})
+	s, err := g.Connect(ctx, client("c1", "alice"), pw("pw"), nil)
+	require.NoError(t, err)
+	require.NoError(t, g.Deliver(ctx, s, "x"))
+	g.Disconnect(s, 0)
+	require.Error(t, g.Deliver(ctx, s, "x"))
+	require.Error(t, g.Publish(ctx, s, &mqttsec.Message{Topic: "x"}))
+}
+
+// The reason codes MQTT 5.0 allows in each packet a server sends.
+var (
+	connackCodes = codes(0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F)
+	pubackCodes  = codes(0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99)
+	subackCodes  = codes(0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2)
+	// 0x04 (disconnect with will message) is sent by clients only.
+	disconnectCodes = codes(0x00, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2)
+)
+
+func codes(c ...byte) map[mqttsec.ReasonCode]bool {
+	m := map[mqttsec.ReasonCode]bool{}
+	for _, b := range c {
+		m[mqttsec.ReasonCode(b)] = true
+	}
+	return m
+}
+
+// TestReasonCodeForPacket: whatever code a Guard returns, the mapping for
+// each packet yields a code that packet may carry, and a denial stays a
+// denial.
+func TestReasonCodeForPacket(t *testing.T) {
+	for i := range 256 {
+		c := mqttsec.ReasonCode(i)
+		deny := c >= 0x80
+		for name, tc := range map[string]struct {
+			got  mqttsec.ReasonCode
+			spec map[mqttsec.ReasonCode]bool
+		}{
+			"connack":    {c.ForConnack(), connackCodes},
+			"puback":     {c.ForPuback(), pubackCodes},
+			"suback":     {c.ForSuback(), subackCodes},
+			"disconnect": {c.ForDisconnect(), disconnectCodes},
+		} {
+			require.True(t, tc.spec[tc.got], "%s: %v mapped to %v", name, c, tc.got)
+			if deny {
+				require.GreaterOrEqual(t, byte(tc.got), byte(0x80), "%s: denial %v became %v", name, c, tc.got)
+			}
+			if tc.spec[c] {
+				require.Equal(t, c, tc.got, "%s: a valid code is kept", name)
+			}
+		}
+		if deny {
+			require.NotEqual(t, mqttsec.V3Accepted, c.V3Connack())
+			require.Equal(t, byte(0x80), c.V3Suback())
+		}
+	}
+	require.Equal(t, mqttsec.CodeQuotaExceeded, mqttsec.CodeMessageRateTooHigh.ForPuback())
+	require.Equal(t, mqttsec.CodeAdministrativeAction, mqttsec.CodeBanned.ForDisconnect())
+	require.Equal(t, mqttsec.CodeNotAuthorized, mqttsec.CodeBadUsernameOrPassword.ForDisconnect())
+	require.Equal(t, mqttsec.CodeBanned, mqttsec.CodeAdministrativeAction.ForConnack())
+	require.Equal(t, mqttsec.CodeConnectionRateExceeded, mqttsec.CodeMessageRateTooHigh.ForConnack())
+	for _, c := range []mqttsec.ReasonCode{mqttsec.CodePacketTooLarge, mqttsec.CodeMaximumConnectTime, mqttsec.CodeBanned} {
+		require.True(t, c.Disconnects(), "%v", c)
+	}
+	require.False(t, mqttsec.CodeNotAuthorized.Disconnects())
+	require.Equal(t, mqttsec.CodeNotAuthorized, mqttsec.ErrNotAuthorized.Code())
+}
+
+// clock is a settable clock for tests.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// TestGuardKeptSessionOwned: while the broker keeps a session, its client
+// ID stays bound to the owner: another identity can neither take it over
+// nor start a clean session that would discard it.
+func TestGuardKeptSessionOwned(t *testing.T) {
+	clk := &clock{now: time.Unix(1_700_000_000, 0)}
+	g := mqttsec.New(mqttsec.Config{Authenticator: users, Authorizer: own, Events: &events{}, Clock: clk.Now})
+	s, err := g.Connect(ctx, client("dev1", "bob"), pw("pw"), nil)
+	require.NoError(t, err)
+	require.False(t, s.Resume(), "no earlier session")
+	g.Disconnect(s, 5*time.Minute)
+	require.True(t, s.Kept())
+	require.NoError(t, g.Deliver(ctx, s, "u/bob/x"), "messages queued for the kept session are checked against it")
+
+	for _, clean := range []bool{true, false} {
+		cl := client("dev1", "alice")
+		cl.CleanStart = clean
+		_, err = g.Connect(ctx, cl, pw("pw"), nil)
+		require.ErrorIs(t, err, mqttsec.ErrSessionOwned, "clean=%v", clean)
+		require.Equal(t, mqttsec.CodeClientIDNotValid, mqttsec.CodeOf(err))
+	}
+	require.True(t, s.Kept(), "the refused CONNECT did not end the kept session")
+
+	s2, err := g.Connect(ctx, client("dev1", "bob"), pw("pw"), nil)
+	require.NoError(t, err)
+	require.True(t, s2.Resume(), "the owner resumes its session")
+	require.True(t, s.Kept(), "until the adapter has moved the kept session, it is checked as before")
+	g.Disconnect(s, 0)
+	require.False(t, s.Kept())
+	g.Disconnect(s2, time.Minute)
+
+	clk.Add(61 * time.Second)
+	s3, err := g.Connect(ctx, client("dev1", "alice"), pw("pw"), nil)
+	require.NoError(t, err, "after the session expired the ID is free")
+	require.False(t, s3.Resume(), "and nothing of bob's is resumed")
+	g.Disconnect(s3, 0)
+	s4, err := g.Connect(ctx, client("dev1", "bob"), pw("pw"), nil)
+	require.NoError(t, err)
+	require.False(t, s4.Resume())
+	g.Disconnect(s4, 0)
+}
+
+// TestGuardKeptSessionExpiryUsesClock: deliveries to a kept session stop
+// when its credentials expire by the Guard's clock.
+func TestGuardKeptSessionExpiryUsesClock(t *testing.T) {
+	clk := &clock{now: time.Unix(1_700_000_000, 0)}
+	exp := clk.now.Add(time.Hour)
+	authn := mqttsec.AuthenticatorFunc(func(_ context.Context, cl *mqttsec.Client, _ mqttsec.Credentials) (*mqttsec.Identity, error) {
+		return &mqttsec.Identity{Subject: cl.Username, Method: mqttsec.MethodJWT, Expiry: exp}, nil
+	})
+	g := mqttsec.New(mqttsec.Config{Authenticator: authn, Authorizer: own, Events: &events{}, Clock: clk.Now})
+	s, err := g.Connect(ctx, client("c1", "alice"), pw(""), nil)
+	require.NoError(t, err)
+	g.Disconnect(s, 24*time.Hour)
+	require.NoError(t, g.Deliver(ctx, s, "u/alice/x"))
+	require.NoError(t, g.Will(ctx, s, &mqttsec.Message{Topic: "u/alice/lwt"}))
+	clk.Add(time.Hour)
+	require.ErrorIs(t, g.Deliver(ctx, s, "u/alice/x"), mqttsec.ErrExpired)
+	require.ErrorIs(t, g.Will(ctx, s, &mqttsec.Message{Topic: "u/alice/lwt"}), mqttsec.ErrExpired)
+}
+
+// qosCap grants subscriptions at QoS 1 at most and denies "u/*/deny".
+type qosCap struct{ mqttsec.Authorizer }
+
+func (q qosCap) AuthorizeSubscription(ctx context.Context, cl *mqttsec.Client, sub *mqttsec.Subscription) (byte, error) {
+	if err := q.Authorize(ctx, cl, mqttsec.Subscribe, sub.Filter); err != nil {
+		return 0, err
+	}
+	if sub.Filter == "u/"+cl.Username+"/deny" {
+		return 0, mqttsec.ErrNotAuthorized
+	}
+	return 1, nil
+}
+
+func TestGuardSubscribeQoS(t *testing.T) {
+	g := mqttsec.New(mqttsec.Config{Authenticator: users, Authorizer: qosCap{own}, Events: &events{}})
+	s, err := g.Connect(ctx, client("c1", "alice"), pw("pw"), nil)
+	require.NoError(t, err)
+	for _, tt := range []struct {
+		filter string
+		want   byte
+		code   mqttsec.ReasonCode
+	}{
+		{"u/alice/a", 2, 0},
+		{"$share/g/u/alice/a", 2, 0},
+		{"u/alice/deny", 0, mqttsec.CodeNotAuthorized},
+		{"u/bob/a", 0, mqttsec.CodeNotAuthorized},
+	} {
+		for req := range byte(3) {
+			qos, err := g.Subscribe(ctx, s, mqttsec.Subscription{Filter: tt.filter, QoS: req})
+			require.Equal(t, tt.code, mqttsec.CodeOf(err), "%s qos %d", tt.filter, req)
+			if err == nil {
+				require.Equal(t, min(req, 1), qos, "%s: granted QoS is capped and never above the request", tt.filter)
+			}
+		}
+	}
+	_, err = g.Subscribe(ctx, s, mqttsec.Subscription{Filter: "u/alice/a", QoS: 3})
+	require.Error(t, err, "QoS 3 does not exist")
+	// Without a SubscriptionAuthorizer the requested QoS is granted.
+	g2 := mqttsec.New(mqttsec.Config{Authenticator: users, Authorizer: own, Events: &events{}})
+	s2, err := g2.Connect(ctx, client("c1", "alice"), pw("pw"), nil)
+	require.NoError(t, err)
+	qos, err := g2.Subscribe(ctx, s2, mqttsec.Subscription{Filter: "u/alice/a", QoS: 2})
+	require.NoError(t, err)
+	require.Equal(t, byte(2), qos)
+}
+
+// revocable authenticates like users and revalidates against a set of
+// revoked subjects.
+type revocable struct {
+	mu      sync.Mutex
+	revoked map[string]error
+}
+
+func (r *revocable) Authenticate(ctx context.Context, cl *mqttsec.Client, cred mqttsec.Credentials) (*mqttsec.Identity, error) {
+	return users.Authenticate(ctx, cl, cred)
+}
+
+func (r *revocable) Revalidate(_ context.Context, cl *mqttsec.Client) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err, ok := r.revoked[cl.Identity.Subject]; ok {
+		return err
+	}
+	return nil
+}
+
+func (r *revocable) revoke(subject string, err error) {
+	r.mu.Lock()
+	r.revoked[subject] = err
+	r.mu.Unlock()
+}
+
+type sessionDisconnector struct {
+	mu  sync.Mutex
+	got map[*mqttsec.Session]mqttsec.ReasonCode
+}
+
+func (d *sessionDisconnector) Disconnect(s *mqttsec.Session, code mqttsec.ReasonCode) {
+	d.mu.Lock()
+	d.got[s] = code
+	d.mu.Unlock()
+}
+
+func (d *sessionDisconnector) code(s *mqttsec.Session) (mqttsec.ReasonCode, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, ok := d.got[s]
+	return c, ok
+}
+
+// TestGuardRevalidate: after a credential reload, live and kept sessions
+// whose credentials no longer verify are ended; abstentions and errors
+// that are no verdict keep the session.
+func TestGuardRevalidate(t *testing.T) {
+	authn := &revocable{revoked: map[string]error{}}
+	ev := &events{}
+	g := mqttsec.New(mqttsec.Config{Authenticator: authn, Authorizer: own, Events: ev})
+	d := &sessionDisconnector{got: map[*mqttsec.Session]mqttsec.ReasonCode{}}
+	g.SetDisconnector(d)
+	alice, err := g.Connect(ctx, client("a1", "alice"), pw("pw"), nil)
+	require.NoError(t, err)
+	aliceKept, err := g.Connect(ctx, client("a2", "alice"), pw("pw"), nil)
+	require.NoError(t, err)
+	g.Disconnect(aliceKept, time.Hour)
+	bob, err := g.Connect(ctx, client("b1", "bob"), pw("pw"), nil)
+	require.NoError(t, err)
+	require.Len(t, g.Sessions(), 3)
+
+	authn.revoke("bob", mqttsec.ErrAbstain)
+	authn.revoke("alice", fmt.Errorf("%w: user removed", mqttsec.ErrBadCredentials))
+	g.Event(mqttsec.Event{Kind: mqttsec.EventReload, Source: "passwords", File: "passwd"})
+	require.Eventually(t, func() bool {
+		_, ok1 := d.code(alice)
+		_, ok2 := d.code(aliceKept)
+		return ok1 && ok2
+	}, 5*time.Second, 5*time.Millisecond)
+	code, _ := d.code(alice)
+	require.Equal(t, mqttsec.CodeNotAuthorized, code)
+	require.Equal(t, mqttsec.CodeNotAuthorized, code.ForDisconnect())
+	require.ErrorIs(t, g.Deliver(ctx, alice, "u/alice/x"), mqttsec.ErrRevoked)
+	require.ErrorIs(t, g.Deliver(ctx, aliceKept, "u/alice/x"), mqttsec.ErrRevoked, "queued messages of a revoked kept session are not delivered")
+	require.ErrorIs(t, g.Publish(ctx, alice, &mqttsec.Message{Topic: "u/alice/x"}), mqttsec.ErrBadCredentials, "the cause is kept")
+	require.NoError(t, g.Deliver(ctx, bob, "u/bob/x"), "an abstention keeps the session")
+	require.Contains(t, ev.kinds(), mqttsec.EventRevoked)
+
+	// A revoked session is not kept.
+	g.Disconnect(alice, time.Hour)
+	require.False(t, alice.Kept())
+
+	// An error that is no verdict (a backend down) keeps the session.
+	authn.revoke("bob", errors.New("backend down"))
+	require.Zero(t, g.Revalidate(ctx))
+	authn.revoke("bob", mqttsec.ErrServerUnavailable)
+	require.Zero(t, g.Revalidate(ctx))
+	require.NoError(t, g.Deliver(ctx, bob, "u/bob/x"))
+	authn.revoke("bob", mqttsec.ErrNotAuthorized)
+	require.Equal(t, 1, g.Revalidate(ctx))
+	require.Zero(t, g.Revalidate(ctx), "a session is ended once")
+}
+
+func TestGuardKick(t *testing.T) {
+	ev := &events{}
+	g := mqttsec.New(mqttsec.Config{Authenticator: users, Authorizer: own, Events: ev})
+	d := &sessionDisconnector{got: map[*mqttsec.Session]mqttsec.ReasonCode{}}
+	g.SetDisconnector(d)
+	a1, err := g.Connect(ctx, client("a1", "alice"), pw("pw"), nil)
+	require.NoError(t, err)
+	a2, err := g.Connect(ctx, client("a2", "alice"), pw("pw"), nil)
+	require.NoError(t, err)
+	g.Disconnect(a2, time.Hour)
+	b1, err := g.Connect(ctx, client("b1", "bob"), pw("pw"), nil)
+	require.NoError(t, err)
+
+	require.Equal(t, 2, g.Kick(mqttsec.MatchSubject("alice"), mqttsec.CodeAdministrativeAction))
+	for _, s := range []*mqttsec.Session{a1, a2} {
+		code, ok := d.code(s)
+		require.True(t, ok)
+		require.Equal(t, mqttsec.CodeAdministrativeAction, code)
+		require.ErrorIs(t, g.Deliver(ctx, s, "u/alice/x"), mqttsec.ErrKicked)
+	}
+	_, ok := d.code(b1)
+	require.False(t, ok)
+	require.Equal(t, 1, g.Kick(mqttsec.MatchClientID("b1"), mqttsec.CodeBanned))
+	code, _ := d.code(b1)
+	require.Equal(t, mqttsec.CodeBanned, code)
+	require.Equal(t, mqttsec.CodeAdministrativeAction, code.ForDisconnect(), "0x8A is not a DISCONNECT code")
+	require.Zero(t, g.Kick(mqttsec.MatchClientID("b1"), mqttsec.CodeBanned), "already ended")
+	require.Zero(t, g.Kick(nil, mqttsec.CodeBanned))
+	require.Contains(t, ev.kinds(), mqttsec.EventRevoked)
+}
+
+// TestGuardWill: a will is checked again when it is sent, against the
+// current policy.
+func TestGuardWill(t *testing.T) {
+	ev := &events{}
+	g := mqttsec.New(mqttsec.Config{Authenticator: users, Authorizer: own, Events: ev})
+	will := &mqttsec.Message{Topic: "u/alice/lwt", Payload: []byte("gone")}
+	s, err := g.Connect(ctx, client("c1", "alice"), pw("pw"), will)
+	require.NoError(t, err)
+	require.NoError(t, g.Will(ctx, s, will))
+	g.Reload(mqttsec.Config{Authenticator: users, Authorizer: allowNothing, Events: ev})
+	require.ErrorIs(t, g.Will(ctx, s, will), mqttsec.ErrNotAuthorized, "the right was withdrawn after CONNECT")
+	require.Contains(t, ev.kinds(), mqttsec.EventWillDenied)
+	g.Disconnect(s, 0)
+	require.Error(t, g.Will(ctx, s, will), "an ended session sends no will")
+}
+
+var allowNothing = mqttsec.AuthorizerFunc(func(context.Context, *mqttsec.Client, mqttsec.Access, string) error {
+	return mqttsec.ErrNotAuthorized
+})
+
+// TestGuardTopicLevels: names and filters deeper than the bound are
+// refused with the code of their packet; the default bound is 64.
+func TestGuardTopicLevels(t *testing.T) {
+	deep := func(n int) string { return "u/alice" + strings.Repeat("/x", n-2) }
+	for _, tt := range []struct {
+		max, levels int
+		ok          bool
+	}{
+		{0, 64, true}, {0, 65, false}, {3, 3, true}, {3, 4, false}, {-1, 5000, true},
+	} {
+		g := mqttsec.New(mqttsec.Config{Authenticator: users, Authorizer: own, MaxTopicLevels: tt.max, Events: &events{}})
+		s, err := g.Connect(ctx, client("c1", "alice"), pw("pw"), nil)
+		require.NoError(t, err)
+		name := deep(tt.levels)
+		err = g.Publish(ctx, s, &mqttsec.Message{Topic: name})
+		_, serr := g.Subscribe(ctx, s, mqttsec.Subscription{Filter: name + "/#"})
+		_, werr := g.Connect(ctx, client("c2", "alice"), pw("pw"), &mqttsec.Message{Topic: name})
+		if tt.ok {
+			require.NoError(t, err, "%+v", tt)
+			require.NoError(t, werr)
+			continue
+		}
+		require.Equal(t, mqttsec.CodeTopicNameInvalid, mqttsec.CodeOf(err), "%+v", tt)
+		require.Equal(t, mqttsec.CodeTopicFilterInvalid, mqttsec.CodeOf(serr), "%+v", tt)
+		require.Equal(t, mqttsec.CodeTopicNameInvalid, mqttsec.CodeOf(werr), "a will is a publish too")
+	}
 }

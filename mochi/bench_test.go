@@ -39,7 +39,7 @@ func benchGuard() *mqttsec.Guard {
 
 // allowBroker starts mochi with its allow-all hook, the baseline.
 func allowBroker(b *testing.B) (*mqtt.Server, string) {
-	s := mqtt.New(&mqtt.Options{Logger: discard()})
+	s := newServer()
 	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
 		b.Fatal(err)
 	}

@@ -10,7 +10,10 @@
 // # Usage
 //
 //	g := mqttsec.New(mqttsec.Config{Authenticator: users, Authorizer: policy})
-//	s := mqtt.New(&mqtt.Options{InlineClient: true})
+//	caps := mqtt.NewDefaultServerCapabilities()
+//	caps.MaximumPacketSize = 1 << 20            // required: NewHook refuses an unbounded server
+//	caps.MaximumSessionExpiryInterval = 86400   // mochi's default keeps sessions for 136 years
+//	s := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: mochi.Logger(slog.Default())})
 //	if _, err := mochi.NewHook(g, s); err != nil { // registers the hook
 //		return err
 //	}
@@ -21,7 +24,8 @@
 //	return s.Serve()
 //
 // Register exactly one hook that answers OnConnectAuthenticate or OnACLCheck:
-// do not add auth.AllowHook or auth.Hook next to this one (see below).
+// do not add auth.AllowHook or auth.Hook next to this one (see below). The
+// package example is the same wiring, compiled and run.
 //
 // # What mochi v2.7.9 gets wrong, and what the hook does about it
 //
@@ -57,10 +61,18 @@
 //     itself: a PUBACK (QoS 1) or PUBREC (QoS 2) with the Guard's code for
 //     v5, a plain ack for v3 (or a disconnect, [WithV3DenyDisconnect]). A
 //     denied message is neither delivered nor retained.
-//   - Will messages skip the ACL: the will of a CONNECT is passed to
-//     [mqttsec.Guard.Connect], which refuses the connection when its topic
-//     is not allowed. The will of a connection closed for expired
-//     credentials (or a ban) is not sent.
+//   - Will messages skip the ACL, at CONNECT and when mochi sends them
+//     (mochi #503): the will of a CONNECT is passed to
+//     [mqttsec.Guard.Connect], which refuses the connection when it is not
+//     allowed, and [Hook.OnWill] asks [mqttsec.Guard.Will] again when the
+//     will is due, with the current policy and credentials. mochi lets no
+//     hook drop a will: a denied one is replaced by an empty message on a
+//     topic under [ReservedPrefix], which nobody may subscribe to.
+//   - A delayed will (v5 will delay interval) is cancelled by mochi at the
+//     next CONNECT with the same client ID, whoever sends it, and is sent
+//     without any check. The hook sends delayed wills itself after the
+//     check; the Guard keeps the client ID bound to the session's owner for
+//     the delay, so only the owner's return cancels it.
 //   - There is no read deadline before CONNECT: [Harden] and [IdleTimeout]
 //     (and [HardenNet], [IdleNetListener] for a net.Listener) close sockets
 //     that do not complete the TLS handshake and CONNECT in time (default
@@ -74,24 +86,38 @@
 //   - Without Capabilities.MaximumPacketSize, mochi allocates whatever size
 //     a packet's header claims (up to 256 MB), before authentication. Set
 //     it (mqtt.NewDefaultServerCapabilities, then MaximumPacketSize); the
-//     hook cannot, since mochi reads the packet before any hook runs.
+//     hook cannot, since mochi reads the packet before any hook runs, so
+//     [NewHook] refuses a server without it ([ErrUnboundedPackets]).
 //   - Session takeover happens after authentication. The Guard's Registry
 //     decides at CONNECT: a refused takeover is answered before mochi
 //     touches the existing session, which stays connected. A kept (offline)
-//     session is never handed to another identity: the hook discards it
-//     before mochi could let the new connection inherit its subscriptions
-//     and queued messages.
+//     session belongs to its identity for as long as mochi keeps it: another
+//     identity is refused (0x85) rather than allowed to take it over or to
+//     discard it with a clean start; a session the Guard does not tell the
+//     hook to resume ([mqttsec.Session.Resume]) is discarded before mochi
+//     could let the new connection inherit it.
+//   - mochi resends the messages queued for a kept session as soon as it is
+//     resumed, before any hook sees the connection as established. The hook
+//     re-authorizes the kept subscriptions (removing or downgrading them) and
+//     drops the queued messages the resuming identity may no longer receive
+//     at CONNECT, before mochi moves them over.
+//   - mochi logs every refused CONNECT a second time (an empty message from
+//     its listener) and dumps rejected PUBLISH packets, payload included, at
+//     debug level. [Harden] keeps the listener quiet about refusals the Guard
+//     reported; [Logger] filters the rest and redacts payloads.
 //   - Messages the embedding program publishes through mochi's inline client
 //     (Server.Publish) are the program's own and are not checked as
 //     publishes; their deliveries are checked like any other.
 //   - mochi assigns an ID to a client that sent none before OnConnect; the
 //     Guard sees the assigned ID.
 //
-// Credentials that expire (a JWT exp, a certificate's notAfter) are enforced
-// by the hook as the Guard's [mqttsec.Disconnector]: the connection is
-// closed with a DISCONNECT 0xA0 (v5) or just closed (v3). Credentials that
-// expire while their CONNECT is still being processed get a refused CONNECT
-// (0x86).
+// Credentials that expire (a JWT exp, a certificate's notAfter) or are
+// revoked ([mqttsec.Guard.Revalidate] after a password file, CRL or key set
+// reload; [mqttsec.Guard.Kick]) are enforced by the hook as the Guard's
+// [mqttsec.Disconnector]: the connection is closed with a DISCONNECT 0xA0,
+// 0x87 or 0x98 (v5) or just closed (v3), and a kept session is discarded
+// with its queued messages and delayed will. Credentials that expire while
+// their CONNECT is still being processed get a refused CONNECT (0x86).
 //
 // # Sessions
 //

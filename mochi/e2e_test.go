@@ -30,6 +30,13 @@ import (
 	"github.com/mqttsec/mqttsec/mochi"
 )
 
+// newServer returns a mochi server with bounded packets and discarded logs.
+func newServer() *mqtt.Server {
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = 1 << 20
+	return mqtt.New(&mqtt.Options{Logger: discard(), Capabilities: caps})
+}
+
 // recorder collects security events.
 type recorder struct {
 	mu     sync.Mutex
@@ -581,7 +588,7 @@ func TestNoPanicOnGarbage(t *testing.T) {
 
 func TestForeignACLHook(t *testing.T) {
 	g := mqttsec.New(mqttsec.Config{})
-	s := mqtt.New(&mqtt.Options{Logger: discard()})
+	s := newServer()
 	require.NoError(t, s.AddHook(new(auth.AllowHook), nil))
 	_, err := mochi.NewHook(g, s)
 	require.ErrorIs(t, err, mochi.ErrForeignACL)
@@ -603,10 +610,14 @@ func TestForeignACLHook(t *testing.T) {
 }
 
 func TestNewHookArgs(t *testing.T) {
-	_, err := mochi.NewHook(nil, mqtt.New(&mqtt.Options{Logger: discard()}))
+	_, err := mochi.NewHook(nil, newServer())
 	require.Error(t, err)
 	_, err = mochi.NewHook(mqttsec.New(mqttsec.Config{}), nil)
 	require.Error(t, err)
+	// A server that does not bound the packet size is refused: mochi would
+	// allocate what any pre-authentication header claims.
+	_, err = mochi.NewHook(mqttsec.New(mqttsec.Config{}), mqtt.New(&mqtt.Options{Logger: discard()}))
+	require.ErrorIs(t, err, mochi.ErrUnboundedPackets)
 }
 
 func TestPersistentSession(t *testing.T) {
@@ -750,7 +761,7 @@ func TestSharePrefixCase(t *testing.T) {
 // clean server without probing it.
 func TestVerifyConcurrent(t *testing.T) {
 	g := mqttsec.New(mqttsec.Config{Events: mqttsec.EventSinkFunc(func(mqttsec.Event) {})})
-	s := mqtt.New(&mqtt.Options{Logger: discard()})
+	s := newServer()
 	h, err := mochi.NewHook(g, s)
 	require.NoError(t, err)
 	require.NoError(t, s.AddHook(new(auth.AllowHook), nil))

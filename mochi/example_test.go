@@ -37,7 +37,9 @@ func Example() {
 		Events: mqttsec.EventSinkFunc(func(mqttsec.Event) {}), // route to logs or metrics
 	})
 
-	s := mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = 1 << 20 // mochi allocates what a header claims otherwise
+	s := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: slog.New(slog.DiscardHandler)})
 	if _, err := mochi.NewHook(g, s); err != nil { // NewHook calls s.AddHook
 		fmt.Println(err)
 		return

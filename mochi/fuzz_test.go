@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/mqttsec/mqttsec"
@@ -24,7 +23,7 @@ var fuzzBroker = sync.OnceValue(func() string {
 		Authorizer: mqttsec.AuthorizerFunc(policy),
 		Events:     mqttsec.EventSinkFunc(func(mqttsec.Event) {}),
 	})
-	s := mqtt.New(&mqtt.Options{Logger: discard()})
+	s := newServer()
 	if _, err := mochi.NewHook(g, s); err != nil {
 		panic(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -18,8 +20,9 @@ var ErrMalformedPacket = errors.New("mochi: malformed packet refused")
 // SUBSCRIBE closes the connection.
 const maxSubscribeBody = 1 << 20
 
-// Harden wraps a mochi listener with [IdleTimeout] and a packet guard.
-// Use it for every listener that accepts untrusted clients.
+// Harden wraps a mochi listener with [IdleTimeout], the pre-authentication
+// bounds of [HardenConfig] at their defaults, and a packet guard. Use it (or
+// [HardenWith]) for every listener that accepts untrusted clients.
 //
 // The packet guard reads the inbound MQTT stream of each connection in front
 // of mochi and closes the connection, before mochi decodes the packet, when
@@ -31,26 +34,184 @@ const maxSubscribeBody = 1 << 20
 // 1 MiB, are buffered) and adds no work per PUBLISH beyond reading its fixed
 // header.
 func Harden(l listeners.Listener, connectTimeout time.Duration) listeners.Listener {
-	if connectTimeout <= 0 {
-		connectTimeout = DefaultConnectTimeout
-	}
-	return &idleListener{Listener: l, d: connectTimeout, guard: true}
+	return HardenWith(l, HardenConfig{ConnectTimeout: connectTimeout})
 }
 
 // HardenNet is [Harden] for a net.Listener, for use with mochi's
 // listeners.NewNet.
 func HardenNet(l net.Listener, connectTimeout time.Duration) net.Listener {
-	if connectTimeout <= 0 {
-		connectTimeout = DefaultConnectTimeout
-	}
-	return &idleNetListener{Listener: l, d: connectTimeout, guard: true}
+	return HardenNetWith(l, HardenConfig{ConnectTimeout: connectTimeout})
 }
 
-// guardConn is a net.Conn whose reads pass through a packet scanner.
+// The defaults of [HardenConfig].
+const (
+	// DefaultMaxConnectSize is the largest CONNECT packet accepted by
+	// default: room for a long token, a certificate-sized password and a
+	// will message of up to about 60 KiB.
+	DefaultMaxConnectSize = 64 << 10
+	// DefaultMaxPending is the default number of connections of one
+	// listener that may be between accept and CONNACK at once.
+	DefaultMaxPending = 1024
+	// DefaultMaxPendingPerIP is the default number of those per remote IP.
+	DefaultMaxPendingPerIP = 32
+)
+
+// HardenConfig bounds what a connection may cost before it is
+// authenticated: mochi v2.7.9 reads a CONNECT of any size its header claims
+// (up to the packet size limit of authenticated clients) and accepts any
+// number of connections that never finish their CONNECT. A connection is
+// pending from accept until the broker writes its first packet (the
+// CONNACK) or the connection closes. The zero value is the default of every
+// field.
+//
+// Worst case before authentication, per listener: MaxPending × (MaxConnectSize
+// + the TLS and socket buffers of a connection, about 40 KiB), about 104 MiB
+// with the defaults, held for at most twice ConnectTimeout.
+type HardenConfig struct {
+	// ConnectTimeout is the time a new connection has to complete its TLS
+	// handshake and send CONNECT; once CONNECT is in, the deadline moves to
+	// twice ConnectTimeout from then, for authentication and the CONNACK
+	// (keep the hook's connect timeout, [WithConnectTimeout], below that).
+	// Zero means [DefaultConnectTimeout].
+	ConnectTimeout time.Duration
+	// MaxConnectSize is the largest CONNECT (remaining length) accepted:
+	// a larger one closes the connection before mochi allocates it. Zero
+	// means [DefaultMaxConnectSize].
+	MaxConnectSize int
+	// MaxPending is the most pending connections of the listener: more are
+	// closed at once. Zero means [DefaultMaxPending]; negative means no
+	// limit.
+	MaxPending int
+	// MaxPendingPerIP is the most pending connections from one remote IP.
+	// Zero means [DefaultMaxPendingPerIP]; negative means no limit.
+	MaxPendingPerIP int
+}
+
+func (c HardenConfig) withDefaults() HardenConfig {
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.MaxConnectSize <= 0 {
+		c.MaxConnectSize = DefaultMaxConnectSize
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.MaxPendingPerIP == 0 {
+		c.MaxPendingPerIP = DefaultMaxPendingPerIP
+	}
+	return c
+}
+
+// HardenWith is [Harden] with explicit bounds.
+func HardenWith(l listeners.Listener, c HardenConfig) listeners.Listener {
+	c = c.withDefaults()
+	return &idleListener{Listener: l, d: c.ConnectTimeout, guard: true, cfg: c, pend: newPending(c)}
+}
+
+// HardenNetWith is [HardenNet] with explicit bounds.
+func HardenNetWith(l net.Listener, c HardenConfig) net.Listener {
+	c = c.withDefaults()
+	return &idleNetListener{Listener: l, d: c.ConnectTimeout, guard: true, cfg: c, pend: newPending(c)}
+}
+
+// pending counts the connections of a listener that have not been
+// answered yet, in all and per remote IP.
+type pending struct {
+	max, maxIP int
+	mu         sync.Mutex
+	total      int
+	perIP      map[string]int
+}
+
+func newPending(c HardenConfig) *pending {
+	return &pending{max: c.MaxPending, maxIP: c.MaxPendingPerIP, perIP: make(map[string]int)}
+}
+
+func (p *pending) acquire(ip string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if (p.max > 0 && p.total >= p.max) || (p.maxIP > 0 && p.perIP[ip] >= p.maxIP) {
+		return false
+	}
+	p.total++
+	p.perIP[ip]++
+	return true
+}
+
+func (p *pending) release(ip string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.total--
+	if n := p.perIP[ip] - 1; n > 0 {
+		p.perIP[ip] = n
+	} else {
+		delete(p.perIP, ip)
+	}
+}
+
+// Pending returns the number of connections of a listener returned by
+// [HardenWith] or [HardenNetWith] that have not been answered yet; 0 for
+// any other listener.
+func Pending(l any) int {
+	var p *pending
+	switch v := l.(type) {
+	case *idleListener:
+		p = v.pend
+	case *idleNetListener:
+		p = v.pend
+	}
+	if p == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.total
+}
+
+// ErrConnectTooLarge is the read error of a connection closed by [Harden]
+// because its CONNECT is larger than [HardenConfig.MaxConnectSize].
+var ErrConnectTooLarge = errors.New("mochi: CONNECT larger than the pre-authentication limit")
+
+// wrap makes c a guarded connection, or returns nil when the listener's
+// pending bounds are reached (c is then closed).
+func wrap(c net.Conn, cfg HardenConfig, pend *pending) net.Conn {
+	ip := remoteIP(c)
+	if !pend.acquire(ip) {
+		_ = c.Close()
+		return nil
+	}
+	g := &guardConn{Conn: c, timeout: cfg.ConnectTimeout}
+	g.sc.maxConnect = cfg.MaxConnectSize
+	g.done = func() { pend.release(ip) }
+	return g
+}
+
+func remoteIP(c net.Conn) string {
+	a := c.RemoteAddr()
+	if a == nil {
+		return ""
+	}
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+// guardConn is a net.Conn whose reads pass through a packet scanner, and
+// which counts as pending until its first write (the CONNACK) or close.
 type guardConn struct {
 	net.Conn
-	sc  scanner
-	err error
+	sc      scanner
+	err     error
+	timeout time.Duration
+	done    func()
+	once    sync.Once
+	answer  atomic.Bool
 }
 
 // NetConn returns the wrapped connection.
@@ -62,26 +223,51 @@ func (c *guardConn) Read(b []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(b)
 	if n > 0 {
+		connect := c.sc.version != 0
 		if serr := c.sc.feed(b[:n]); serr != nil {
 			c.err = serr
-			_ = c.Conn.Close()
+			_ = c.Close()
 			return 0, serr
+		}
+		if !connect && c.sc.version != 0 && c.timeout > 0 && !c.answer.Load() {
+			// CONNECT is in: leave time to authenticate and answer it.
+			_ = c.Conn.SetDeadline(time.Now().Add(2 * c.timeout))
 		}
 	}
 	return n, err
 }
 
+func (c *guardConn) Write(b []byte) (int, error) {
+	if !c.answer.Load() {
+		c.answer.Store(true)
+		c.release()
+	}
+	return c.Conn.Write(b)
+}
+
+func (c *guardConn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+func (c *guardConn) release() {
+	if c.done != nil {
+		c.once.Do(c.done)
+	}
+}
+
 // scanner frames an inbound MQTT byte stream.
 type scanner struct {
-	state   uint8 // 0 fixed header, 1 remaining length, 2 body
-	typ     byte
-	lenVal  int
-	lenMul  int
-	lenN    int
-	remain  int
-	collect bool
-	buf     []byte
-	version byte // protocol level from CONNECT, 0 before
+	maxConnect int   // largest first CONNECT, 0 for no limit
+	state      uint8 // 0 fixed header, 1 remaining length, 2 body
+	typ        byte
+	lenVal     int
+	lenMul     int
+	lenN       int
+	remain     int
+	collect    bool
+	buf        []byte
+	version    byte // protocol level from CONNECT, 0 before
 }
 
 const (
@@ -110,6 +296,9 @@ func (s *scanner) feed(b []byte) error {
 				continue
 			}
 			s.remain = s.lenVal
+			if s.typ == pktConnect && s.version == 0 && s.maxConnect > 0 && s.remain > s.maxConnect {
+				return ErrConnectTooLarge
+			}
 			s.collect = (s.typ == pktConnect && s.version == 0) || (s.typ == pktSubscribe && s.version == 5)
 			if s.collect && s.typ == pktSubscribe && s.remain > maxSubscribeBody {
 				return ErrMalformedPacket

@@ -27,11 +27,26 @@ const HookID = "mqttsec"
 // policy for subscriptions and deliveries.
 var ErrForeignACL = errors.New("mochi: another hook grants topic access; register exactly one authorization hook")
 
+// ErrUnboundedPackets is returned by [NewHook] for a server without
+// Capabilities.MaximumPacketSize: mochi v2.7.9 then allocates whatever size a
+// packet header claims, up to 256 MB per connection, before any hook runs.
+var ErrUnboundedPackets = errors.New("mochi: server has no Capabilities.MaximumPacketSize; set it (e.g. 1 MiB) before NewHook")
+
+// ReservedPrefix starts the topics the hook uses for itself. Subscriptions
+// to filters under it are refused (0x87), whatever the policy says.
+const ReservedPrefix = "$mqttsec/"
+
+// voidTopic receives the will messages the hook suppresses: a denied will,
+// and a delayed will the hook sends itself after checking it again. Nobody
+// can subscribe to it (see [ReservedPrefix]).
+const voidTopic = ReservedPrefix + "void"
+
 // Option configures a [Hook].
 type Option func(*Hook)
 
-// WithLogger sets the logger for adapter problems (a foreign ACL hook, say).
-// Security events go to the Guard's event sink, not here. Nil discards.
+// WithLogger sets the logger for adapter problems (a foreign ACL hook, an
+// unhardened listener, ...). Security events go to the Guard's event sink,
+// not here. Nil (and the default) means slog.Default().
 func WithLogger(l *slog.Logger) Option {
 	return func(h *Hook) { h.log = l }
 }
@@ -55,8 +70,8 @@ func WithV3DenyDisconnect() Option {
 }
 
 // Hook is a mochi-mqtt hook that routes every CONNECT, PUBLISH, SUBSCRIBE,
-// delivery and disconnect through a [mqttsec.Guard]. Create it with
-// [NewHook], which also registers it on the server.
+// delivery, will message and disconnect through a [mqttsec.Guard]. Create it
+// with [NewHook], which also registers it on the server.
 //
 // A Hook is safe for concurrent use: mochi calls it from every client's
 // goroutines at once.
@@ -74,11 +89,16 @@ type Hook struct {
 	// user data, and a sync.Map read of a stable key takes no lock and
 	// allocates nothing, so per-message checks stay lock-free.
 	conns sync.Map
-	// sessions maps *mqttsec.Session to *conn, for the Disconnector.
+	// sessions maps *mqttsec.Session to *conn while the Guard may ask to
+	// end it: live connections and kept sessions.
 	sessions sync.Map
 	// offline maps a client ID to the *mqtt.Client of a session mochi
 	// keeps after its connection ended.
 	offline sync.Map
+	// wills maps a client ID to the *delayedWill the hook sends itself.
+	wills sync.Map
+	// unhardened records the listeners already reported as not hardened.
+	unhardened sync.Map
 
 	verifyMu  sync.Mutex // one probe at a time
 	probing   atomic.Pointer[mqtt.Client]
@@ -87,8 +107,11 @@ type Hook struct {
 
 // conn is the adapter's per-connection state.
 type conn struct {
-	cl          *mqtt.Client
-	sess        *mqttsec.Session
+	cl *mqtt.Client
+	// sess is the Session deliveries to cl are checked against. For a kept
+	// session that a new connection of its owner resumes, it is switched
+	// to the new Session before mochi moves the queue over.
+	sess        atomic.Pointer[mqttsec.Session]
 	established atomic.Bool
 	// offline is set when the connection ended but mochi keeps its
 	// session (session expiry > 0): messages are still queued for it,
@@ -101,13 +124,20 @@ type conn struct {
 	pending atomic.Pointer[subDecision]
 }
 
+func (cn *conn) session() *mqttsec.Session { return cn.sess.Load() }
+
 type subDecision struct {
 	filters []string
 	errs    []error
+	qos     []byte
 }
 
 // NewHook returns a Hook that enforces g on s, registered with s.AddHook,
 // and installs it as g's [mqttsec.Disconnector].
+//
+// s must bound the packet size (Capabilities.MaximumPacketSize), or NewHook
+// returns [ErrUnboundedPackets]; wrap every listener with [Harden] (the hook
+// logs an error for each listener that is not).
 //
 // Register exactly one hook that answers OnConnectAuthenticate or
 // OnACLCheck: mochi ORs those answers across hooks, so another permissive
@@ -121,12 +151,15 @@ func NewHook(g *mqttsec.Guard, s *mqtt.Server, opts ...Option) (*Hook, error) {
 	if g == nil || s == nil {
 		return nil, errors.New("mochi: NewHook needs a Guard and a Server")
 	}
+	if s.Options == nil || s.Options.Capabilities == nil || s.Options.Capabilities.MaximumPacketSize == 0 {
+		return nil, ErrUnboundedPackets
+	}
 	h := &Hook{g: g, s: s, connectTimeout: 10 * time.Second}
 	for _, o := range opts {
 		o(h)
 	}
 	if h.log == nil {
-		h.log = slog.New(slog.DiscardHandler)
+		h.log = slog.Default()
 	}
 	if err := s.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("mochi: add hook: %w", err)
@@ -146,7 +179,7 @@ func (h *Hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnStarted, mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublish,
-		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnClientExpired:
+		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnClientExpired, mqtt.OnWill:
 		return true
 	}
 	return false
@@ -183,7 +216,7 @@ func (h *Hook) Verify() error {
 	err := h.s.InjectPacket(probe, packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1},
 		PacketID:    1,
-		Filters:     packets.Subscriptions{{Filter: "$mqttsec/probe/#", Qos: 0}},
+		Filters:     packets.Subscriptions{{Filter: ReservedPrefix + "probe/#", Qos: 0}},
 	})
 	h.s.UnsubscribeClient(probe)
 	if err != nil {
@@ -195,12 +228,29 @@ func (h *Hook) Verify() error {
 	return nil
 }
 
+// connectDenied is the error OnConnect returns for a CONNECT the Guard
+// denied, after answering it: mochi ends the connection with it, and a
+// listener wrapped with [Harden] does not log it again (the Guard's event
+// sink has reported the denial).
+type connectDenied struct{ code mqttsec.ReasonCode }
+
+func (e connectDenied) Error() string { return "mqttsec: connect denied: " + e.code.String() }
+
 // OnConnect runs [mqttsec.Guard.Connect] for a CONNECT: mochi has parsed the
 // packet and assigned a client ID when the client sent none. A denial is
-// answered here with the Guard's reason code (mapped for v3 clients by
-// [mqttsec.ReasonCode.V3Connack]), because OnConnectAuthenticate can only
-// make mochi answer 0x86; returning the error then stops mochi.
+// answered here with the Guard's reason code (mapped by
+// [mqttsec.ReasonCode.ForConnack], or [mqttsec.ReasonCode.V3Connack] for
+// MQTT 3.1.1 clients), because OnConnectAuthenticate can only make mochi
+// answer 0x86; returning the error then stops mochi.
+//
+// When mochi keeps a session for the client ID, the hook lets the new
+// connection resume it only if the Guard says so ([mqttsec.Session.Resume]:
+// the same identity held it); it re-authorizes the kept subscriptions and
+// queued messages against the new session and the current policy first.
+// Otherwise it discards the kept session (sending its pending delayed will,
+// which is due when a session ends).
 func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	h.checkHardened(cl)
 	c := mqttsec.Client{
 		ID:         cl.ID,
 		Username:   string(pk.Connect.Username),
@@ -224,29 +274,57 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	sess, err := h.g.Connect(ctx, c, cred, will)
 	cancel()
 	if err != nil {
-		code := connackCode(mqttsec.CodeOf(err))
-		h.sendConnack(cl, code)
-		return packets.Code{Code: byte(code), Reason: "mqttsec: connect denied: " + code.String()}
+		return h.refuse(cl, mqttsec.CodeOf(err))
 	}
-	if !sess.Resume() {
-		h.discardKept(cl.ID)
-	}
-	cn := &conn{cl: cl, sess: sess}
+	cn := &conn{cl: cl}
+	cn.sess.Store(sess)
 	h.conns.Store(cl, cn)
 	h.sessions.Store(sess, cn)
-	// The credentials may have expired since the Guard started their
-	// timer, before the session was registered here, so that the timer's
-	// Disconnect found nothing to close: refuse the CONNECT then.
-	if sess.Expired() {
+	// The credentials may have expired (or been revoked) since the Guard
+	// accepted them, before the session was registered here, so that the
+	// Guard's Disconnect found nothing to close: refuse the CONNECT then.
+	if err := sess.Err(); err != nil {
 		h.end(cl)
-		code := connackCode(mqttsec.CodeBadUsernameOrPassword)
-		h.sendConnack(cl, code)
-		return packets.Code{Code: byte(code), Reason: "mqttsec: connect denied: credentials expired"}
+		return h.refuse(cl, mqttsec.CodeBadUsernameOrPassword)
+	}
+	if sess.Resume() && !pk.Connect.Clean {
+		h.adoptKept(cl.ID, sess)
+	} else {
+		h.discardKept(cl.ID)
 	}
 	// mochi does not call OnDisconnect when the CONNACK cannot be written;
 	// release the session then.
 	time.AfterFunc(h.connectTimeout, func() { h.reap(cn) })
 	return nil
+}
+
+// refuse answers a denied CONNECT and returns the error that stops mochi.
+func (h *Hook) refuse(cl *mqtt.Client, code mqttsec.ReasonCode) error {
+	code = code.ForConnack()
+	if cl.Properties.ProtocolVersion < 5 {
+		_ = cl.WritePacket(packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Connack},
+			ReasonCode:  code.V3Connack(),
+		})
+	} else {
+		_ = h.s.SendConnack(cl, packets.Code{Code: byte(code), Reason: reasonString(code)}, false, nil)
+	}
+	return connectDenied{code}
+}
+
+// checkHardened logs an error, once per listener, when a connection did not
+// come through a listener wrapped with [Harden].
+func (h *Hook) checkHardened(cl *mqtt.Client) {
+	if cl.Net.Inline || cl.Net.Conn == nil {
+		return
+	}
+	if _, ok := cl.Net.Conn.(*guardConn); ok {
+		return
+	}
+	if _, loaded := h.unhardened.LoadOrStore(cl.Net.Listener, true); !loaded {
+		h.log.Error("mqttsec: listener is not wrapped with mochi.Harden: idle sockets are not closed and a malformed SUBSCRIBE can crash mochi",
+			"listener", cl.Net.Listener)
+	}
 }
 
 // reap ends a session whose connection closed before it was established.
@@ -259,17 +337,6 @@ func (h *Hook) reap(cn *conn) {
 		return
 	}
 	time.AfterFunc(h.connectTimeout, func() { h.reap(cn) })
-}
-
-func (h *Hook) sendConnack(cl *mqtt.Client, code mqttsec.ReasonCode) {
-	if cl.Properties.ProtocolVersion < 5 {
-		_ = cl.WritePacket(packets.Packet{
-			FixedHeader: packets.FixedHeader{Type: packets.Connack},
-			ReasonCode:  code.V3Connack(),
-		})
-		return
-	}
-	_ = h.s.SendConnack(cl, packets.Code{Code: byte(code), Reason: reasonString(code)}, false, nil)
 }
 
 // reasonString is the reason string sent to a client: the code's name, never
@@ -302,21 +369,86 @@ func tlsState(c net.Conn) *tls.ConnectionState {
 	return nil
 }
 
+// keptClient returns the client of the session mochi keeps for id after
+// its connection ended, if any.
+func (h *Hook) keptClient(id string) (*mqtt.Client, bool) {
+	existing, ok := h.s.Clients.Get(id)
+	if !ok || !existing.Closed() {
+		return nil, false // none, or a live connection: the Guard's Registry decided
+	}
+	return existing, true
+}
+
 // discardKept discards the session mochi kept for client ID id (its
 // subscriptions and queued messages): the Guard did not tell the new
 // connection to resume it, because it belongs to another identity or to one
-// this hook never authenticated (a session restored from storage, say).
-// mochi would otherwise hand it to the new connection.
+// this hook never authenticated (a session restored from storage, say), or
+// the new connection asked for a clean start. mochi would otherwise hand
+// it to the new connection. A delayed will still pending is due now: the
+// session ends.
 func (h *Hook) discardKept(id string) {
-	existing, ok := h.s.Clients.Get(id)
-	if !ok || !existing.Closed() {
-		return // none, or a live connection: the Guard's Registry decided
+	h.flushWill(id) // checked against the kept session: before it ends
+	existing, ok := h.keptClient(id)
+	if !ok {
+		return
 	}
 	h.s.UnsubscribeClient(existing)
 	existing.ClearInflights()
 	h.s.Clients.Delete(id)
-	h.conns.Delete(existing)
 	h.offline.CompareAndDelete(id, existing)
+	h.endOffline(existing)
+}
+
+// adoptKept prepares the session mochi keeps for id to be resumed by the
+// connection of sess (same identity): deliveries to the kept session are
+// checked against sess from now on, its subscriptions are authorized again
+// (removed or downgraded as the current policy says) and its queued
+// messages that sess may no longer receive are dropped, before mochi moves
+// them to the new connection and resends them. The owner's return cancels
+// its delayed will.
+func (h *Hook) adoptKept(id string, sess *mqttsec.Session) {
+	h.cancelWill(id)
+	existing, ok := h.keptClient(id)
+	if !ok {
+		return
+	}
+	if cn := h.lookup(existing); cn != nil {
+		if old := cn.sess.Swap(sess); old != sess {
+			h.sessions.Delete(old)
+			h.g.Disconnect(old, 0)
+		}
+	}
+	h.reauthorize(existing, sess)
+}
+
+// reauthorize checks the subscriptions and queued outbound messages of a
+// mochi client against sess.
+func (h *Hook) reauthorize(cl *mqtt.Client, sess *mqttsec.Session) {
+	ctx := context.Background()
+	for filter, sub := range cl.State.Subscriptions.GetAll() {
+		qos, err := h.g.Subscribe(ctx, sess, mqttsec.Subscription{Filter: filter, QoS: sub.Qos,
+			NoLocal: sub.NoLocal, RetainAsPublished: sub.RetainAsPublished, RetainHandling: sub.RetainHandling})
+		switch {
+		case err != nil:
+			if h.s.Topics.Unsubscribe(filter, cl.ID) {
+				atomic.AddInt64(&h.s.Info.Subscriptions, -1)
+			}
+			cl.State.Subscriptions.Delete(filter)
+		case qos < sub.Qos:
+			sub.Qos = qos
+			h.s.Topics.Subscribe(cl.ID, sub)
+			cl.State.Subscriptions.Add(filter, sub)
+		}
+	}
+	for _, pk := range cl.State.Inflight.GetAll(false) {
+		if pk.FixedHeader.Type != packets.Publish {
+			continue // the state of an inbound QoS 2 exchange
+		}
+		if h.g.Deliver(ctx, sess, pk.TopicName) != nil && cl.State.Inflight.Delete(pk.PacketID) {
+			atomic.AddInt64(&h.s.Info.Inflight, -1)
+			cl.State.Inflight.IncreaseSendQuota()
+		}
+	}
 }
 
 // OnConnectAuthenticate allows exactly the connections OnConnect accepted.
@@ -333,8 +465,22 @@ func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	}
 	// mochi has moved any kept session of this client ID to cl.
 	if v, ok := h.offline.Load(cl.ID); ok && v.(*mqtt.Client) != cl {
-		h.conns.Delete(v)
+		h.endOffline(v.(*mqtt.Client))
 		h.offline.CompareAndDelete(cl.ID, v)
+	}
+}
+
+// endOffline forgets the kept session of client cl.
+func (h *Hook) endOffline(cl *mqtt.Client) {
+	v, ok := h.conns.LoadAndDelete(cl)
+	if !ok {
+		return
+	}
+	cn := v.(*conn)
+	sess := cn.session()
+	if cur, ok := h.sessions.Load(sess); ok && cur.(*conn) == cn {
+		h.sessions.Delete(sess)
+		h.g.Disconnect(sess, 0)
 	}
 }
 
@@ -346,21 +492,35 @@ func (h *Hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 // When mochi keeps the session (a v5 session expiry interval, or a v3 clean
 // session flag of 0), the hook keeps the identity for authorizing the
 // messages mochi queues for the offline client, until the session expires
-// (OnClientExpired) or a connection takes it over.
+// (OnClientExpired), a connection of the same identity resumes it, or the
+// Guard ends it (a revocation, a kick). The session of a connection the
+// Guard ended (expired or revoked credentials) is not kept.
 func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	cn := h.lookup(cl)
 	if cn == nil {
 		return
 	}
+	sess := cn.session()
+	stopped := sess.Err() != nil
 	keep := time.Duration(0)
-	if !expire && !cl.IsTakenOver() {
+	if !expire && !cl.IsTakenOver() && !stopped {
 		keep = h.keep(cl)
 	}
-	if _, ok := h.sessions.LoadAndDelete(cn.sess); ok {
-		h.g.Disconnect(cn.sess, keep)
+	if keep == 0 {
+		h.settleWill(cl)
 	}
-	if expire || cl.IsTakenOver() || !h.current(cl) {
+	if _, ok := h.sessions.Load(sess); ok {
+		h.g.Disconnect(sess, keep)
+		if keep == 0 {
+			h.sessions.Delete(sess)
+		}
+	}
+	if keep == 0 || !h.current(cl) {
 		h.conns.Delete(cl)
+		if stopped && !expire && h.current(cl) {
+			// mochi would keep the session of a revoked identity.
+			h.discardKept(cl.ID)
+		}
 		return
 	}
 	cn.offline.Store(true)
@@ -369,6 +529,19 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 		h.conns.Delete(cl)
 		h.offline.CompareAndDelete(cl.ID, cl)
 	}
+}
+
+// settleWill decides the delayed will of a connection whose session is not
+// kept: a connection taken over by one that resumes the session cancels it
+// (MQTT 5.0, 3.1.3.2.2), any other end of the session makes it due now.
+func (h *Hook) settleWill(cl *mqtt.Client) {
+	if cl.IsTakenOver() {
+		if next, ok := h.s.Clients.Get(cl.ID); ok && next != cl && !next.Properties.Clean {
+			h.cancelWill(cl.ID)
+			return
+		}
+	}
+	h.flushWill(cl.ID)
 }
 
 // keep is how long mochi keeps the session of cl after its connection
@@ -391,10 +564,12 @@ func (h *Hook) current(cl *mqtt.Client) bool {
 	return ok && c == cl
 }
 
-// OnClientExpired forgets a kept session mochi has expired.
+// OnClientExpired forgets a kept session mochi has expired; a delayed will
+// still pending is due now.
 func (h *Hook) OnClientExpired(cl *mqtt.Client) {
-	h.conns.Delete(cl)
+	h.flushWill(cl.ID)
 	h.offline.CompareAndDelete(cl.ID, cl)
+	h.endOffline(cl)
 }
 
 // end ends the session of a connection that never became established.
@@ -403,9 +578,9 @@ func (h *Hook) end(cl *mqtt.Client) {
 	if !ok {
 		return
 	}
-	cn := v.(*conn)
-	if _, ok := h.sessions.LoadAndDelete(cn.sess); ok {
-		h.g.Disconnect(cn.sess, 0)
+	sess := v.(*conn).session()
+	if _, ok := h.sessions.LoadAndDelete(sess); ok {
+		h.g.Disconnect(sess, 0)
 	}
 }
 
@@ -423,7 +598,7 @@ func (h *Hook) Guard() *mqttsec.Guard { return h.g }
 // Session returns the Guard session of a connected mochi client, or nil.
 func (h *Hook) Session(cl *mqtt.Client) *mqttsec.Session {
 	if cn := h.lookup(cl); cn != nil {
-		return cn.sess
+		return cn.session()
 	}
 	return nil
 }
@@ -433,7 +608,8 @@ func (h *Hook) Session(cl *mqtt.Client) *mqttsec.Session {
 // whole message (QoS, retain flag, payload size, alias-resolved topic); the
 // Guard is asked once per publish, not twice. For a SUBSCRIBE it returns the
 // decision OnSubscribe took. For a delivery (read) it runs
-// [mqttsec.Guard.Deliver], which allocates nothing when it allows.
+// [mqttsec.Guard.Deliver], which allocates nothing when it allows; for a
+// kept session it checks the Guard's clock against the credentials' expiry.
 func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	cn := h.lookup(cl)
 	if cn == nil {
@@ -441,13 +617,6 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	if write {
 		return !cn.offline.Load()
-	}
-	if cn.offline.Load() {
-		// Queued for an offline session: the identity that subscribed must
-		// still be valid.
-		if exp := cn.sess.Identity().Expiry; !exp.IsZero() && !time.Now().Before(exp) {
-			return false
-		}
 	}
 	if d := cn.pending.Load(); d != nil {
 		for i, f := range d.filters {
@@ -468,7 +637,7 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if isFilter(topic) {
 		return false // a filter no SUBSCRIBE of this client is deciding
 	}
-	return h.g.Deliver(context.Background(), cn.sess, topic) == nil
+	return h.g.Deliver(context.Background(), cn.session(), topic) == nil
 }
 
 // sharePrefix starts a shared subscription filter.
@@ -478,35 +647,51 @@ func isFilter(s string) bool {
 	return strings.ContainsAny(s, "+#") || mqtt.IsSharedFilter(s)
 }
 
-// OnSubscribe runs [mqttsec.Guard.Subscribe] for each filter of a SUBSCRIBE.
+// OnSubscribe runs [mqttsec.Guard.Subscribe] for each filter of a SUBSCRIBE
+// and lowers the QoS of a filter to the QoS the Guard grants.
 func (h *Hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	cn := h.lookup(cl)
 	if cn == nil {
 		return pk
 	}
-	d := &subDecision{filters: make([]string, len(pk.Filters)), errs: make([]error, len(pk.Filters))}
+	n := len(pk.Filters)
+	d := &subDecision{filters: make([]string, n), errs: make([]error, n), qos: make([]byte, n)}
 	for i, f := range pk.Filters {
 		d.filters[i] = f.Filter
-		if mqtt.IsSharedFilter(f.Filter) && !strings.HasPrefix(f.Filter, sharePrefix) {
-			// mochi takes "$SHARE/g/f" (any case) as a shared subscription
-			// to f, the Guard as the literal filter it is in MQTT: refuse
-			// it, or f would be subscribed without being authorized.
-			d.errs[i] = fmt.Errorf("%w: %q: the shared subscription prefix is %q",
-				mqttsec.ErrTopicFilterInvalid, f.Filter, sharePrefix)
+		inner := f.Filter
+		if mqtt.IsSharedFilter(f.Filter) {
+			if !strings.HasPrefix(f.Filter, sharePrefix) {
+				// mochi takes "$SHARE/g/f" (any case) as a shared
+				// subscription to f, the Guard as the literal filter it is
+				// in MQTT: refuse it, or f would be subscribed without
+				// being authorized.
+				d.errs[i] = fmt.Errorf("%w: %q: the shared subscription prefix is %q",
+					mqttsec.ErrTopicFilterInvalid, f.Filter, sharePrefix)
+				continue
+			}
+			if j := strings.IndexByte(f.Filter[len(sharePrefix):], '/'); j >= 0 {
+				inner = f.Filter[len(sharePrefix)+j+1:]
+			}
+		}
+		if strings.HasPrefix(inner, ReservedPrefix) {
+			d.errs[i] = fmt.Errorf("%w: %q is reserved", mqttsec.ErrNotAuthorized, ReservedPrefix)
 			continue
 		}
-		_, d.errs[i] = h.g.Subscribe(context.Background(), cn.sess, mqttsec.Subscription{
+		d.qos[i], d.errs[i] = h.g.Subscribe(context.Background(), cn.session(), mqttsec.Subscription{
 			Filter: f.Filter, QoS: f.Qos, NoLocal: f.NoLocal,
 			RetainAsPublished: f.RetainAsPublished, RetainHandling: f.RetainHandling})
+		if d.errs[i] == nil && d.qos[i] < f.Qos {
+			pk.Filters[i].Qos = d.qos[i]
+		}
 	}
 	cn.pending.Store(d)
 	return pk
 }
 
 // OnSubscribed replaces mochi's reason codes for denied filters with the
-// Guard's (0x87, 0xA2, ...; 0x80 for v3 clients) in the SUBACK mochi is
-// about to send, and removes any subscription another hook granted against
-// the Guard's decision.
+// Guard's (mapped by [mqttsec.ReasonCode.ForSuback]; 0x80 for v3 clients) in
+// the SUBACK mochi is about to send, and removes any subscription another
+// hook granted against the Guard's decision.
 func (h *Hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	if cl == h.probing.Load() {
 		for _, c := range codes {
@@ -546,11 +731,12 @@ func (h *Hook) revoke(cl *mqtt.Client, pk packets.Packet, codes []byte, d *subDe
 			}
 			cl.State.Subscriptions.Delete(f.Filter)
 		}
-		code := byte(subackCode(mqttsec.CodeOf(err)))
+		code := mqttsec.CodeOf(err)
 		if cl.Properties.ProtocolVersion < 5 {
-			code = 0x80
+			codes[i] = code.V3Suback()
+		} else {
+			codes[i] = byte(code.ForSuback())
 		}
-		codes[i] = code
 	}
 }
 
@@ -558,12 +744,12 @@ func (h *Hook) revoke(cl *mqtt.Client, pk packets.Packet, codes []byte, d *subDe
 // message is never delivered nor retained: the hook answers it itself and
 // returns [packets.ErrRejectPacket], the only error mochi drops a message for
 // at every QoS and protocol version. A v5 client gets a PUBACK (QoS 1) or
-// PUBREC (QoS 2) with the Guard's reason code; a v3 client, whose acks
-// cannot carry a reason, gets a plain ack (or is disconnected, see
-// [WithV3DenyDisconnect]); QoS 0 is dropped silently. Codes a PUBACK cannot
-// carry are mapped: 0x96 (rate) becomes 0x97 (quota exceeded); 0x95 (too
-// large), 0x8A (banned) and 0xA0 (expired) disconnect the client with that
-// code instead, at any QoS.
+// PUBREC (QoS 2) with the Guard's code mapped by
+// [mqttsec.ReasonCode.ForPuback] (0x96, a rate, becomes 0x97 quota exceeded);
+// a v3 client, whose acks cannot carry a reason, gets a plain ack (or is
+// disconnected, see [WithV3DenyDisconnect]); QoS 0 is dropped silently. A
+// denial for which [mqttsec.ReasonCode.Disconnects] is true (too large,
+// expired, banned) disconnects the client instead, at any QoS.
 func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
@@ -578,7 +764,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		m := messagePool.Get().(*mqttsec.Message)
 		*m = mqttsec.Message{Topic: pk.TopicName, Payload: pk.Payload,
 			QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain}
-		err = h.g.Publish(context.Background(), cn.sess, m)
+		err = h.g.Publish(context.Background(), cn.session(), m)
 		*m = mqttsec.Message{}
 		messagePool.Put(m)
 	}
@@ -592,8 +778,7 @@ func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 var messagePool = sync.Pool{New: func() any { return new(mqttsec.Message) }}
 
 func (h *Hook) rejectPublish(cl *mqtt.Client, pk packets.Packet, code mqttsec.ReasonCode) {
-	code, disconnect := pubackCode(code)
-	if disconnect {
+	if code.Disconnects() {
 		h.disconnect(cl, code)
 		return
 	}
@@ -607,6 +792,7 @@ func (h *Hook) rejectPublish(cl *mqtt.Client, pk packets.Packet, code mqttsec.Re
 	}
 	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: typ}, PacketID: pk.PacketID}
 	if cl.Properties.ProtocolVersion >= 5 {
+		code = code.ForPuback()
 		ack.ReasonCode = byte(code)
 		ack.Properties.ReasonString = reasonString(code)
 	} else if h.v3DenyDisconnect {
@@ -616,24 +802,130 @@ func (h *Hook) rejectPublish(cl *mqtt.Client, pk packets.Packet, code mqttsec.Re
 	_ = cl.WritePacket(ack)
 }
 
-// Disconnect implements [mqttsec.Disconnector]: it closes the session's
-// connection, with a DISCONNECT carrying code for a v5 client (0xA0 when the
-// credentials expired) and by closing the socket for a v3 client. The will
-// message of a connection closed for expired credentials is not sent. It
-// does not block and does nothing for a session that already ended.
+// OnWill decides the will message of a connection that ended: mochi sends a
+// will without asking any hook whether it may, so the hook asks
+// [mqttsec.Guard.Will] with the current policy and the session's current
+// credentials. A denied will is replaced by an empty message on a reserved
+// topic nobody can subscribe to ([ReservedPrefix]), neither delivered nor
+// retained (mochi offers no other way to drop it). A delayed will (MQTT v5
+// will delay interval) is sent by the hook itself when it is due, after the
+// same check: at the end of the delay, or when the kept session ends
+// earlier; the return of the session's owner cancels it.
+func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	cn := h.lookup(cl)
+	if cn == nil {
+		return voidWill(will), nil
+	}
+	m := &mqttsec.Message{Topic: will.TopicName, Payload: will.Payload, QoS: will.Qos, Retain: will.Retain}
+	if d := cl.Properties.Will.WillDelayInterval; d > 0 {
+		h.scheduleWill(cl, cn.session(), will, time.Duration(d)*time.Second)
+		return voidWill(will), nil
+	}
+	if h.g.Will(context.Background(), cn.session(), m) != nil {
+		return voidWill(will), nil
+	}
+	return will, nil
+}
+
+// voidWill is a will that reaches nobody and is not retained.
+func voidWill(w mqtt.Will) mqtt.Will {
+	return mqtt.Will{TopicName: voidTopic, Flag: w.Flag, WillDelayInterval: w.WillDelayInterval}
+}
+
+// delayedWill is a will the hook sends itself when its delay ends.
+type delayedWill struct {
+	id    string
+	sess  *mqttsec.Session
+	will  mqtt.Will
+	timer *time.Timer
+	once  sync.Once
+}
+
+func (h *Hook) scheduleWill(cl *mqtt.Client, sess *mqttsec.Session, will mqtt.Will, delay time.Duration) {
+	dw := &delayedWill{id: cl.ID, sess: sess, will: will}
+	if prev, ok := h.wills.Swap(cl.ID, dw); ok {
+		h.sendWill(prev.(*delayedWill)) // a will of an earlier connection is due: its session ended
+	}
+	dw.timer = time.AfterFunc(delay, func() {
+		if h.wills.CompareAndDelete(dw.id, dw) {
+			h.sendWill(dw)
+		}
+	})
+}
+
+// cancelWill drops the pending delayed will of id: its owner is back.
+func (h *Hook) cancelWill(id string) {
+	if v, ok := h.wills.LoadAndDelete(id); ok {
+		dw := v.(*delayedWill)
+		dw.timer.Stop()
+		dw.once.Do(func() {})
+	}
+}
+
+// flushWill sends the pending delayed will of id now: its session ends.
+func (h *Hook) flushWill(id string) {
+	if v, ok := h.wills.LoadAndDelete(id); ok {
+		dw := v.(*delayedWill)
+		dw.timer.Stop()
+		h.sendWill(dw)
+	}
+}
+
+// sendWill publishes a delayed will if the Guard still allows it, through
+// an inline client with the owner's client ID (so that no-local
+// subscriptions of the owner are honoured). It bypasses OnPublish: the
+// Guard has just decided.
+func (h *Hook) sendWill(dw *delayedWill) {
+	dw.once.Do(func() {
+		m := &mqttsec.Message{Topic: dw.will.TopicName, Payload: dw.will.Payload, QoS: dw.will.Qos, Retain: dw.will.Retain}
+		if h.g.Will(context.Background(), dw.sess, m) != nil {
+			return
+		}
+		pc := h.s.NewClient(nil, "local", dw.id, true)
+		_ = h.s.InjectPacket(pc, packets.Packet{
+			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: dw.will.Qos, Retain: dw.will.Retain},
+			TopicName:   dw.will.TopicName,
+			Payload:     dw.will.Payload,
+			Properties:  packets.Properties{User: dw.will.User},
+			PacketID:    uint16(dw.will.Qos),
+		})
+	})
+}
+
+// Disconnect implements [mqttsec.Disconnector]. For a live connection it
+// closes it, with a DISCONNECT carrying [mqttsec.ReasonCode.ForDisconnect]
+// of code for a v5 client (0xA0 when the credentials expired, 0x87 when they
+// were revoked, 0x98 for a kick or a ban) and by closing the socket for a v3
+// client; the will message of a session the Guard ended is not sent (the
+// Guard refuses it). For a session mochi keeps after its connection ended,
+// it discards the kept session: its subscriptions, queued messages and
+// delayed will. It does not block and does nothing for a session that
+// already ended.
 func (h *Hook) Disconnect(s *mqttsec.Session, code mqttsec.ReasonCode) {
 	v, ok := h.sessions.Load(s)
 	if !ok {
 		return
 	}
 	cn := v.(*conn)
+	if cn.offline.Load() {
+		go func() {
+			h.cancelWill(cn.cl.ID)
+			if h.current(cn.cl) {
+				h.discardKept(cn.cl.ID)
+			}
+			h.offline.CompareAndDelete(cn.cl.ID, cn.cl)
+			h.endOffline(cn.cl)
+		}()
+		return
+	}
 	go h.disconnect(cn.cl, code)
 }
 
 func (h *Hook) disconnect(cl *mqtt.Client, code mqttsec.ReasonCode) {
-	if code == mqttsec.CodeMaximumConnectTime || code == mqttsec.CodeBanned {
+	if code == mqttsec.CodeMaximumConnectTime || code == mqttsec.CodeBanned || code == mqttsec.CodeAdministrativeAction {
 		atomic.StoreUint32(&cl.Properties.Will.Flag, 0)
 	}
+	code = code.ForDisconnect()
 	pc := packets.Code{Code: byte(code), Reason: reasonString(code)}
 	if cl.Properties.ProtocolVersion >= 5 {
 		_ = h.s.DisconnectClient(cl, pc)
@@ -643,40 +935,3 @@ func (h *Hook) disconnect(cl *mqtt.Client, code mqttsec.ReasonCode) {
 
 var _ mqttsec.Disconnector = (*Hook)(nil)
 var _ mqtt.Hook = (*Hook)(nil)
-
-// connackCode maps a denial to a reason code a CONNACK may carry.
-func connackCode(c mqttsec.ReasonCode) mqttsec.ReasonCode {
-	switch c {
-	case 0x80, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95, 0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F:
-		return c
-	case mqttsec.CodeMessageRateTooHigh:
-		return mqttsec.CodeConnectionRateExceeded
-	}
-	return mqttsec.CodeUnspecified
-}
-
-// subackCode maps a denial to a reason code a SUBACK may carry.
-func subackCode(c mqttsec.ReasonCode) mqttsec.ReasonCode {
-	switch c {
-	case 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2:
-		return c
-	case mqttsec.CodeMessageRateTooHigh:
-		return mqttsec.CodeQuotaExceeded
-	}
-	return mqttsec.CodeUnspecified
-}
-
-// pubackCode maps a publish denial to a reason code a PUBACK or PUBREC may
-// carry, or reports that it calls for a DISCONNECT with that code instead
-// (packet too large, banned, credentials expired).
-func pubackCode(c mqttsec.ReasonCode) (mqttsec.ReasonCode, bool) {
-	switch c {
-	case 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99:
-		return c, false
-	case mqttsec.CodeMessageRateTooHigh:
-		return mqttsec.CodeQuotaExceeded, false
-	case mqttsec.CodePacketTooLarge, mqttsec.CodeBanned, mqttsec.CodeMaximumConnectTime:
-		return c, true
-	}
-	return mqttsec.CodeUnspecified, false
-}

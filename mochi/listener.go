@@ -1,6 +1,7 @@
 package mochi
 
 import (
+	"errors"
 	"net"
 	"time"
 
@@ -32,16 +33,26 @@ type idleListener struct {
 	listeners.Listener
 	d     time.Duration
 	guard bool
+	cfg   HardenConfig
+	pend  *pending
 }
 
-// Serve passes each connection to establish with a deadline set.
+// Serve passes each connection to establish with a deadline set. A CONNECT
+// the hook refused is not returned as an error: mochi's listener would log
+// it again, with an empty message, after the Guard's event.
 func (l *idleListener) Serve(establish listeners.EstablishFn) {
 	l.Listener.Serve(func(id string, c net.Conn) error {
 		_ = c.SetDeadline(time.Now().Add(l.d))
 		if l.guard {
-			c = &guardConn{Conn: c}
+			if c = wrap(c, l.cfg, l.pend); c == nil {
+				return nil // over the pending bounds: closed
+			}
 		}
-		return establish(id, c)
+		err := establish(id, c)
+		if errors.As(err, new(connectDenied)) {
+			return nil
+		}
+		return err
 	})
 }
 
@@ -58,17 +69,24 @@ type idleNetListener struct {
 	net.Listener
 	d     time.Duration
 	guard bool
+	cfg   HardenConfig
+	pend  *pending
 }
 
-// Accept returns the next connection with a deadline set.
+// Accept returns the next connection with a deadline set; connections over
+// the pending bounds are closed and skipped.
 func (l *idleNetListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		_ = c.SetDeadline(time.Now().Add(l.d))
+		if !l.guard {
+			return c, nil
+		}
+		if g := wrap(c, l.cfg, l.pend); g != nil {
+			return g, nil
+		}
 	}
-	_ = c.SetDeadline(time.Now().Add(l.d))
-	if l.guard {
-		c = &guardConn{Conn: c}
-	}
-	return c, nil
 }

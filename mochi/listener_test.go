@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/stretchr/testify/require"
 
@@ -15,7 +14,7 @@ import (
 )
 
 func TestIdleNetListener(t *testing.T) {
-	s := mqtt.New(&mqtt.Options{Logger: discard()})
+	s := newServer()
 	_, err := mochi.NewHook(mqttsec.New(mqttsec.Config{}), s)
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

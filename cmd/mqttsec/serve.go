@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -39,8 +40,18 @@ type serveOptions struct {
 	insecurePlain  string
 	connectTimeout time.Duration
 	maxPayload     int
+	maxSession     time.Duration
+	maxClients     int
 	logLevel       string
 }
+
+// The defaults of the bounds serve puts on mochi, whose own defaults keep an
+// offline session for 136 years and accept any number of clients: every
+// authenticated user could make the broker hold unbounded state.
+const (
+	defaultMaxSession = 24 * time.Hour
+	defaultMaxClients = 10000
+)
 
 // devPolicy is the policy written on first start: every user owns
 // devices/<username>/ and may read public/; the dev user may also publish
@@ -81,6 +92,8 @@ generated password is printed once). Files are reloaded when they change.`,
 	f.StringVar(&o.insecurePlain, "insecure-plain-listen", "", "also listen WITHOUT TLS on this address (passwords cross the network in clear)")
 	f.DurationVar(&o.connectTimeout, "connect-timeout", mochi.DefaultConnectTimeout, "close sockets that send no CONNECT within this time")
 	f.IntVar(&o.maxPayload, "max-payload", 256*1024, "largest PUBLISH payload in bytes (0: no limit)")
+	f.DurationVar(&o.maxSession, "max-session-expiry", defaultMaxSession, "longest time an offline session (subscriptions, queued messages) is kept")
+	f.IntVar(&o.maxClients, "max-clients", defaultMaxClients, "most clients connected at once (more are refused with 0x89 server busy)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	rootCmd.AddCommand(cmd)
 }
@@ -179,7 +192,9 @@ func runServe(ctx context.Context, o *serveOptions, out io.Writer, ready func(tl
 	// whatever size a first, unauthenticated packet claims (up to 256 MB).
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = maxPacketSize(o.maxPayload)
-	server := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: logger})
+	caps.MaximumSessionExpiryInterval = uint32(cmp.Or(o.maxSession, defaultMaxSession) / time.Second)
+	caps.MaximumClients = int64(cmp.Or(o.maxClients, defaultMaxClients))
+	server := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: mochi.Logger(logger)})
 	if _, err := mochi.NewHook(g, server, mochi.WithLogger(logger), mochi.WithConnectTimeout(o.connectTimeout)); err != nil {
 		return err
 	}

@@ -119,8 +119,11 @@ func TestServeDevDefault(t *testing.T) {
 	require.NotNil(t, ack, "no CONNACK: %v", err)
 	require.Equal(t, byte(0x86), ack.ReasonCode)
 
-	sub, _, err := testbroker.Dial(t, addr, testbroker.ClientOptions{ClientID: "sub", Username: "dev", Password: []byte(password), TLS: tc})
+	sub, ack, err := testbroker.Dial(t, addr, testbroker.ClientOptions{ClientID: "sub", Username: "dev", Password: []byte(password), TLS: tc,
+		SessionExpiry: 1 << 30})
 	require.NoError(t, err)
+	require.NotNil(t, ack.Properties.SessionExpiryInterval, "a session expiry above the bound is capped in the CONNACK")
+	require.Equal(t, uint32(defaultMaxSession/time.Second), *ack.Properties.SessionExpiryInterval)
 	require.Equal(t, byte(1), sub.Sub(t, "devices/dev/#", 1), "granted QoS 1")
 	require.Equal(t, byte(0x87), sub.Sub(t, "devices/#", 1), "a/# is not covered by a/dev/#")
 

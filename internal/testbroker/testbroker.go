@@ -58,7 +58,9 @@ func Start(t testing.TB, g *mqttsec.Guard, o Options) *Broker {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := mqtt.New(&mqtt.Options{Logger: logger, InlineClient: true})
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumPacketSize = 1 << 20
+	s := mqtt.New(&mqtt.Options{Logger: logger, InlineClient: true, Capabilities: caps})
 	hook, err := mochi.NewHook(g, s, append([]mochi.Option{mochi.WithLogger(logger)}, o.HookOptions...)...)
 	if err != nil {
 		t.Fatalf("testbroker: NewHook: %v", err)
@@ -153,11 +155,14 @@ type ClientOptions struct {
 	SessionExpiry uint32
 	// Resume sends CleanStart = false, to resume a kept session.
 	Resume bool
+	// WillDelay is the v5 will delay interval in seconds.
+	WillDelay uint32
 }
 
 // Conn is a connected paho v5 client.
 type Conn struct {
 	*paho.Client
+	nc       net.Conn
 	msgs     chan *paho.Publish
 	disc     chan *paho.Disconnect
 	closed   chan struct{}
@@ -176,6 +181,10 @@ func (c *Conn) Closed() <-chan struct{} { return c.closed }
 
 func (c *Conn) markClosed() { c.closeOne.Do(func() { close(c.closed) }) }
 
+// Drop closes the socket without a DISCONNECT, as a device that loses its
+// network does: the broker sends the will message.
+func (c *Conn) Drop() { _ = c.nc.Close() }
+
 type noAuth struct{}
 
 func (noAuth) Authenticate(*paho.Auth) *paho.Auth { return &paho.Auth{ReasonCode: 0x80} }
@@ -191,6 +200,7 @@ func Dial(t testing.TB, addr string, o ClientOptions) (*Conn, *paho.Connack, err
 		return nil, nil, err
 	}
 	c := &Conn{
+		nc:     nc,
 		msgs:   make(chan *paho.Publish, 1024),
 		disc:   make(chan *paho.Disconnect, 4),
 		closed: make(chan struct{}),
@@ -236,6 +246,10 @@ func Dial(t testing.TB, addr string, o ClientOptions) (*Conn, *paho.Connack, err
 	if o.SessionExpiry > 0 {
 		se := o.SessionExpiry
 		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &se}
+	}
+	if o.WillDelay > 0 {
+		wd := o.WillDelay
+		cp.WillProperties = &paho.WillProperties{WillDelayInterval: &wd}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
