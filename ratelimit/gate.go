@@ -42,10 +42,11 @@ type GateConfig struct {
 // can neither take the broker's CPU nor keep a real user out:
 //
 //   - at most MaxConcurrent verifications run at once;
-//   - waiting CONNECTs are served one key (address) after the other, in
-//     turn, so an address that sends 50 CONNECTs per second gets one slot
-//     in turn like every other address, and a user on another address is
-//     verified after at most one verification per waiting address;
+//   - a free slot goes to the waiting key (address) served least recently,
+//     so an address that sends 50 CONNECTs per second gets a slot in turn
+//     like every other address, and a user on another address waits for
+//     the verifications already running, and then for no more than one
+//     per address that was waiting before it;
 //   - an address over its PerKey bound, a full queue and a wait longer than
 //     MaxWait are answered at once with 0x89 (server busy), without a slot
 //     and without a goroutine of the Gate's own: the only goroutine a
@@ -76,7 +77,8 @@ type Gate struct {
 	running int
 	waiting int
 	keys    map[string]*gateKey // keys with a verification running or waiting
-	turn    []*gateKey          // keys with waiters, in the order they are served
+	turn    []*gateKey          // keys with waiters, in the order they queued
+	grants  uint64              // slots granted so far
 }
 
 type gateKey struct {
@@ -84,6 +86,7 @@ type gateKey struct {
 	active  int // running + waiting
 	waiters []*gateWaiter
 	inTurn  bool
+	granted uint64 // g.grants when the key last got a slot; 0 never
 }
 
 type gateWaiter struct {
@@ -157,13 +160,15 @@ func (g *Gate) acquire(ctx context.Context, key string) (*gateKey, error) {
 		k = &gateKey{name: key}
 		g.keys[key] = k
 	}
-	if k.active >= g.perKey {
+	if n := k.active; n >= g.perKey {
 		g.mu.Unlock()
-		return nil, fmt.Errorf("%w: %d logins of %s under way", mqttsec.ErrServerBusy, k.active, key)
+		return nil, fmt.Errorf("%w: %d logins of %s under way", mqttsec.ErrServerBusy, n, key)
 	}
 	if g.running < g.max && len(g.turn) == 0 {
 		g.running++
 		k.active++
+		g.grants++
+		k.granted = g.grants
 		g.mu.Unlock()
 		return k, nil
 	}
@@ -215,26 +220,34 @@ func (g *Gate) acquire(ctx context.Context, key string) (*gateKey, error) {
 	return nil, why
 }
 
-// release frees k's slot and hands it to the next key in turn.
+// release frees k's slot and hands it to the waiting key served least
+// recently (one never served first; among equals, the one that queued
+// first), so that an address with a verification just done waits for every
+// other waiting address.
 func (g *Gate) release(k *gateKey) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.running--
 	k.active--
 	for g.running < g.max && len(g.turn) > 0 {
-		next := g.turn[0]
-		g.turn[0] = nil
-		g.turn = g.turn[1:]
+		i := 0
+		for j, x := range g.turn {
+			if x.granted < g.turn[i].granted {
+				i = j
+			}
+		}
+		next := g.turn[i]
 		w := next.waiters[0]
 		next.waiters[0] = nil
 		next.waiters = next.waiters[1:]
 		g.waiting--
 		g.running++
+		g.grants++
+		next.granted = g.grants
 		w.granted = true
 		close(w.ready)
-		if len(next.waiters) > 0 {
-			g.turn = append(g.turn, next) // back of the line
-		} else {
+		if len(next.waiters) == 0 {
+			g.turn = append(g.turn[:i], g.turn[i+1:]...)
 			next.inTurn = false
 		}
 	}

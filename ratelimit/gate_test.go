@@ -91,16 +91,16 @@ func TestGateServesAddressesInTurn(t *testing.T) {
 	waitStats(t, g, 1, 2)
 	try(g, "c1", "198.51.100.2", done)
 	waitStats(t, g, 1, 3)
-	inner.release <- struct{}{} // a1 ends; a2 was waiting first
+	inner.release <- struct{}{} // a1 ends: b1, never served, goes first
 	require.NoError(t, (<-done).err)
 	waitStats(t, g, 1, 2)
-	try(g, "a3", "192.0.2.66", done) // queues behind b1 and c1
+	try(g, "a3", "192.0.2.66", done)
 	waitStats(t, g, 1, 3)
 	for range 4 {
 		inner.release <- struct{}{}
 		require.NoError(t, (<-done).err)
 	}
-	require.Equal(t, []string{"a1", "a2", "b1", "c1", "a3"}, inner.order())
+	require.Equal(t, []string{"a1", "b1", "c1", "a2", "a3"}, inner.order())
 	waitStats(t, g, 0, 0)
 	g.mu.Lock()
 	require.Empty(t, g.keys, "no state is left")
