@@ -1,5 +1,5 @@
 // Package ratelimit defends an MQTT broker against floods, password
-// guessing, flapping clients and logins storms, in bounded memory, as parts
+// guessing, flapping clients and login storms, in bounded memory, as parts
 // of an [mqttsec.Guard].
 //
 // # Parts
