@@ -6,6 +6,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/mqttsec/mqttsec"
@@ -17,12 +18,12 @@ import (
 // password verification, and the Guard attached to the ban list so that a
 // ban disconnects the clients it covers.
 func Example() {
-	hash, err := auth.HashPassword([]byte("correct horse battery staple"), auth.HashOptions{})
+	// A password file written by mosquitto_passwd (alice's password is
+	// "secret1").
+	const file = `alice:$7$101$552PqRKIBes5embQ$5YZQ0uPohXxx8ISETXjeQ6wTI0X9JzDmSfsFQ1LhZG2p9HrHwB6G1ynYpVO/uieQS+YXHxsUDDjs9/znU8nrwQ==
+`
+	users, err := auth.ParsePasswordFile(strings.NewReader(file), "passwd")
 	if err != nil {
-		log.Fatal(err)
-	}
-	users := auth.NewPasswordFile()
-	if err := users.Set("alice", hash); err != nil {
 		log.Fatal(err)
 	}
 	passwords := auth.NewPasswords(users, auth.PasswordsConfig{})
@@ -40,7 +41,7 @@ func Example() {
 	lim.Bans().Attach(g)
 
 	cl := mqttsec.Client{ID: "sensor-1", Username: "alice", RemoteAddr: "192.0.2.7:50000", Protocol: 5}
-	for _, pw := range []string{"guess 1", "guess 2", "correct horse battery staple"} {
+	for _, pw := range []string{"guess 1", "guess 2", "secret1"} {
 		_, err := g.Connect(context.Background(), cl, mqttsec.Credentials{Password: []byte(pw)}, nil)
 		fmt.Println(mqttsec.CodeOf(err))
 	}

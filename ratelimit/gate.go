@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"sync"
 	"time"
@@ -13,10 +14,18 @@ import (
 // GateConfig configures a [Gate]. Every zero field has its documented
 // default.
 type GateConfig struct {
+	// CPU bounds the processor time verifications take, in CPUs: 0.25 lets
+	// them take a quarter of one CPU's time. A verification is charged its
+	// wall-clock time, so a loaded machine gets fewer of them; a new one
+	// starts only while the budget, which holds one second's worth, is not
+	// spent. Zero means GOMAXPROCS/8, at least 0.25: a storm of first
+	// logins leaves the broker seven eighths of its CPUs, and a single
+	// login after a quiet second is not delayed at all. Negative means no
+	// bound beyond MaxConcurrent.
+	CPU float64
 	// MaxConcurrent bounds the verifications that run at once. Zero means
-	// a quarter of GOMAXPROCS, at least 1, so that a storm of first logins
-	// takes at most a quarter of the CPUs (half of them on two) and the
-	// broker keeps the rest for connected clients.
+	// CPU rounded up (1 up to 8 CPUs), or a quarter of GOMAXPROCS, at
+	// least 1, when CPU is negative.
 	MaxConcurrent int
 	// MaxQueue bounds the CONNECTs waiting for a verification slot; one
 	// more is refused at once with 0x89 (server busy). Zero means 16 per
@@ -41,7 +50,9 @@ type GateConfig struct {
 // of the Authenticator it wraps (bcrypt, argon2), so that a storm of logins
 // can neither take the broker's CPU nor keep a real user out:
 //
-//   - at most MaxConcurrent verifications run at once;
+//   - verifications take at most the CPU share of GateConfig.CPU (an
+//     eighth of the CPUs by default), and at most MaxConcurrent run at
+//     once;
 //   - a free slot goes to the waiting key (address) served least recently,
 //     so an address that sends 50 CONNECTs per second gets a slot in turn
 //     like every other address, and a user on another address waits for
@@ -67,6 +78,7 @@ type Gate struct {
 	inner  mqttsec.Authenticator
 	cached mqttsec.CachedAuthenticator
 	reval  mqttsec.Revalidator
+	cpu    float64 // <= 0: no budget
 	max    int
 	queue  int
 	perKey int
@@ -79,7 +91,12 @@ type Gate struct {
 	keys    map[string]*gateKey // keys with a verification running or waiting
 	turn    []*gateKey          // keys with waiters, in the order they queued
 	grants  uint64              // slots granted so far
+	full    time.Time           // when the CPU budget is full again
+	timer   *time.Timer         // wakes waiters when the budget allows; nil when none is set
 }
+
+// budgetWindow is the CPU budget's size: one second's worth.
+const budgetWindow = time.Second
 
 type gateKey struct {
 	name    string
@@ -100,8 +117,17 @@ func NewGate(inner mqttsec.Authenticator, cfg GateConfig) *Gate {
 		wait: cfg.MaxWait, key: cfg.Key, keys: map[string]*gateKey{}}
 	g.cached, _ = inner.(mqttsec.CachedAuthenticator)
 	g.reval, _ = inner.(mqttsec.Revalidator)
+	if cfg.CPU == 0 {
+		g.cpu = max(0.25, float64(runtime.GOMAXPROCS(0))/8)
+	} else {
+		g.cpu = cfg.CPU
+	}
 	if g.max <= 0 {
-		g.max = max(1, runtime.GOMAXPROCS(0)/4)
+		if g.cpu > 0 {
+			g.max = int(math.Ceil(g.cpu))
+		} else {
+			g.max = max(1, runtime.GOMAXPROCS(0)/4)
+		}
 	}
 	if g.queue <= 0 {
 		g.queue = 16 * g.max
@@ -131,7 +157,8 @@ func (g *Gate) Authenticate(ctx context.Context, cl *mqttsec.Client, cred mqttse
 	if err != nil {
 		return nil, err
 	}
-	defer g.release(k)
+	start := time.Now()
+	defer func() { g.release(k, time.Since(start)) }()
 	return g.inner.Authenticate(ctx, cl, cred)
 }
 
@@ -164,7 +191,7 @@ func (g *Gate) acquire(ctx context.Context, key string) (*gateKey, error) {
 		g.mu.Unlock()
 		return nil, fmt.Errorf("%w: %d logins of %s under way", mqttsec.ErrServerBusy, n, key)
 	}
-	if g.running < g.max && len(g.turn) == 0 {
+	if len(g.turn) == 0 && g.startable(time.Now()) {
 		g.running++
 		k.active++
 		g.grants++
@@ -185,6 +212,7 @@ func (g *Gate) acquire(ctx context.Context, key string) (*gateKey, error) {
 		k.inTurn = true
 		g.turn = append(g.turn, k)
 	}
+	g.dispatch(time.Now()) // arms the budget timer if need be
 	g.mu.Unlock()
 
 	timer := time.NewTimer(g.wait)
@@ -220,16 +248,35 @@ func (g *Gate) acquire(ctx context.Context, key string) (*gateKey, error) {
 	return nil, why
 }
 
-// release frees k's slot and hands it to the waiting key served least
-// recently (one never served first; among equals, the one that queued
-// first), so that an address with a verification just done waits for every
-// other waiting address.
-func (g *Gate) release(k *gateKey) {
+// startable reports whether a verification may start at now: a slot is
+// free and the CPU budget is not spent. The caller holds g.mu.
+func (g *Gate) startable(now time.Time) bool {
+	return g.running < g.max && (g.cpu <= 0 || g.full.Before(now.Add(budgetWindow)))
+}
+
+// release frees k's slot, charges the CPU budget with the verification's
+// time d, and hands out the slots the budget allows.
+func (g *Gate) release(k *gateKey, d time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	now := time.Now()
+	if g.cpu > 0 {
+		g.full = later(g.full, now).Add(time.Duration(float64(d) / g.cpu))
+	}
 	g.running--
 	k.active--
-	for g.running < g.max && len(g.turn) > 0 {
+	g.dispatch(now)
+	g.forget(k)
+}
+
+// dispatch grants waiters the slots that may start, each to the waiting key
+// served least recently (one never served first; among equals, the one
+// that queued first), so that an address with a verification just done
+// waits for every other waiting address. When the budget holds waiters
+// back, it sets a timer to dispatch again when it allows. The caller holds
+// g.mu.
+func (g *Gate) dispatch(now time.Time) {
+	for len(g.turn) > 0 && g.startable(now) {
 		i := 0
 		for j, x := range g.turn {
 			if x.granted < g.turn[i].granted {
@@ -251,7 +298,24 @@ func (g *Gate) release(k *gateKey) {
 			next.inTurn = false
 		}
 	}
-	g.forget(k)
+	if len(g.turn) > 0 && g.running < g.max && g.timer == nil {
+		g.timer = time.AfterFunc(g.full.Sub(now)-budgetWindow+time.Millisecond, g.wake)
+	}
+}
+
+// wake runs when the CPU budget allows waiters to start.
+func (g *Gate) wake() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.timer = nil
+	g.dispatch(time.Now())
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // dropTurn removes k from the turn order. The caller holds g.mu.

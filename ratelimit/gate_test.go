@@ -3,7 +3,9 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -75,7 +77,7 @@ func waitStats(t *testing.T, g *Gate, running, waiting int) {
 
 func TestGateServesAddressesInTurn(t *testing.T) {
 	inner := newBlocking()
-	g := NewGate(inner, GateConfig{MaxConcurrent: 1, PerKey: 2, MaxQueue: 10, MaxWait: time.Minute})
+	g := NewGate(inner, GateConfig{CPU: -1, MaxConcurrent: 1, PerKey: 2, MaxQueue: 10, MaxWait: time.Minute})
 	done := make(chan attempt, 20)
 	try(g, "a1", "192.0.2.66", done)
 	waitStats(t, g, 1, 0)
@@ -110,7 +112,7 @@ func TestGateServesAddressesInTurn(t *testing.T) {
 
 func TestGateRefusesFast(t *testing.T) {
 	inner := newBlocking()
-	g := NewGate(inner, GateConfig{MaxConcurrent: 1, PerKey: 1, MaxQueue: 2, MaxWait: 200 * time.Millisecond})
+	g := NewGate(inner, GateConfig{CPU: -1, MaxConcurrent: 1, PerKey: 1, MaxQueue: 2, MaxWait: 200 * time.Millisecond})
 	done := make(chan attempt, 20)
 	try(g, "a", "192.0.2.1", done)
 	waitStats(t, g, 1, 0)
@@ -188,7 +190,7 @@ func TestGateConcurrent(t *testing.T) {
 		running.Add(-1)
 		return nil, mqttsec.ErrBadCredentials
 	})
-	g := NewGate(inner, GateConfig{MaxConcurrent: 3, MaxQueue: 20, PerKey: 2, MaxWait: 50 * time.Millisecond})
+	g := NewGate(inner, GateConfig{CPU: -1, MaxConcurrent: 3, MaxQueue: 20, PerKey: 2, MaxWait: 50 * time.Millisecond})
 	var wg sync.WaitGroup
 	var busy, verified atomic.Int32
 	for w := range 32 {
@@ -216,4 +218,48 @@ func TestGateConcurrent(t *testing.T) {
 	require.Empty(t, g.keys)
 	require.Empty(t, g.turn)
 	g.mu.Unlock()
+}
+
+// TestGateCPUBudget checks that verifications take no more than their CPU
+// share: after a burst of one second's worth, each verification of d waits
+// d/CPU after the one before.
+func TestGateCPUBudget(t *testing.T) {
+	var mu sync.Mutex
+	var charged time.Duration
+	inner := mqttsec.AuthenticatorFunc(func(context.Context, *mqttsec.Client, mqttsec.Credentials) (*mqttsec.Identity, error) {
+		start := time.Now()
+		time.Sleep(10 * time.Millisecond)
+		mu.Lock()
+		charged += time.Since(start)
+		mu.Unlock()
+		return nil, mqttsec.ErrBadCredentials
+	})
+	g := NewGate(inner, GateConfig{CPU: 0.05, MaxWait: time.Minute, MaxQueue: 100})
+	require.Equal(t, 1, g.max)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := g.Authenticate(bg, cl("c", "u", fmt.Sprintf("192.0.2.%d:1", i)), mqttsec.Credentials{})
+			require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	mu.Lock()
+	defer mu.Unlock()
+	// The budget lets the last verification start once all but it were
+	// charged, less the one-second window.
+	last := charged / 12
+	require.GreaterOrEqual(t, elapsed, time.Duration(float64(charged-last)/0.05)-time.Second,
+		"%d verifications of %v in %v", 12, charged/12, elapsed)
+	waitStats(t, g, 0, 0)
+
+	// Defaults: an eighth of the CPUs, at least a quarter of one.
+	d := NewGate(users, GateConfig{})
+	require.Equal(t, max(0.25, float64(runtime.GOMAXPROCS(0))/8), d.cpu)
+	require.Equal(t, int(math.Ceil(d.cpu)), d.max)
+	require.Equal(t, max(1, runtime.GOMAXPROCS(0)/4), NewGate(users, GateConfig{CPU: -1}).max)
 }
