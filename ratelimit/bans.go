@@ -183,7 +183,9 @@ const DefaultMaxAutomaticBans = 100_000
 // (failed logins, flapping) whose durations grow for a key banned again.
 //
 // Checking a client costs a few map lookups under a read lock, one per
-// distinct prefix length for address bans. Bans is safe for concurrent use.
+// distinct prefix length for address bans. Bans is safe for concurrent use;
+// the zero Bans is an empty list in memory with the defaults of
+// [BansConfig].
 type Bans struct {
 	now     func() time.Time
 	store   BanStore
@@ -222,6 +224,13 @@ func NewBans(cfg BansConfig) *Bans {
 		b.maxAuto = DefaultMaxAutomaticBans
 	}
 	return b
+}
+
+func (b *Bans) clock() time.Time {
+	if b.now == nil {
+		return time.Now()
+	}
+	return b.now()
 }
 
 // Attach makes [Bans.Add] end the live and kept sessions a new ban covers,
@@ -293,11 +302,11 @@ func (b *Bans) Add(ctx context.Context, ban Ban) error {
 		b.remove(old)
 	}
 	b.insert(&banEntry{Ban: nb, prefix: p, index: -1})
-	b.sweepManual(b.now())
+	b.sweepManual(b.clock())
 	b.mu.Unlock()
 	err = b.save(ctx)
 	b.saveMu.Unlock()
-	if k := b.kicker.Load(); k != nil && nb.Active(b.now()) {
+	if k := b.kicker.Load(); k != nil && nb.Active(b.clock()) {
 		(*k).Kick(matcher(nb.Kind, nb.Value, p), mqttsec.CodeBanned)
 	}
 	return err
@@ -327,7 +336,7 @@ func (b *Bans) Remove(ctx context.Context, kind BanKind, value string) (bool, er
 
 // List returns the bans in force, sorted by kind and value.
 func (b *Bans) List() []Ban {
-	now := b.now()
+	now := b.clock()
 	b.mu.RLock()
 	out := make([]Ban, 0, b.count.Load())
 	b.each(func(e *banEntry) bool {
@@ -350,7 +359,7 @@ func (b *Bans) Check(cl *mqttsec.Client) error {
 	if b == nil || b.count.Load() == 0 {
 		return nil
 	}
-	now := b.now()
+	now := b.clock()
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if e := b.ids[cl.ID]; cl.ID != "" && e != nil && e.Active(now) {
@@ -425,7 +434,7 @@ func (b *Bans) autoBan(kind BanKind, value, reason string, base, maxBan time.Dur
 	if err != nil {
 		return Ban{}, false
 	}
-	now := b.now()
+	now := b.clock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.expireAuto(now)
@@ -448,7 +457,7 @@ func (b *Bans) autoBan(kind BanKind, value, reason string, base, maxBan time.Dur
 	nb.Reason = reason
 	nb.Auto = true
 	b.insert(&banEntry{Ban: nb, prefix: p, strikes: strikes, forget: nb.Until.Add(maxBan)})
-	for len(b.auto) > b.maxAuto {
+	for len(b.auto) > cmp.Or(b.maxAuto, DefaultMaxAutomaticBans) {
 		b.remove(b.auto[0])
 	}
 	return nb, true
@@ -530,6 +539,10 @@ func plenKey(p netip.Prefix) int {
 
 // insert adds e; no entry of its value exists. The caller holds b.mu.
 func (b *Bans) insert(e *banEntry) {
+	if b.ids == nil {
+		b.ids, b.subjects = map[string]*banEntry{}, map[string]*banEntry{}
+		b.addrs, b.plens = map[netip.Prefix]*banEntry{}, map[int]int{}
+	}
 	switch e.Kind {
 	case BanClientID:
 		b.ids[e.Value] = e

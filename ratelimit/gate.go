@@ -54,10 +54,10 @@ type GateConfig struct {
 //     eighth of the CPUs by default), and at most MaxConcurrent run at
 //     once;
 //   - a free slot goes to the waiting key (address) served least recently,
-//     so an address that sends 50 CONNECTs per second gets a slot in turn
-//     like every other address, and a user on another address waits for
-//     the verifications already running, and then for no more than one
-//     per address that was waiting before it;
+//     an address never served first, so an address that sends 50 CONNECTs
+//     per second gets a slot in turn like every other address, and a first
+//     login from another address waits for the verifications running and
+//     the budget they spent, not for the storm's queue;
 //   - an address over its PerKey bound, a full queue and a wait longer than
 //     MaxWait are answered at once with 0x89 (server busy), without a slot
 //     and without a goroutine of the Gate's own: the only goroutine a
@@ -73,7 +73,8 @@ type GateConfig struct {
 //
 // A Gate is safe for concurrent use. It is a [mqttsec.Revalidator] that
 // passes revalidation to the wrapped Authenticator (ungated: it verifies no
-// password), and abstains when that is not one.
+// password), and abstains when that is not one. The zero Gate, and a Gate
+// of a nil Authenticator, deny every CONNECT.
 type Gate struct {
 	inner  mqttsec.Authenticator
 	cached mqttsec.CachedAuthenticator
@@ -148,6 +149,9 @@ func NewGate(inner mqttsec.Authenticator, cfg GateConfig) *Gate {
 // has a slot, or refuses it with a denial wrapping [mqttsec.ErrServerBusy]
 // (0x89), which the Guard does not count as a failed login.
 func (g *Gate) Authenticate(ctx context.Context, cl *mqttsec.Client, cred mqttsec.Credentials) (*mqttsec.Identity, error) {
+	if g.inner == nil || g.keys == nil {
+		return nil, fmt.Errorf("%w: ratelimit: a Gate without an Authenticator", mqttsec.ErrBadCredentials)
+	}
 	if g.cached != nil {
 		if id, ok := g.cached.AuthenticateCached(ctx, cl, cred); ok {
 			return id, nil

@@ -143,7 +143,8 @@ type Flapping struct {
 // PUBLISH touches no shared map and takes no lock.
 //
 // A Limiter is safe for concurrent use. Allowing a PUBLISH allocates
-// nothing.
+// nothing. The zero Limiter refuses everything with 0x88 (server
+// unavailable): create one with [New].
 type Limiter struct {
 	rules  atomic.Pointer[rules]
 	bans   *Bans
@@ -178,6 +179,8 @@ type throttle struct {
 	slow        Rate
 	ban, maxBan time.Duration
 }
+
+var errZeroLimiter = fmt.Errorf("%w: ratelimit: a Limiter not created with New", mqttsec.ErrServerUnavailable)
 
 // ErrConfig is returned by [New] and [Limiter.Reload] for an invalid
 // configuration.
@@ -339,6 +342,9 @@ func resolveThrottle(t, def Throttle, name string) (throttle, error) {
 // open the connection with this Limiter, after a reload, say), they use
 // shared buckets keyed by client ID. Unknown limits are allowed.
 func (l *Limiter) Allow(cl *mqttsec.Client, lim mqttsec.Limit, n int) error {
+	if l.rules.Load() == nil {
+		return errZeroLimiter
+	}
 	ctx := context.Background()
 	switch lim {
 	case mqttsec.LimitConnect:
@@ -469,6 +475,9 @@ func (l *Limiter) reportBan(b Ban, cl *mqttsec.Client, now time.Time) {
 // (0x8A) and a connection over a cap (0x97), and returns the connection's
 // own limiter.
 func (l *Limiter) Open(s *mqttsec.Session) (mqttsec.ConnLimiter, error) {
+	if l.rules.Load() == nil {
+		return nil, errZeroLimiter
+	}
 	cl := s.Client()
 	if err := l.bans.Check(cl); err != nil {
 		return nil, err

@@ -377,3 +377,23 @@ func TestAdminBanKicks(t *testing.T) {
 	_, code = connect(g, "dev3", "bob", "pw", "198.51.100.1:1")
 	require.Equal(t, mqttsec.CodeBanned, code)
 }
+
+func TestZeroValues(t *testing.T) {
+	var l Limiter
+	c := cl("x", "u", "192.0.2.1:1")
+	require.Equal(t, mqttsec.CodeServerUnavailable, mqttsec.CodeOf(l.Allow(c, mqttsec.LimitConnect, 1)))
+	var g Gate
+	_, err := g.Authenticate(bg, c, mqttsec.Credentials{})
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
+	_, err = NewGate(nil, GateConfig{}).Authenticate(bg, c, mqttsec.Credentials{})
+	require.ErrorIs(t, err, mqttsec.ErrBadCredentials)
+	var s MemoryStore
+	_, err = s.AllowN(bg, "k", Every(time.Second, 1), 1, time.Now())
+	require.Error(t, err)
+	var b Bans
+	require.NoError(t, b.Check(c))
+	require.NoError(t, b.Add(bg, Ban{Kind: BanClientID, Value: "x"}))
+	require.ErrorIs(t, b.Check(c), mqttsec.ErrBanned)
+	_, ok := b.autoBan(BanSubject, "u", "t", time.Minute, time.Hour)
+	require.True(t, ok)
+}

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"math"
 	"sync"
@@ -125,10 +126,16 @@ func NewMemoryStore(cfg MemoryConfig) *MemoryStore {
 	return s
 }
 
-// AllowN implements [Store]. It never returns an error.
+// AllowN implements [Store]. It returns an error only for a MemoryStore
+// not created with [NewMemoryStore].
 func (s *MemoryStore) AllowN(_ context.Context, key string, r Rate, n int, now time.Time) (Result, error) {
+	if len(s.shards) == 0 {
+		return Result{}, errZeroStore
+	}
 	return s.allowN(key, r.gcra(), int64(n), s.nanos(now)), nil
 }
+
+var errZeroStore = errors.New("ratelimit: a MemoryStore not created with NewMemoryStore")
 
 // nanos converts now to nanoseconds since the store's epoch; it uses the
 // monotonic clock when now has a reading of it.
