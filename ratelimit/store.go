@@ -54,10 +54,14 @@ type MemoryConfig struct {
 	MaxKeys int
 }
 
-// MemoryStore is the in-memory [Store]: a GCRA time per key, 16 bytes per
-// key in a table that never holds more than MaxKeys keys (rounded up to a
-// multiple of 8 per shard), so its memory is bounded whatever an attacker
-// sends: at most 16 × MaxKeys bytes plus a few kilobytes.
+// MemoryStore is the in-memory [Store]: a GCRA time per key in 16-byte
+// slots of a table that grows by doubling and never holds more than MaxKeys
+// slots (rounded up to a multiple of 8 per shard), so its memory is bounded
+// whatever an attacker sends: at most 16 × MaxKeys bytes plus a few
+// kilobytes (and, for the moment one of its 64 shards grows, that shard
+// twice). Below the bound a table is about half full to full: 16 to 34
+// bytes per active key (32.5 measured at 1,000,000 keys, against 209 for a
+// map of golang.org/x/time/rate limiters).
 //
 // A key whose bucket is full again carries no information and its slot is
 // reused by the next key that needs one: idle keys are evicted without a
@@ -67,8 +71,8 @@ type MemoryConfig struct {
 // number of such evictions is reported by [MemoryStore.Evictions].
 //
 // Keys are stored as 64-bit hashes with a per-store random seed; two keys
-// whose hashes collide (about one chance in 10^13 for a pair of a million
-// keys) share a bucket.
+// whose hashes collide share a bucket (among a million keys, the chance
+// that any two collide is about 3 in 10^8).
 //
 // A MemoryStore is safe for concurrent use. AllowN allocates nothing.
 type MemoryStore struct {
