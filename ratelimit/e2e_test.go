@@ -232,6 +232,7 @@ func drain(c *testbroker.Conn, topic string) int {
 // TestE2EGuesserBanned: a password guesser is slowed, then banned after the
 // configured failures, while the real user connects from another address.
 func TestE2EGuesserBanned(t *testing.T) {
+	needLoopbacks(t)
 	rec := &recorder{}
 	lim := newLimiter(t, Config{Events: rec, AddrFailures: Throttle{Free: 3, Slow: 200 * time.Millisecond,
 		BanAfter: 6, Forget: time.Minute, Ban: time.Minute, MaxBan: time.Hour}})
@@ -301,6 +302,7 @@ func (a *timed) get() []run {
 // quarter of a CPU (its default on up to 2 CPUs: one slot); the failed-login
 // throttle is off.
 func TestE2ELoginStormFairness(t *testing.T) {
+	needLoopbacks(t)
 	lim := newLimiter(t, Config{ConnectPerAddr: Unlimited(), AddrFailures: Throttle{Free: -1}, UserFailures: Throttle{Free: -1}})
 	verify := &timed{inner: passwords(t, testCost, "secret", "victim", "u1", "u2", "u3")}
 	gate := NewGate(verify, GateConfig{CPU: 0.25}) // the default up to 2 CPUs: one slot

@@ -126,6 +126,7 @@ func report(b *testing.B, idle, during []time.Duration) {
 }
 
 func storm(b *testing.B, users []string, gated bool) {
+	needLoopbacks(b)
 	pw := passwords(b, 10, "secret", users...)
 	authn := mqttsec.Authenticator(pw)
 	if gated {
