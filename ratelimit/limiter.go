@@ -465,7 +465,7 @@ func (l *Limiter) fail(ctx context.Context, th throttle, fail Store, kind BanKin
 }
 
 func (l *Limiter) reportBan(b Ban, cl *mqttsec.Client, now time.Time) {
-	l.events.Event(mqttsec.Event{Time: now, Kind: mqttsec.EventWarning, Source: "ratelimit",
+	l.events.Event(mqttsec.Event{Time: now, Kind: mqttsec.EventBanned, Source: "ratelimit",
 		ClientID: cl.ID, Username: cl.Username, RemoteAddr: cl.RemoteAddr, Code: mqttsec.CodeBanned,
 		Err: fmt.Errorf("%w: %s %q until %s: %s", mqttsec.ErrBanned, b.Kind, b.Value,
 			b.Until.UTC().Format(time.RFC3339), b.Reason)})
