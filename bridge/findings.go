@@ -27,11 +27,13 @@ const (
 	FindingPlaintextPassword = "bridge-plaintext-password"
 	// FindingPlaintext: the bridge connects without TLS.
 	FindingPlaintext = "bridge-plaintext"
-	// FindingNoCA: a client certificate without a CA file: Mosquitto then
-	// does not enable TLS at all.
+	// FindingNoCA: TLS settings (a client certificate, a TLS version, ALPN,
+	// OCSP) without a CA file or path: Mosquitto then does not enable TLS at
+	// all.
 	FindingNoCA = "bridge-no-ca"
-	// FindingTLSVersion: TLS 1.1 or lower allowed.
-	FindingTLSVersion = "bridge-tls-version"
+	// FindingTLSVersion: TLS 1.1 or lower allowed (the ID the lint
+	// package uses for listeners too).
+	FindingTLSVersion = "tls-version"
 	// FindingLoop: mappings that can forward a message back, without
 	// loop prevention.
 	FindingLoop = "bridge-loop"

@@ -27,7 +27,9 @@ type mosquittoBridge struct {
 	addrLine  int
 
 	cafile, capath, certfile, keyfile, psk, identity string
-	cafileLine, certLine, pskLine, capathLine        int
+	cafileLine, pskLine, capathLine                  int
+	tlsOption                                        string // the first TLS option seen
+	tlsOptionLine                                    int
 	useOSCerts, insecure                             bool
 	insecureLine                                     int
 	tlsVersion                                       string
@@ -63,9 +65,11 @@ type mosquittoBridge struct {
 //   - remote_password, password, local_password: [FindingPlaintextPassword]
 //     (the password is not imported: put it in a file and set password_file);
 //   - no bridge_cafile, bridge_capath or bridge_tls_use_os_certs, so Mosquitto
-//     connects in plaintext: [FindingPlaintext] (the import keeps the mqtt://
-//     URL without insecure_plaintext, which Validate refuses until it is fixed);
-//   - bridge_certfile without a CA: [FindingNoCA];
+//     connects in plaintext: [FindingPlaintext] for a host other than
+//     loopback (the import keeps the mqtt:// URL without insecure_plaintext,
+//     which Validate refuses until it is fixed, loopback included);
+//   - TLS options (bridge_certfile, bridge_keyfile, bridge_tls_version,
+//     bridge_alpn, bridge_require_ocsp) without a CA: [FindingNoCA];
 //   - bridge_tls_version tlsv1.1: [FindingTLSVersion] (imported as TLS 1.2);
 //   - try_private false with mappings that loop: [FindingLoop];
 //   - a protocol other than mqttv50, no remote_clientid, and settings without an
@@ -161,6 +165,12 @@ func ParseMosquitto(r io.Reader) ([]Config, []Finding, error) {
 		}
 		var err error
 		switch key {
+		case "bridge_certfile", "bridge_keyfile", "bridge_tls_version", "bridge_alpn", "bridge_require_ocsp":
+			if cur.tlsOption == "" {
+				cur.tlsOption, cur.tlsOptionLine = key, lineNo
+			}
+		}
+		switch key {
 		case "address", "addresses":
 			if cur.addresses != nil {
 				return nil, nil, fail("a bridge has one address line")
@@ -189,7 +199,6 @@ func ParseMosquitto(r io.Reader) ([]Config, []Finding, error) {
 			cur.capathLine = lineNo
 		case "bridge_certfile":
 			cur.certfile, err = str()
-			cur.certLine = lineNo
 		case "bridge_keyfile":
 			cur.keyfile, err = str()
 		case "bridge_psk":
@@ -489,17 +498,15 @@ func (b *mosquittoBridge) convert() (Config, []Finding) {
 		b.note(b.addrLine, fmt.Sprintf("%d addresses: only the first, %s, is imported", len(b.addresses), b.addresses[0]))
 	}
 	if !useTLS {
-		sev := SeverityHigh
-		if isLoopback(host) {
-			sev = SeverityMedium
-		}
-		add(FindingPlaintext, sev, b.addrLine,
-			fmt.Sprintf("the bridge connects to %s without TLS (no bridge_cafile, bridge_capath or bridge_tls_use_os_certs): messages and credentials cross the network in clear", net.JoinHostPort(host, strconv.Itoa(port))),
-			"enable TLS on the remote listener and set bridge_cafile (mqttsec: remote mqtts://, tls.ca_file)")
-		if b.certfile != "" || b.keyfile != "" {
-			add(FindingNoCA, SeverityHigh, b.certLine,
-				"bridge_certfile is set but neither bridge_cafile nor bridge_capath: Mosquitto does not enable TLS and the certificate is never used",
+		if b.tlsOption != "" {
+			add(FindingNoCA, SeverityHigh, b.tlsOptionLine,
+				fmt.Sprintf("%s is set but neither bridge_cafile nor bridge_capath: Mosquitto does not enable TLS and the bridge connects in plaintext", b.tlsOption),
 				"set bridge_cafile to the CA that signs the remote broker's certificate")
+		}
+		if !isLoopback(host) {
+			add(FindingPlaintext, SeverityHigh, b.addrLine,
+				fmt.Sprintf("the bridge connects to %s without TLS (no bridge_cafile, bridge_capath or bridge_tls_use_os_certs): messages and credentials cross the network in clear", net.JoinHostPort(host, strconv.Itoa(port))),
+				"enable TLS on the remote listener and set bridge_cafile (mqttsec: remote mqtts://, tls.ca_file)")
 		}
 	} else {
 		c.TLS.CAFile = b.cafile

@@ -131,6 +131,15 @@ func TestParseMosquittoErrors(t *testing.T) {
 	}
 }
 
+func TestParseMosquittoPlaintextLoopback(t *testing.T) {
+	cfgs, findings, err := bridge.ParseMosquitto(strings.NewReader("connection local\naddress 127.0.0.1:1884\nbridge_protocol_version mqttv50\nremote_clientid x\nbridge_tls_version tlsv1.2\ntopic # out\n"))
+	require.NoError(t, err)
+	require.Len(t, findings, 1, "plaintext to loopback is not a finding, a TLS setting without CA is")
+	require.Equal(t, bridge.FindingNoCA, findings[0].ID)
+	require.Equal(t, 5, findings[0].Line)
+	require.ErrorIs(t, cfgs[0].Validate(), bridge.ErrInsecure, "but the import still needs insecure_plaintext to run")
+}
+
 func TestParseMosquittoDetails(t *testing.T) {
 	conf := "# comment\r\n" +
 		"connection v6\r\n" +
