@@ -27,7 +27,7 @@ func remoteURL(addr string) string {
 	return "mqtts://localhost:" + port
 }
 
-func baseConfig(t *testing.T, remoteAddr string, ca *tlsconf.DevCA, topics ...bridge.Mapping) bridge.Config {
+func baseConfig(t testing.TB, remoteAddr string, ca *tlsconf.DevCA, topics ...bridge.Mapping) bridge.Config {
 	return bridge.Config{
 		Name:         "cloud",
 		Remote:       remoteURL(remoteAddr),
@@ -45,7 +45,7 @@ func localOf(b *testbroker.Broker) bridge.Local {
 	return bridge.Local{URL: "mqtt://" + b.Addr, Username: "bridge", Password: []byte("bridge-pw")}
 }
 
-func start(t *testing.T, cfg bridge.Config, local bridge.Local, ev *events) *bridge.Bridge {
+func start(t testing.TB, cfg bridge.Config, local bridge.Local, ev *events) *bridge.Bridge {
 	t.Helper()
 	if ev == nil {
 		ev = &events{}

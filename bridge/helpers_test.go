@@ -52,7 +52,7 @@ func guardDenying(users map[string]string, deny string) *mqttsec.Guard {
 var users = map[string]string{"bridge": "bridge-pw", "alice": "alice-pw"}
 
 // devCA creates a development CA in a temporary folder.
-func devCA(t *testing.T) *tlsconf.DevCA {
+func devCA(t testing.TB) *tlsconf.DevCA {
 	t.Helper()
 	ca, err := tlsconf.CreateDevCA(filepath.Join(t.TempDir(), "ca"))
 	require.NoError(t, err)
@@ -61,14 +61,14 @@ func devCA(t *testing.T) *tlsconf.DevCA {
 
 // startTLSBroker starts an in-process mochi broker with a TLS listener
 // whose certificate the dev CA signed.
-func startTLSBroker(t *testing.T, ca *tlsconf.DevCA) *testbroker.Broker {
+func startTLSBroker(t testing.TB, ca *tlsconf.DevCA) *testbroker.Broker {
 	t.Helper()
 	sc, err := ca.ServerConfig().Server()
 	require.NoError(t, err)
 	return testbroker.Start(t, guard(users), testbroker.Options{TLS: sc})
 }
 
-func clientTLS(t *testing.T, ca *tlsconf.DevCA) *tls.Config {
+func clientTLS(t testing.TB, ca *tlsconf.DevCA) *tls.Config {
 	t.Helper()
 	cc, err := ca.ClientConfig("").Client()
 	require.NoError(t, err)
@@ -78,7 +78,7 @@ func clientTLS(t *testing.T, ca *tlsconf.DevCA) *tls.Config {
 }
 
 // passwordFile writes a password file readable by its owner only.
-func passwordFile(t *testing.T, pw string) string {
+func passwordFile(t testing.TB, pw string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "bridge.pass")
 	require.NoError(t, os.WriteFile(p, []byte(pw+"\n"), 0o600))
@@ -86,7 +86,7 @@ func passwordFile(t *testing.T, pw string) string {
 }
 
 // dial connects a test client as alice.
-func dial(t *testing.T, addr, id string, tc *tls.Config) *testbroker.Conn {
+func dial(t testing.TB, addr, id string, tc *tls.Config) *testbroker.Conn {
 	t.Helper()
 	c, _, err := testbroker.Dial(t, addr, testbroker.ClientOptions{ClientID: id, Username: "alice", Password: []byte("alice-pw"), TLS: tc})
 	require.NoError(t, err)
@@ -117,7 +117,7 @@ func (e *events) find(match func(mqttsec.Event) bool) (mqttsec.Event, bool) {
 }
 
 // waitReady waits until both sides are connected and subscribed.
-func waitReady(t *testing.T, b *bridge.Bridge) {
+func waitReady(t testing.TB, b *bridge.Bridge) {
 	t.Helper()
 	require.Eventually(t, func() bool {
 		s := b.Stats()
@@ -131,17 +131,22 @@ func waitReady(t *testing.T, b *bridge.Bridge) {
 type proxy struct {
 	ln     net.Listener
 	target string
+	delay  time.Duration // one-way latency added to every byte
 	mu     sync.Mutex
 	down   bool
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
 }
 
-func startProxy(t *testing.T, target string) *proxy {
+func startProxy(t testing.TB, target string) *proxy { return startDelayProxy(t, target, 0) }
+
+// startDelayProxy starts a relay that delays every byte by delay in each
+// direction, like a long network path.
+func startDelayProxy(t testing.TB, target string, delay time.Duration) *proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p := &proxy{ln: ln, target: target, delay: delay, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(func() {
@@ -178,9 +183,39 @@ func (p *proxy) serve() {
 		p.mu.Unlock()
 		pipe := func(dst, src net.Conn) {
 			defer p.wg.Done()
-			_, _ = io.Copy(dst, src)
-			_ = dst.Close()
-			_ = src.Close()
+			defer src.Close()
+			defer dst.Close()
+			if p.delay == 0 {
+				_, _ = io.Copy(dst, src)
+				return
+			}
+			type chunk struct {
+				at time.Time
+				b  []byte
+			}
+			ch := make(chan chunk, 4096)
+			go func() {
+				defer close(ch)
+				buf := make([]byte, 32<<10)
+				for {
+					n, err := src.Read(buf)
+					if n > 0 {
+						ch <- chunk{time.Now().Add(p.delay), append([]byte(nil), buf[:n]...)}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+			for c := range ch {
+				time.Sleep(time.Until(c.at))
+				if _, err := dst.Write(c.b); err != nil {
+					_ = src.Close()
+					for range ch {
+					}
+					return
+				}
+			}
 		}
 		go pipe(u, c)
 		go pipe(c, u)
