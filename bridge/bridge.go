@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -39,7 +40,8 @@ type Local struct {
 	// Username and Password authenticate the bridge to the local broker.
 	Username string
 	Password []byte
-	// Dial, when set, opens every connection to the local broker.
+	// Dial, when set, opens every connection to the local broker:
+	// [Pipe.DialContext] for an in-process broker, a Unix socket, ...
 	Dial func(ctx context.Context) (net.Conn, error)
 	// InsecurePlaintext allows a plaintext URL to a non-loopback host.
 	InsecurePlaintext bool
@@ -106,6 +108,7 @@ func Start(ctx context.Context, cfg Config, local Local, opts ...Option) (*Bridg
 	if o.events == nil {
 		o.events = mqttsec.SlogSink(o.logger)
 	}
+	local.Password = bytes.Clone(local.Password)
 	cfg = cfg.withDefaults()
 	cfg.Topics = append([]Mapping(nil), cfg.Topics...)
 	b := &Bridge{cfg: cfg, events: o.events, done: make(chan struct{})}
@@ -121,7 +124,9 @@ func Start(ctx context.Context, cfg Config, local Local, opts ...Option) (*Bridg
 	remoteDialer := &dialer{url: remoteURL, timeout: cfg.ConnectTimeout}
 	if secureScheme(remoteURL.Scheme) {
 		tc := cfg.TLS
-		tc.Events = o.events
+		if tc.Events == nil {
+			tc.Events = o.events
+		}
 		r, err := tlsconf.NewReloader(tc)
 		if err != nil {
 			return nil, fmt.Errorf("%w: bridge %q: tls: %w", ErrInvalid, cfg.Name, err)

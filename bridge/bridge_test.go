@@ -8,15 +8,20 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttsec/mqttsec"
 	"github.com/mqttsec/mqttsec/bridge"
 	"github.com/mqttsec/mqttsec/internal/testbroker"
+	"github.com/mqttsec/mqttsec/mochi"
 	"github.com/mqttsec/mqttsec/tlsconf"
 )
 
@@ -603,4 +608,70 @@ func TestOversizedPacketFromBroker(t *testing.T) {
 		})
 		return ok
 	}, wait, 10*time.Millisecond)
+}
+
+// TestLocalPipe connects the bridge to an in-process broker through a Pipe
+// listener (no network port), as "mqttsec serve" does: the bridge is an
+// ordinary client of the broker, authenticated by its Guard.
+func TestLocalPipe(t *testing.T) {
+	ca := devCA(t)
+	var mu sync.Mutex
+	var listenersSeen []string
+	g := mqttsec.New(mqttsec.Config{
+		Authenticator: mqttsec.AuthenticatorFunc(func(_ context.Context, cl *mqttsec.Client, cred mqttsec.Credentials) (*mqttsec.Identity, error) {
+			mu.Lock()
+			listenersSeen = append(listenersSeen, cl.Listener)
+			mu.Unlock()
+			if cl.Username == "bridge" && string(cred.Password) == "bridge-pw" {
+				return &mqttsec.Identity{Subject: "bridge", Method: mqttsec.MethodPassword}, nil
+			}
+			return nil, mqttsec.ErrBadCredentials
+		}),
+		Authorizer: mqttsec.AuthorizerFunc(func(context.Context, *mqttsec.Client, mqttsec.Access, string) error { return nil }),
+		Events:     mqttsec.EventSinkFunc(func(mqttsec.Event) {}),
+	})
+	local := testbroker.Start(t, g, testbroker.Options{})
+	pipe := bridge.NewPipe("bridges")
+	require.NoError(t, local.Server.AddListener(mochi.Harden(listeners.NewNet("bridges", pipe), 0)))
+	local.Server.Listeners.Serve("bridges", local.Server.EstablishConnection)
+	remote := startTLSBroker(t, ca)
+
+	b, err := bridge.Start(context.Background(),
+		baseConfig(t, remote.Addr, ca,
+			bridge.Mapping{Pattern: "up/#", Direction: bridge.Out, QoS: 1},
+			bridge.Mapping{Pattern: "down/#", Direction: bridge.In, QoS: 1}),
+		bridge.Local{Dial: pipe.DialContext, Username: "bridge", Password: []byte("bridge-pw")},
+		bridge.WithEvents(&events{}))
+	require.NoError(t, err)
+	waitReady(t, b)
+
+	down := make(chan string, 1)
+	require.NoError(t, local.Server.Subscribe("down/#", 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		select {
+		case down <- pk.TopicName:
+		default:
+		}
+	}))
+	rsub := dial(t, remote.Addr, "rsub", clientTLS(t, ca))
+	require.Equal(t, byte(1), rsub.Sub(t, "up/#", 1))
+	require.NoError(t, local.Server.Publish("up/x", []byte("1"), false, 1))
+	rsub.ExpectMessage(t, "up/x", wait)
+	rpub := dial(t, remote.Addr, "rpub", clientTLS(t, ca))
+	_, err = rpub.Pub(t, "down/y", []byte("2"), 1)
+	require.NoError(t, err)
+	select {
+	case topic := <-down:
+		require.Equal(t, "down/y", topic)
+	case <-time.After(wait):
+		t.Fatal("nothing came down")
+	}
+	mu.Lock()
+	require.Contains(t, listenersSeen, "bridges")
+	mu.Unlock()
+
+	// Stop the bridge and let the broker finish its side of the pipe
+	// before the broker itself is closed.
+	require.NoError(t, b.Close())
+	require.Eventually(t, func() bool { return atomic.LoadInt64(&local.Server.Info.ClientsConnected) == 0 }, wait, 10*time.Millisecond)
+	require.NoError(t, pipe.Close())
 }

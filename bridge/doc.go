@@ -50,7 +50,8 @@
 // [Start] validates, reads the password and TLS files, and runs the bridge
 // on two paho autopaho connections (MQTT v5 on both sides), one to the
 // remote broker and one to the local broker described by [Local] (a URL,
-// or a Dial function for an in-process broker):
+// or a Dial function; [Pipe] connects an in-process broker without a
+// network port):
 //
 //   - Each mapping subscribes on its source side with no-local (the bridge
 //     never receives its own messages back) and retain-as-published, and
@@ -91,7 +92,7 @@
 //
 // # Concurrency
 //
-// A [Bridge] is safe for concurrent use. Config, Mapping and Local are
+// A [Bridge] and a [Pipe] are safe for concurrent use. Config, Mapping and Local are
 // plain values; Start copies them. ParseConfigs, ParseMosquitto and
 // ValidateAll are safe for concurrent use.
 package bridge
