@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"runtime"
@@ -674,4 +675,41 @@ func TestLocalPipe(t *testing.T) {
 	require.NoError(t, b.Close())
 	require.Eventually(t, func() bool { return atomic.LoadInt64(&local.Server.Info.ClientsConnected) == 0 }, wait, 10*time.Millisecond)
 	require.NoError(t, pipe.Close())
+}
+
+// TestRemoteClientCertificateAndPinning: a remote that requires client
+// certificates accepts the bridge's; a pin that matches no key of the
+// remote's chain keeps the bridge out, and says why.
+func TestRemoteClientCertificateAndPinning(t *testing.T) {
+	ca := devCA(t)
+	_, err := ca.IssueClient("site1-bridge")
+	require.NoError(t, err)
+	stc := ca.ServerConfig()
+	stc.ClientAuth = tlsconf.ClientAuthRequire
+	sc, err := stc.Server()
+	require.NoError(t, err)
+	remote := testbroker.Start(t, guard(users), testbroker.Options{TLS: sc})
+	local := testbroker.Start(t, guard(users), testbroker.Options{})
+	cert, key := ca.ClientFiles("site1-bridge")
+
+	cfg := baseConfig(t, remote.Addr, ca, bridge.Mapping{Pattern: "a", Direction: bridge.Out})
+	cfg.TLS.CertFile, cfg.TLS.KeyFile = cert, key
+	cfg.TLS.PinnedSPKI = []string{tlsconf.SPKIPin(ca.Certificate().RawSubjectPublicKeyInfo)}
+	cfg.DisableSystemRoots = true
+	b := start(t, cfg, localOf(local), nil)
+	waitReady(t, b)
+	require.NoError(t, b.Close())
+
+	other := devCA(t)
+	cfg.ClientID = "site1-other"
+	cfg.TLS.PinnedSPKI = []string{tlsconf.SPKIPin(other.Certificate().RawSubjectPublicKeyInfo)}
+	ev := &events{}
+	b = start(t, cfg, localOf(local), ev)
+	require.Eventually(t, func() bool {
+		_, ok := ev.find(func(e mqttsec.Event) bool {
+			return e.Kind == mqttsec.EventError && e.Source == "bridge/cloud/remote" && errors.Is(e.Err, tlsconf.ErrPinMismatch)
+		})
+		return ok
+	}, wait, 10*time.Millisecond)
+	require.False(t, b.Stats().Remote.Connected)
 }
