@@ -713,3 +713,57 @@ func TestRemoteClientCertificateAndPinning(t *testing.T) {
 	}, wait, 10*time.Millisecond)
 	require.False(t, b.Stats().Remote.Connected)
 }
+
+// TestSourceReconnectRedelivers: messages held while the remote is down
+// are not acknowledged to the local broker; when the local connection
+// drops too, the broker resumes the bridge's session and redelivers them,
+// the bridge drops its older copies, and each arrives once the remote is
+// back.
+func TestSourceReconnectRedelivers(t *testing.T) {
+	ca := devCA(t)
+	local := testbroker.Start(t, guard(users), testbroker.Options{})
+	remote := startTLSBroker(t, ca)
+	pxL := startProxy(t, local.Addr)
+	pxR := startProxy(t, remote.Addr)
+	lb := localOf(local)
+	lb.URL = "mqtt://" + pxL.addr()
+	b := start(t, baseConfig(t, pxR.addr(), ca, bridge.Mapping{Pattern: "held/#", Direction: bridge.Out, QoS: 1}), lb, nil)
+	waitReady(t, b)
+	rsub := dial(t, remote.Addr, "rsub", clientTLS(t, ca))
+	require.Equal(t, byte(1), rsub.Sub(t, "held/#", 1))
+
+	pxR.setDown(true)
+	require.Eventually(t, func() bool { return !b.Stats().Remote.Connected }, wait, time.Millisecond)
+	lpub := dial(t, local.Addr, "lpub", nil)
+	const n = 10
+	for i := range n {
+		_, err := lpub.Pub(t, "held/x", []byte(strconv.Itoa(i)), 1)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return b.Stats().Out.Held == n }, wait, time.Millisecond)
+
+	pxL.setDown(true)
+	require.Eventually(t, func() bool { return !b.Stats().Local.Connected }, wait, time.Millisecond)
+	pxL.setDown(false)
+	require.Eventually(t, func() bool {
+		s := b.Stats()
+		return s.Local.Connected && s.Out.Redelivered >= n && s.Out.Held == n
+	}, wait, time.Millisecond, "%+v", b.Stats())
+
+	pxR.setDown(false)
+	got := map[string]int{}
+	deadline := time.After(wait)
+	for len(got) < n {
+		select {
+		case m := <-rsub.Messages():
+			got[string(m.Payload)]++
+		case <-deadline:
+			t.Fatalf("received %v", got)
+		}
+	}
+	require.Eventually(t, func() bool { return b.Stats().Out.Held == 0 }, wait, time.Millisecond)
+	rsub.NoMessage(t, 200*time.Millisecond)
+	for k, c := range got {
+		require.Equal(t, 1, c, "message %s", k)
+	}
+}
