@@ -24,6 +24,7 @@ import (
 	"github.com/mqttsec/mqttsec/internal/testbroker"
 	"github.com/mqttsec/mqttsec/mochi"
 	"github.com/mqttsec/mqttsec/tlsconf"
+	"github.com/mqttsec/mqttsec/topic"
 )
 
 // remoteURL returns mqtts://localhost:PORT for a broker address, so the
@@ -616,6 +617,24 @@ func TestOversizedPacketFromBroker(t *testing.T) {
 // ordinary client of the broker, authenticated by its Guard.
 func TestLocalPipe(t *testing.T) {
 	ca := devCA(t)
+	remote := startTLSBroker(t, ca)
+	cfg := baseConfig(t, remote.Addr, ca,
+		bridge.Mapping{Pattern: "up/#", Direction: bridge.Out, QoS: 1},
+		bridge.Mapping{Pattern: "down/#", Direction: bridge.In, QoS: 1})
+	// The local broker gives the bridge exactly its LocalGrants.
+	grants, err := cfg.LocalGrants()
+	require.NoError(t, err)
+	allowed := func(a mqttsec.Access, t string) bool {
+		for _, g := range grants {
+			switch {
+			case a == mqttsec.Subscribe && g.Access&mqttsec.Subscribe != 0 && topic.Covers(g.Topic, t),
+				a == mqttsec.Receive && g.Access&mqttsec.Subscribe != 0 && topic.Match(g.Topic, t),
+				a == mqttsec.Publish && g.Access&mqttsec.Publish != 0 && topic.Match(g.Topic, t):
+				return true
+			}
+		}
+		return false
+	}
 	var mu sync.Mutex
 	var listenersSeen []string
 	g := mqttsec.New(mqttsec.Config{
@@ -628,19 +647,20 @@ func TestLocalPipe(t *testing.T) {
 			}
 			return nil, mqttsec.ErrBadCredentials
 		}),
-		Authorizer: mqttsec.AuthorizerFunc(func(context.Context, *mqttsec.Client, mqttsec.Access, string) error { return nil }),
-		Events:     mqttsec.EventSinkFunc(func(mqttsec.Event) {}),
+		Authorizer: mqttsec.AuthorizerFunc(func(_ context.Context, cl *mqttsec.Client, a mqttsec.Access, t string) error {
+			if cl.Identity != nil && cl.Identity.Subject == "bridge" && allowed(a, t) {
+				return nil
+			}
+			return mqttsec.ErrNotAuthorized
+		}),
+		Events: mqttsec.EventSinkFunc(func(mqttsec.Event) {}),
 	})
 	local := testbroker.Start(t, g, testbroker.Options{})
 	pipe := bridge.NewPipe("bridges")
 	require.NoError(t, local.Server.AddListener(mochi.Harden(listeners.NewNet("bridges", pipe), 0)))
 	local.Server.Listeners.Serve("bridges", local.Server.EstablishConnection)
-	remote := startTLSBroker(t, ca)
 
-	b, err := bridge.Start(context.Background(),
-		baseConfig(t, remote.Addr, ca,
-			bridge.Mapping{Pattern: "up/#", Direction: bridge.Out, QoS: 1},
-			bridge.Mapping{Pattern: "down/#", Direction: bridge.In, QoS: 1}),
+	b, err := bridge.Start(context.Background(), cfg,
 		bridge.Local{Dial: pipe.DialContext, Username: "bridge", Password: []byte("bridge-pw")},
 		bridge.WithEvents(&events{}))
 	require.NoError(t, err)

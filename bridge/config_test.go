@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mqttsec/mqttsec"
 	"github.com/mqttsec/mqttsec/bridge"
 	"github.com/mqttsec/mqttsec/tlsconf"
 )
@@ -270,4 +271,29 @@ func TestPasswordFileChecks(t *testing.T) {
 	_, err = bridge.Start(t.Context(), c, local)
 	require.ErrorIs(t, err, bridge.ErrCredentials)
 	require.True(t, errors.Is(err, bridge.ErrInvalid))
+}
+
+func TestGrants(t *testing.T) {
+	c := validConfig()
+	c.Topics = append(c.Topics, bridge.Mapping{Pattern: "shared/#", Direction: bridge.Both, QoS: 1, LocalPrefix: "s/"})
+	c.StatusTopic, c.RemoteStatusTopic = "bridges/cloud", "bridges/site1"
+	lg, err := c.LocalGrants()
+	require.NoError(t, err)
+	require.Equal(t, []mqttsec.Grant{
+		{Allow: true, Access: mqttsec.Subscribe, Topic: "sensors/#"},
+		{Allow: true, Access: mqttsec.Publish, Topic: "cmd/#"},
+		{Allow: true, Access: mqttsec.Subscribe | mqttsec.Publish, Topic: "s/shared/#"},
+		{Allow: true, Access: mqttsec.Publish, Topic: "bridges/cloud"},
+	}, lg)
+	rg, err := c.RemoteGrants()
+	require.NoError(t, err)
+	require.Equal(t, []mqttsec.Grant{
+		{Allow: true, Access: mqttsec.Publish, Topic: "site1/sensors/#"},
+		{Allow: true, Access: mqttsec.Subscribe, Topic: "site1/cmd/#"},
+		{Allow: true, Access: mqttsec.Publish | mqttsec.Subscribe, Topic: "shared/#"},
+		{Allow: true, Access: mqttsec.Publish, Topic: "bridges/site1"},
+	}, rg)
+	c.Topics[0].LocalPrefix = "%u/"
+	_, err = c.LocalGrants()
+	require.ErrorContains(t, err, "placeholder")
 }
