@@ -90,6 +90,16 @@
 // [Bridge.Close], or the end of the context given to Start, stops every
 // goroutine the bridge started.
 //
+// # Inside a broker
+//
+// A broker that runs bridges in its own process (as "mqttsec serve" does)
+// serves a [Pipe] as one more listener and starts each bridge with
+// Local{Dial: pipe.DialContext}: the bridge is an ordinary client of the
+// broker, authenticated and authorized by its Guard, and
+// [Config.LocalGrants] lists exactly the permissions to give it
+// ([Config.RemoteGrants] those the remote broker must give). Close the
+// bridges before the broker.
+//
 // # Concurrency
 //
 // A [Bridge] and a [Pipe] are safe for concurrent use. Config, Mapping and Local are

@@ -39,6 +39,8 @@ var (
 	// Packet Size the bridge announced: the connection is closed before the
 	// packet is read into memory.
 	ErrPacketTooLarge error = &bridgeError{"bridge: packet exceeds the maximum packet size", mqttsec.ErrPacketTooLarge}
+	// ErrPipeClosed is a dial to a closed [Pipe].
+	ErrPipeClosed error = &bridgeError{"bridge: pipe closed", mqttsec.ErrServerUnavailable}
 	// ErrMalformed is a byte stream from a broker that is not MQTT framing
 	// (a remaining length longer than four bytes).
 	ErrMalformed error = &bridgeError{"bridge: malformed packet", mqttsec.ErrUnspecified}

@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"errors"
 	"net"
 	"sync"
 )
@@ -26,9 +25,6 @@ type Pipe struct {
 func NewPipe(name string) *Pipe {
 	return &Pipe{name: name, conns: make(chan net.Conn), done: make(chan struct{})}
 }
-
-// ErrPipeClosed is returned by a closed Pipe.
-var ErrPipeClosed = errors.New("bridge: pipe closed")
 
 // Accept waits for the next connection.
 func (p *Pipe) Accept() (net.Conn, error) {
