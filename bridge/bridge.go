@@ -47,6 +47,18 @@ type Local struct {
 	InsecurePlaintext bool
 }
 
+// String describes the local side without its password.
+func (l Local) String() string {
+	to := l.URL
+	if to == "" && l.Dial != nil {
+		to = "a custom dialer"
+	}
+	return fmt.Sprintf("local broker %s as user %q", redactURL(to), l.Username)
+}
+
+// GoString is String: %#v must not print the password either.
+func (l Local) GoString() string { return l.String() }
+
 // Option configures [Start].
 type Option func(*options)
 

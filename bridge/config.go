@@ -209,6 +209,15 @@ type Config struct {
 	line int // the line of the bridge in its YAML file, for findings
 }
 
+// String describes the bridge without its credentials, so a Config can be
+// logged: `bridge "cloud" to mqtts://broker.example.com:8883 as "site1-bridge" (2 mappings)`.
+func (c Config) String() string {
+	return fmt.Sprintf("bridge %q to %s as %q (%d mappings)", c.Name, redactURL(c.Remote), c.ClientID, len(c.Topics))
+}
+
+// GoString is String: %#v must not print InsecurePassword either.
+func (c Config) GoString() string { return c.String() }
+
 // Line returns the line of the bridge in the YAML document it was decoded
 // from, or 0.
 func (c Config) Line() int { return c.line }

@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -296,4 +297,14 @@ func TestGrants(t *testing.T) {
 	c.Topics[0].LocalPrefix = "%u/"
 	_, err = c.LocalGrants()
 	require.ErrorContains(t, err, "placeholder")
+}
+
+func TestStringHidesPassword(t *testing.T) {
+	c := validConfig()
+	c.PasswordFile, c.InsecurePassword = "", "hunter2"
+	l := bridge.Local{URL: "mqtt://127.0.0.1:1883", Username: "bridge", Password: []byte("hunter3")}
+	for _, s := range []string{fmt.Sprint(c), fmt.Sprintf("%+v %#v", c, c), fmt.Sprint(l), fmt.Sprintf("%+v %#v", l, l), fmt.Sprint([]bridge.Config{c})} {
+		require.NotContains(t, s, "hunter")
+	}
+	require.Equal(t, `bridge "cloud" to mqtts://broker.example.com:8883 as "site1-bridge" (2 mappings)`, c.String())
 }
