@@ -490,11 +490,23 @@ func (s *side) backoff(attempt int) time.Duration {
 	if n <= 0 {
 		return 0
 	}
-	cfg := s.b.cfg
-	d := cfg.ReconnectMax
-	if n-1 < 30 && cfg.ReconnectMin<<(n-1) < cfg.ReconnectMax {
-		d = cfg.ReconnectMin << (n - 1)
+	return jitter(backoffDelay(s.b.cfg.ReconnectMin, s.b.cfg.ReconnectMax, n))
+}
+
+// backoffDelay returns min·2^(n-1), at most max, without overflowing.
+func backoffDelay(min, max time.Duration, n int) time.Duration {
+	d := min
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
 	}
+	if d > max || d <= 0 {
+		d = max
+	}
+	return d
+}
+
+// jitter returns a random delay between d/2 and d.
+func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 

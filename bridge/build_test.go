@@ -76,3 +76,15 @@ func TestPublishSize(t *testing.T) {
 		require.Equal(t, b.Len(), publishSize(p), "%s", p)
 	}
 }
+
+func TestBackoffDelay(t *testing.T) {
+	require.Equal(t, time.Second, backoffDelay(time.Second, time.Minute, 1))
+	require.Equal(t, 8*time.Second, backoffDelay(time.Second, time.Minute, 4))
+	require.Equal(t, time.Minute, backoffDelay(time.Second, time.Minute, 10))
+	require.Equal(t, 24*time.Hour, backoffDelay(24*time.Hour, 24*time.Hour, 1000), "no overflow")
+	require.Equal(t, time.Hour, backoffDelay(time.Millisecond, time.Hour, 1<<30))
+	for range 100 {
+		d := jitter(time.Second)
+		require.True(t, d >= 500*time.Millisecond && d <= time.Second, d)
+	}
+}
