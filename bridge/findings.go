@@ -53,6 +53,9 @@ type Finding struct {
 	Severity Severity
 	// Bridge is the bridge's name (Mosquitto's connection name).
 	Bridge string
+	// File is the file of the setting, when the caller named it
+	// ([MosquittoLine.File]).
+	File string
 	// Line is the line of the setting in its file, 0 when unknown.
 	Line int
 	// Message says what is wrong.
@@ -61,9 +64,14 @@ type Finding struct {
 	Remediation string
 }
 
-// String returns "line N: bridge NAME: ID (severity): message".
+// String returns "FILE:N: bridge NAME: ID (severity): message", or
+// "line N: ..." without a file.
 func (f Finding) String() string {
-	return fmt.Sprintf("line %d: bridge %q: %s (%s): %s", f.Line, f.Bridge, f.ID, f.Severity, f.Message)
+	at := fmt.Sprintf("line %d", f.Line)
+	if f.File != "" {
+		at = fmt.Sprintf("%s:%d", f.File, f.Line)
+	}
+	return fmt.Sprintf("%s: bridge %q: %s (%s): %s", at, f.Bridge, f.ID, f.Severity, f.Message)
 }
 
 // Findings reports the insecure settings a valid Config may still carry,

@@ -81,19 +81,62 @@ type mosquittoBridge struct {
 // duplicate connection name, an invalid topic line, a bridge without address
 // or topics. Call [ValidateAll] on the result before starting it.
 func ParseMosquitto(r io.Reader) ([]Config, []Finding, error) {
+	var lines []MosquittoLine
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), MaxMosquittoLine)
+	for sc.Scan() {
+		lines = append(lines, MosquittoLine{Line: len(lines) + 1, Text: sc.Text()})
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, nil, fmt.Errorf("%w: line %d: longer than %d bytes", ErrMosquitto, len(lines)+1, MaxMosquittoLine)
+		}
+		return nil, nil, fmt.Errorf("%w: %v", ErrMosquitto, err)
+	}
+	return ParseMosquittoLines(lines)
+}
+
+// MosquittoLine is one line of a Mosquitto configuration and where it comes
+// from, for [ParseMosquittoLines].
+type MosquittoLine struct {
+	// File is the file the line comes from (reported in findings and
+	// errors; may be empty).
+	File string
+	// Line is its line number in File.
+	Line int
+	// Text is the line, without its newline.
+	Text string
+}
+
+// ParseMosquittoLines is [ParseMosquitto] for lines gathered by the caller,
+// from several files (include_dir) or only a bridge's section: findings and
+// errors carry each line's File and Line.
+func ParseMosquittoLines(lines []MosquittoLine) ([]Config, []Finding, error) {
 	var (
 		bridges []*mosquittoBridge
 		cur     *mosquittoBridge
 	)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), MaxMosquittoLine)
+	// Positions are indexes into lines, plus one, until the end.
+	where := func(pos int) string {
+		if pos < 1 || pos > len(lines) {
+			return "line ?"
+		}
+		l := lines[pos-1]
+		if l.File != "" {
+			return fmt.Sprintf("%s:%d", l.File, l.Line)
+		}
+		return fmt.Sprintf("line %d", l.Line)
+	}
 	lineNo := 0
 	fail := func(format string, args ...any) error {
-		return fmt.Errorf("%w: line %d: %s", ErrMosquitto, lineNo, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s: %s", ErrMosquitto, where(lineNo), fmt.Sprintf(format, args...))
 	}
-	for sc.Scan() {
+	for _, ml := range lines {
 		lineNo++
-		line := strings.TrimRight(sc.Text(), "\r\n")
+		if len(ml.Text) > MaxMosquittoLine {
+			return nil, nil, fail("longer than %d bytes", MaxMosquittoLine)
+		}
+		line := strings.TrimRight(ml.Text, "\r\n")
 		if line == "" || line[0] == '#' {
 			continue
 		}
@@ -304,26 +347,26 @@ func ParseMosquitto(r io.Reader) ([]Config, []Finding, error) {
 			return nil, nil, err
 		}
 	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, nil, fmt.Errorf("%w: line %d: longer than %d bytes", ErrMosquitto, lineNo+1, MaxMosquittoLine)
-		}
-		return nil, nil, fmt.Errorf("%w: %v", ErrMosquitto, err)
-	}
 	var (
 		cfgs     []Config
 		findings []Finding
 	)
 	for _, b := range bridges {
 		if len(b.addresses) == 0 {
-			return nil, nil, fmt.Errorf("%w: line %d: bridge %q has no address", ErrMosquitto, b.line, b.name)
+			return nil, nil, fmt.Errorf("%w: %s: bridge %q has no address", ErrMosquitto, where(b.line), b.name)
 		}
 		if len(b.topics) == 0 {
-			return nil, nil, fmt.Errorf("%w: line %d: bridge %q has no topic", ErrMosquitto, b.line, b.name)
+			return nil, nil, fmt.Errorf("%w: %s: bridge %q has no topic", ErrMosquitto, where(b.line), b.name)
 		}
 		c, fs := b.convert()
+		c.line = lines[b.line-1].Line
 		cfgs = append(cfgs, c)
 		findings = append(findings, fs...)
+	}
+	for i := range findings {
+		if p := findings[i].Line; p >= 1 && p <= len(lines) {
+			findings[i].File, findings[i].Line = lines[p-1].File, lines[p-1].Line
+		}
 	}
 	return cfgs, findings, nil
 }

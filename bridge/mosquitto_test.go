@@ -169,3 +169,31 @@ func TestParseMosquittoDetails(t *testing.T) {
 		require.NotEqual(t, bridge.FindingPlaintext, f.ID)
 	}
 }
+
+// TestParseMosquittoLines parses a bridge whose section spans two files (an
+// include_dir): findings and errors name the file and line of each setting.
+func TestParseMosquittoLines(t *testing.T) {
+	lines := []bridge.MosquittoLine{
+		{File: "mosquitto.conf", Line: 40, Text: "connection cloud"},
+		{File: "mosquitto.conf", Line: 41, Text: "address broker.example.com:8883"},
+		{File: "conf.d/cloud.conf", Line: 3, Text: "bridge_insecure true"},
+		{File: "conf.d/cloud.conf", Line: 4, Text: "bridge_cafile /ca.pem"},
+		{File: "conf.d/cloud.conf", Line: 5, Text: "topic a/# out 1"},
+	}
+	cfgs, findings, err := bridge.ParseMosquittoLines(lines)
+	require.NoError(t, err)
+	require.Equal(t, 40, cfgs[0].Line())
+	var insecure bridge.Finding
+	for _, f := range findings {
+		if f.ID == bridge.FindingInsecure {
+			insecure = f
+		}
+	}
+	require.Equal(t, "conf.d/cloud.conf", insecure.File)
+	require.Equal(t, 3, insecure.Line)
+	require.True(t, strings.HasPrefix(insecure.String(), `conf.d/cloud.conf:3: bridge "cloud": bridge-insecure (high)`))
+
+	lines[4].Text = "topic a/# sideways"
+	_, _, err = bridge.ParseMosquittoLines(lines)
+	require.ErrorContains(t, err, "conf.d/cloud.conf:5: invalid bridge topic direction")
+}
