@@ -41,8 +41,10 @@
 // Configs and reports each weakness as a [Finding] with a stable ID
 // ([FindingInsecure] "bridge-insecure", [FindingPlaintextPassword]
 // "bridge-plaintext-password", [FindingPlaintext] "bridge-plaintext",
-// [FindingNoCA] "bridge-no-ca", ...) and its line. It never copies a
-// password and never turns on an insecure switch by itself.
+// [FindingNoCA] "bridge-no-ca", ...) and its line; [ParseMosquittoLines]
+// does the same for lines the caller gathered (several files, or one
+// section), with each line's file. It never copies a password and never
+// turns on an insecure switch by itself.
 // [Config.Findings] reports the insecure switches a valid Config carries.
 //
 // # Running
