@@ -571,11 +571,7 @@ func (s *side) up(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 	s.lastErr = nil
 	s.cctx, s.ccancel = context.WithCancel(s.b.ctx)
 	cctx := s.cctx
-	if ca.SessionPresent && s.pctx != nil {
-		if d := s.dst; d != nil {
-			d.retried.Add(uint64(len(d.window))) // paho resends the unacknowledged publishes
-		}
-	} else {
+	if !ca.SessionPresent || s.pctx == nil {
 		if s.pcancel != nil {
 			s.pcancel()
 		}
@@ -898,7 +894,13 @@ func (d *direction) publish(cctx, pctx context.Context, it *item) {
 		settle()
 		return
 	}
+	gen := d.dst.gen.Load()
 	pr, err := d.dst.cm.Publish(pctx, p)
+	if err == nil && d.dst.gen.Load() != gen {
+		// The connection was replaced while the message was in flight:
+		// paho resent it with the resumed session.
+		d.retried.Add(1)
+	}
 	switch {
 	case pr != nil && pr.ReasonCode >= 0x80:
 		d.refused.Add(1)
