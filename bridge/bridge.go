@@ -90,7 +90,8 @@ type Bridge struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	stop   func() bool
+	stopMu sync.Mutex
+	stop   func() bool // unregisters the AfterFunc on Start's context
 	wg     sync.WaitGroup
 
 	local, remote *side
@@ -166,7 +167,9 @@ func Start(ctx context.Context, cfg Config, local Local, opts ...Option) (*Bridg
 		b.wg.Add(1)
 		go d.run()
 	}
+	b.stopMu.Lock()
 	b.stop = context.AfterFunc(ctx, func() { _ = b.Close() })
+	b.stopMu.Unlock()
 	return b, nil
 }
 
@@ -185,9 +188,11 @@ func (b *Bridge) Done() <-chan struct{} { return b.done }
 // run. Close is idempotent and returns nil.
 func (b *Bridge) Close() error {
 	b.closeOnce.Do(func() {
+		b.stopMu.Lock()
 		if b.stop != nil {
 			b.stop()
 		}
+		b.stopMu.Unlock()
 		b.closing.Store(true)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		var wg sync.WaitGroup
