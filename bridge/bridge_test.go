@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"runtime"
 	"strconv"
@@ -22,6 +23,7 @@ import (
 	"github.com/mqttsec/mqttsec"
 	"github.com/mqttsec/mqttsec/bridge"
 	"github.com/mqttsec/mqttsec/internal/testbroker"
+	"github.com/mqttsec/mqttsec/internal/testenv"
 	"github.com/mqttsec/mqttsec/mochi"
 	"github.com/mqttsec/mqttsec/tlsconf"
 	"github.com/mqttsec/mqttsec/topic"
@@ -786,4 +788,56 @@ func TestSourceReconnectRedelivers(t *testing.T) {
 	for k, c := range got {
 		require.Equal(t, 1, c, "message %s", k)
 	}
+}
+
+// TestRemoteWebSocket bridges to a remote broker over MQTT on WebSocket
+// with TLS (wss://).
+func TestRemoteWebSocket(t *testing.T) {
+	ca := devCA(t)
+	stc := ca.ServerConfig()
+	// A WebSocket listener is a web server: its ALPN is HTTP/1.1 (with
+	// tlsconf's default, "mqtt", WebSocket clients get "no application
+	// protocol").
+	stc.ALPN = []string{"http/1.1"}
+	sc, err := stc.Server()
+	require.NoError(t, err)
+	s := mqtt.New(&mqtt.Options{InlineClient: true, Logger: slog.New(slog.DiscardHandler)})
+	_, err = mochi.NewHook(guard(users), s)
+	require.NoError(t, err)
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	require.NoError(t, s.AddListener(mochi.Harden(listeners.NewWebsocket(listeners.Config{Type: listeners.TypeWS, ID: "wss", Address: addr, TLSConfig: sc}), 0)))
+	require.NoError(t, s.Serve())
+	got := make(chan string, 1)
+	require.NoError(t, s.Subscribe("site1/#", 1, func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		select {
+		case got <- pk.TopicName + " " + string(pk.Payload):
+		default:
+		}
+	}))
+
+	local := testbroker.Start(t, guard(users), testbroker.Options{})
+	cfg := baseConfig(t, addr, ca, bridge.Mapping{Pattern: "up/#", Direction: bridge.Out, QoS: 1, RemotePrefix: "site1/"})
+	_, port, _ := net.SplitHostPort(addr)
+	cfg.Remote = "wss://localhost:" + port + "/"
+	ev := &events{}
+	b, err := bridge.Start(context.Background(), cfg, localOf(local), bridge.WithEvents(ev))
+	require.NoError(t, err)
+	if !assertEventually(func() bool { return b.Stats().Remote.Connected }, wait) {
+		ev.mu.Lock()
+		t.Fatalf("not connected: %v", ev.all)
+	}
+	waitReady(t, b)
+	lpub := dial(t, local.Addr, "lpub", nil)
+	_, err = lpub.Pub(t, "up/a", []byte("over websocket"), 1)
+	require.NoError(t, err)
+	select {
+	case m := <-got:
+		require.Equal(t, "site1/up/a over websocket", m)
+	case <-time.After(wait):
+		t.Fatal("nothing arrived over WebSocket")
+	}
+
+	require.NoError(t, b.Close())
+	require.Eventually(t, func() bool { return atomic.LoadInt64(&s.Info.ClientsConnected) == 0 }, wait, 10*time.Millisecond)
+	require.NoError(t, s.Close())
 }

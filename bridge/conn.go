@@ -207,12 +207,11 @@ func (d *dialer) dialContext(ctx context.Context) (net.Conn, error) {
 func dialWebSocket(ctx context.Context, u *url.URL, tlsConfig func() *tls.Config) (net.Conn, error) {
 	d := websocket.Dialer{Subprotocols: []string{"mqtt"}}
 	if u.Scheme == "wss" {
-		cfg := tlsConfig()
-		if len(cfg.NextProtos) == 1 && cfg.NextProtos[0] == "mqtt" {
-			// A web server negotiates HTTP, not MQTT, by ALPN.
-			cfg = cfg.Clone()
-			cfg.NextProtos = []string{"http/1.1"}
-		}
+		// A WebSocket server is a web server: the only protocol to
+		// negotiate by ALPN is HTTP/1.1 (the WebSocket client refuses
+		// any other, "mqtt" included).
+		cfg := tlsConfig().Clone()
+		cfg.NextProtos = []string{"http/1.1"}
 		d.TLSClientConfig = cfg
 	}
 	ws, resp, err := d.DialContext(ctx, u.String(), nil)
