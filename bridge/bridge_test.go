@@ -841,3 +841,21 @@ func TestRemoteWebSocket(t *testing.T) {
 	require.Eventually(t, func() bool { return atomic.LoadInt64(&s.Info.ClientsConnected) == 0 }, wait, 10*time.Millisecond)
 	require.NoError(t, s.Close())
 }
+
+// TestLocalTLS reaches the local broker over TLS too.
+func TestLocalTLS(t *testing.T) {
+	ca := devCA(t)
+	local := startTLSBroker(t, ca)
+	remote := startTLSBroker(t, ca)
+	lb := localOf(local)
+	_, port, _ := net.SplitHostPort(local.Addr)
+	lb.URL, lb.TLS = "mqtts://localhost:"+port, clientTLS(t, ca)
+	b := start(t, baseConfig(t, remote.Addr, ca, bridge.Mapping{Pattern: "a/#", Direction: bridge.Out, QoS: 1}), lb, nil)
+	waitReady(t, b)
+	rsub := dial(t, remote.Addr, "rsub", clientTLS(t, ca))
+	require.Equal(t, byte(1), rsub.Sub(t, "a/#", 1))
+	lpub := dial(t, local.Addr, "lpub", clientTLS(t, ca))
+	_, err := lpub.Pub(t, "a/b", []byte("x"), 1)
+	require.NoError(t, err)
+	rsub.ExpectMessage(t, "a/b", wait)
+}
