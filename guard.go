@@ -46,6 +46,9 @@ type Config struct {
 	// deeper filter with 0x8F. Zero means [DefaultMaxTopicLevels]; negative
 	// means no limit.
 	MaxTopicLevels int
+	// Quotas bounds the retained messages and persistent sessions of each
+	// subject (see [Quotas]). The zero value applies the defaults.
+	Quotas Quotas
 	// Events receives security events. Nil means SlogSink(Logger).
 	Events EventSink
 	// Logger is used by the default event sink. Nil means slog.Default().
@@ -91,6 +94,8 @@ type Guard struct {
 	revalMu      sync.Mutex
 	revalRunning bool
 	revalAgain   bool
+
+	quota quotaState // retained messages and persistent sessions (quota.go)
 }
 
 // DefaultMaxTopicLevels is the default of [Config.MaxTopicLevels].
@@ -235,6 +240,9 @@ type Session struct {
 	ended   atomic.Bool
 	resume  bool
 	release func(keep time.Duration)
+	lim     ConnLimiter // see ConnectionLimiter; nil for none
+
+	quotaSlot bool // holds a persistent-session slot; guarded by g.quota.smu (quota.go)
 
 	mu        sync.Mutex // guards the timers and closed
 	closed    bool       // the connection ended (Disconnect ran once)
@@ -320,10 +328,11 @@ func (g *Guard) check(s *Session) error {
 }
 
 // Connect decides a CONNECT: limits, client-ID policy, authentication,
-// credential expiry, the will message, and the client-ID registry, in that
-// order. It returns the Session for later checks, or a denial whose reason
-// code [CodeOf] gives; a CONNACK carries [ReasonCode.ForConnack] of it (v5)
-// or [ReasonCode.V3Connack] (3.1.1). cred is not retained.
+// credential expiry, the will message, the persistent-session quota (see
+// [Quotas]) and the client-ID registry, in that order. It returns the
+// Session for later checks, or a denial whose reason code [CodeOf] gives; a
+// CONNACK carries [ReasonCode.ForConnack] of it (v5) or
+// [ReasonCode.V3Connack] (3.1.1). cred is not retained.
 //
 // When the broker keeps a session for cl.ID, the adapter resumes it only
 // if [Session.Resume] is true, and discards it otherwise: a kept session is
@@ -405,8 +414,17 @@ func (g *Guard) connect(ctx context.Context, p *parts, cl *Client, cred Credenti
 			return nil, fmt.Errorf("will message: %w", err)
 		}
 	}
+	if err := openLimiter(p, s); err != nil {
+		return nil, err
+	}
+	if err := g.quota.admitSession(p, s); err != nil {
+		s.closeLimiter()
+		return nil, err
+	}
 	lease, err := p.registry.Claim(ctx, &s.client)
 	if err != nil {
+		g.quota.endSession(s)
+		s.closeLimiter()
 		return nil, reasoned(err, ErrClientIDTaken)
 	}
 	s.resume = lease.Resume
@@ -457,10 +475,13 @@ func reasoned(err error, def *ReasonError) error {
 }
 
 // Publish decides a PUBLISH: topic-name validation, payload size, rate
-// limits, then authorization. A denied message must be neither delivered
-// nor retained; the adapter answers with a PUBACK (QoS 1) or PUBREC (QoS 2)
+// limits, authorization, then for a retained message the subject's retained
+// quota (see [Quotas]). A denied message must be neither delivered nor
+// retained; the adapter answers with a PUBACK (QoS 1) or PUBREC (QoS 2)
 // carrying [ReasonCode.ForPuback] for a v5 client, or ends the connection
-// when [ReasonCode.Disconnects]. It allocates nothing when it allows.
+// when [ReasonCode.Disconnects]. It allocates nothing when it allows (a
+// retained message on a topic without one adds an entry to the quota's
+// ledger).
 func (g *Guard) Publish(ctx context.Context, s *Session, m *Message) error {
 	if err := g.check(s); err != nil {
 		return err
@@ -475,13 +496,18 @@ func (g *Guard) Publish(ctx context.Context, s *Session, m *Message) error {
 	if b.p.MaxPayload > 0 && len(m.Payload) > b.p.MaxPayload {
 		return g.deny(b.p, s, EventPublishDenied, m.Topic, ErrPacketTooLarge)
 	}
-	if b.p.Limiter != nil {
-		if err := b.p.Limiter.Allow(&s.client, LimitPublish, len(m.Payload)); err != nil {
+	if lim := s.limiter(b.p); lim != nil {
+		if err := lim.Allow(&s.client, LimitPublish, len(m.Payload)); err != nil {
 			return g.deny(b.p, s, EventPublishDenied, m.Topic, reasoned(err, ErrRateTooHigh))
 		}
 	}
 	if err := checkPublish(ctx, b, &s.client, m); err != nil {
 		return g.deny(b.p, s, EventPublishDenied, m.Topic, err)
+	}
+	if m.Retain {
+		if err := g.quota.retain(b.p, &s.client, m); err != nil {
+			return g.deny(b.p, s, EventPublishDenied, m.Topic, err)
+		}
 	}
 	return nil
 }
@@ -512,7 +538,8 @@ func authzErr(err error) error {
 
 // Will decides, when the broker is about to send the will message m of s,
 // whether it may: the session's credentials must not have expired or been
-// revoked, and the current policy must allow the publish. The will was
+// revoked, the current policy must allow the publish, and a retained will
+// must fit the subject's retained quota (see [Quotas]). The will was
 // checked at CONNECT too, but a right can be withdrawn in between (a delayed
 // will is sent long after). A denied will is neither published nor
 // retained. Will may be called after [Guard.Disconnect] while the session is
@@ -535,6 +562,9 @@ func (g *Guard) Will(ctx context.Context, s *Session, m *Message) error {
 			err = ErrPacketTooLarge
 		} else {
 			err = checkPublish(ctx, b, &s.client, m)
+		}
+		if err == nil && m.Retain {
+			err = g.quota.retain(b.p, &s.client, m)
 		}
 	}
 	if err != nil {
@@ -575,8 +605,8 @@ func (g *Guard) Subscribe(ctx context.Context, s *Session, sub Subscription) (qo
 	if sub.QoS > 2 {
 		return 0, g.deny(b.p, s, EventSubscribeDenied, sub.Filter, fmt.Errorf("%w: QoS %d", ErrTopicFilterInvalid, sub.QoS))
 	}
-	if b.p.Limiter != nil {
-		if err := b.p.Limiter.Allow(&s.client, LimitSubscribe, 1); err != nil {
+	if lim := s.limiter(b.p); lim != nil {
+		if err := lim.Allow(&s.client, LimitSubscribe, 1); err != nil {
 			return 0, g.deny(b.p, s, EventSubscribeDenied, sub.Filter, reasoned(err, ErrQuotaExceeded))
 		}
 	}
@@ -658,6 +688,7 @@ func (g *Guard) Disconnect(s *Session, keep time.Duration) {
 		keep += keepGrace
 	}
 	if first {
+		s.closeLimiter()
 		if s.release != nil {
 			s.release(keep)
 		}
@@ -695,6 +726,7 @@ func (g *Guard) end(s *Session) {
 	s.mu.Unlock()
 	g.sessions.Delete(s)
 	g.kept.CompareAndDelete(s.client.ID, s)
+	g.quota.endSession(s)
 }
 
 // Sessions returns the sessions the Guard knows: live connections and

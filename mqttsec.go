@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -122,6 +123,13 @@ type Client struct {
 	// assigned ID: an ID the client did not choose (a client-ID binding
 	// does not apply to it).
 	Assigned bool
+	// SessionExpiry is how long the broker will keep the session after the
+	// connection ends, as the client asked and the broker allows: the MQTT
+	// v5 session expiry interval, the broker's expiry for a 3.1.1 client
+	// without clean session, zero when the session ends with the
+	// connection. A CONNECT with SessionExpiry > 0 takes a persistent
+	// session of the subject's [Quotas].
+	SessionExpiry time.Duration
 	// Identity is set by the Guard after authentication.
 	Identity *Identity
 }
@@ -159,6 +167,10 @@ type Message struct {
 	// Will is true for a will message, checked at CONNECT and again when
 	// it is sent ([Guard.Will]).
 	Will bool
+	// PropertyBytes is the size of the message's MQTT v5 properties (user
+	// properties, correlation data, ...), which a broker keeps with a
+	// retained message: the retained quotas count it (see [Quotas]).
+	PropertyBytes int
 }
 
 // UserProperty is one MQTT 5 user property.
@@ -363,6 +375,15 @@ const (
 	// EventWillDenied is a will message refused when it was due to be
 	// sent: not published, not retained.
 	EventWillDenied
+	// EventDropped is a broker adapter dropping messages to bound its
+	// memory: messages for a subscriber that does not read them fast
+	// enough (a slow consumer, which may be disconnected, Code 0x97), for
+	// a kept session whose queue is full, or beyond the broker's outbound
+	// budget. Adapters report the first drop of a series, not each one.
+	EventDropped
+	// EventBanned is a ban added automatically (failed logins, flapping)
+	// or by an administrator; Err says what is banned, until when and why.
+	EventBanned
 )
 
 // String returns the event kind in snake case.
@@ -394,6 +415,10 @@ func (k EventKind) String() string {
 		return "revoked"
 	case EventWillDenied:
 		return "will_denied"
+	case EventDropped:
+		return "dropped"
+	case EventBanned:
+		return "banned"
 	}
 	return "unknown"
 }
@@ -430,21 +455,78 @@ func (f EventSinkFunc) Event(e Event) { f(e) }
 // SlogSink returns an EventSink that writes events to l: denials at Warn,
 // receive denials (one per message per subscriber) at Debug, the rest at
 // Info. A nil l means slog.Default().
+//
+// Denials of one client's messages (publish, subscribe, receive, drops)
+// are written at most once per second per client and kind: a flooding
+// client, or a subscriber of a topic it may not read, does not flood the
+// log. The events left out are counted, and the count is written (at
+// Warn, "mqttsec events suppressed") once a second while there are any.
+// The events themselves all reach a sink given as Config.Events.
 func SlogSink(l *slog.Logger) EventSink {
-	return slogSink{l}
+	return &slogSink{l: l, seen: make(map[sampleKey]struct{})}
 }
 
-type slogSink struct{ l *slog.Logger }
+// slogSampleCap bounds the clients a SlogSink remembers per second: past
+// it, every further denial of that second is counted, not written.
+const slogSampleCap = 10000
 
-func (s slogSink) Event(e Event) {
+type sampleKey struct {
+	kind     EventKind
+	clientID string
+}
+
+type slogSink struct {
+	l          *slog.Logger
+	mu         sync.Mutex
+	window     int64 // the second the sample is about (Unix)
+	seen       map[sampleKey]struct{}
+	suppressed int
+}
+
+// sample reports whether e is to be written, and the number of events
+// suppressed in the window that just ended (to be written first).
+func (s *slogSink) sample(e Event) (write bool, dropped int) {
+	switch e.Kind {
+	case EventPublishDenied, EventSubscribeDenied, EventReceiveDenied, EventDropped:
+	default:
+		return true, 0
+	}
+	sec := e.Time.Unix()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sec != s.window {
+		dropped, s.suppressed, s.window = s.suppressed, 0, sec
+		clear(s.seen)
+	}
+	k := sampleKey{e.Kind, e.ClientID}
+	if _, ok := s.seen[k]; ok || len(s.seen) >= slogSampleCap {
+		s.suppressed++
+		return false, dropped
+	}
+	s.seen[k] = struct{}{}
+	return true, dropped
+}
+
+func (s *slogSink) Event(e Event) {
 	l := s.l
 	if l == nil {
 		l = slog.Default()
 	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	write, dropped := s.sample(e)
+	if dropped > 0 {
+		l.LogAttrs(context.Background(), slog.LevelWarn, "mqttsec events suppressed",
+			slog.Int("count", dropped), slog.String("reason", "more than one denial per client and kind in a second"))
+	}
+	if !write {
+		return
+	}
 	level := slog.LevelInfo
 	switch e.Kind {
 	case EventConnectDenied, EventPublishDenied, EventSubscribeDenied, EventExpired, EventError,
-		EventWarning, EventReloadFailed, EventRevoked, EventWillDenied:
+		EventWarning, EventReloadFailed, EventRevoked, EventWillDenied, EventDropped, EventBanned:
 		level = slog.LevelWarn
 	case EventReceiveDenied, EventDisconnected:
 		level = slog.LevelDebug
@@ -478,5 +560,7 @@ func (s slogSink) Event(e Event) {
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("error", e.Err.Error()))
 	}
-	l.LogAttrs(ctx, level, "mqttsec "+e.Kind.String(), attrs...)
+	r := slog.NewRecord(e.Time, level, "mqttsec "+e.Kind.String(), 0)
+	r.AddAttrs(attrs...)
+	_ = l.Handler().Handle(ctx, r)
 }

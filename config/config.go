@@ -299,18 +299,61 @@ type RateLimit struct {
 	AuthFailures *AuthFailures `yaml:"auth_failures,omitempty"`
 }
 
-// Limits are quotas on what subjects make the broker keep.
+// Limits bound the memory authenticated clients can make the broker hold:
+// retained messages and persistent sessions per user and in all
+// (mqttsec.Quotas), what is queued for each client, user and in all, and
+// the subscriptions, topics and properties a client may use (mochi.Limits),
+// and how long a write to a client may block. Without the section, or for
+// a key left out, the libraries' defaults apply (see go doc
+// github.com/mqttsec/mqttsec/mochi Limits): every bound is on by default.
+// A negative value lifts a bound; it is logged at warn on every start.
+// "User" is the authenticated principal: a user name, a certificate name,
+// a token subject.
 type Limits struct {
-	// RetainedPerSubject and RetainedBytesPerSubject bound the retained
-	// messages one subject's publishes hold.
-	RetainedPerSubject      int   `yaml:"retained_per_subject,omitempty"`
-	RetainedBytesPerSubject int64 `yaml:"retained_bytes_per_subject,omitempty"`
-	// Retained and RetainedBytes bound all retained messages.
-	Retained      int   `yaml:"retained,omitempty"`
-	RetainedBytes int64 `yaml:"retained_bytes,omitempty"`
-	// SessionsPerSubject and Sessions bound persistent sessions.
-	SessionsPerSubject int `yaml:"sessions_per_subject,omitempty"`
-	Sessions           int `yaml:"sessions,omitempty"`
+	// RetainedPerUser and RetainedBytesPerUser bound the retained messages
+	// the publishes of one user hold; Retained and RetainedBytes those of
+	// all users. Over them a retained publish is refused with 0x97.
+	RetainedPerUser      int   `yaml:"retained_per_user,omitempty"`
+	RetainedBytesPerUser int64 `yaml:"retained_bytes_per_user,omitempty"`
+	Retained             int   `yaml:"retained,omitempty"`
+	RetainedBytes        int64 `yaml:"retained_bytes,omitempty"`
+	// SessionsPerUser and Sessions bound persistent sessions (connected or
+	// kept) of one user and of all; one more is refused with 0x97.
+	SessionsPerUser int `yaml:"sessions_per_user,omitempty"`
+	Sessions        int `yaml:"sessions,omitempty"`
+	// DropQoS0Backlog is the bytes pending for a client beyond which QoS 0
+	// messages to it are dropped; ClientBacklog the bytes beyond which it
+	// is disconnected as a slow consumer; UserBacklog the bytes pending for
+	// all the clients and kept sessions of one user; Outbound for all
+	// clients together.
+	DropQoS0Backlog int64 `yaml:"drop_qos0_backlog,omitempty"`
+	ClientBacklog   int64 `yaml:"client_backlog,omitempty"`
+	UserBacklog     int64 `yaml:"user_backlog,omitempty"`
+	Outbound        int64 `yaml:"outbound,omitempty"`
+	// QueuedMessages and QueuedBytes bound the QoS 1 and 2 messages queued
+	// for a kept session while its client is offline.
+	QueuedMessages int   `yaml:"queued_messages,omitempty"`
+	QueuedBytes    int64 `yaml:"queued_bytes,omitempty"`
+	// Subscriptions and SubscriptionBytes bound the topic filters of one
+	// client; FiltersPerSubscribe those of one SUBSCRIBE.
+	Subscriptions       int   `yaml:"subscriptions,omitempty"`
+	SubscriptionBytes   int64 `yaml:"subscription_bytes,omitempty"`
+	FiltersPerSubscribe int   `yaml:"filters_per_subscribe,omitempty"`
+	// TopicLength is the longest topic name or filter in bytes;
+	// PropertyBytes bounds the properties of a PUBLISH, or of a CONNECT and
+	// its will.
+	TopicLength   int `yaml:"topic_length,omitempty"`
+	PropertyBytes int `yaml:"property_bytes,omitempty"`
+	// Inflight, WritesPending and TopicAliases lower mochi's
+	// MaximumInflight, MaximumClientWritesPending and TopicAliasMaximum.
+	Inflight      int `yaml:"inflight,omitempty"`
+	WritesPending int `yaml:"writes_pending,omitempty"`
+	TopicAliases  int `yaml:"topic_aliases,omitempty"`
+	// WriteStall is how long a publisher may wait for a client that does
+	// not read before that client is disconnected; WriteTimeout is the
+	// longest any write to a client may block.
+	WriteStall   time.Duration `yaml:"write_stall,omitempty"`
+	WriteTimeout time.Duration `yaml:"write_timeout,omitempty"`
 }
 
 // Redis is the Redis server holding state shared by several brokers.
@@ -472,6 +515,7 @@ var durationKeys = [][]string{
 	{"broker", "max_session_expiry"}, {"broker", "connect_timeout"},
 	{"auth", "jwt", "jwks_refresh"}, {"auth", "jwt", "leeway"},
 	{"ratelimit", "auth_failures", "ban"},
+	{"limits", "write_stall"}, {"limits", "write_timeout"},
 }
 
 // shortenDuration rewrites the duration at path, as time.Duration writes

@@ -53,6 +53,10 @@
 //	  bind: ["{username}-*", "{cn}"]      # client IDs tied to identities
 //	ratelimit:
 //	  max_payload: 262144
+//	limits:                               # memory bounds; every one is on by default
+//	  sessions_per_user: 100
+//	  client_backlog: 8388608             # bytes queued for a client before it is cut off
+//	  subscriptions: 100
 //	broker:
 //	  max_session_expiry: 24h
 //	  max_clients: 10000
@@ -95,8 +99,8 @@
 // others (insecure_file_permissions: true accepts them). The switches
 // that are set are logged at warn level on every start ([File.Insecure]).
 //
-// Sections this build cannot honour (ratelimit rates and bans, limits,
-// bridges, redis) are decoded and validated, and then refused
+// Sections this build cannot honour (ratelimit rates and bans, bridges,
+// redis) are decoded and validated, and then refused
 // with [ErrUnavailable] rather than ignored: a limit the file asks for is
 // never silently missing.
 //

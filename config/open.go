@@ -514,7 +514,19 @@ func (r *Runtime) guardConfig() mqttsec.Config {
 	if r.f.Auth.Anonymous {
 		chain = append(chain, auth.Anonymous())
 	}
+	var quotas mqttsec.Quotas
+	if l := r.f.Limits; l != nil {
+		quotas = mqttsec.Quotas{
+			RetainedPerSubject:      l.RetainedPerUser,
+			RetainedBytesPerSubject: l.RetainedBytesPerUser,
+			Retained:                l.Retained,
+			RetainedBytes:           l.RetainedBytes,
+			SessionsPerSubject:      l.SessionsPerUser,
+			Sessions:                l.Sessions,
+		}
+	}
 	return mqttsec.Config{
+		Quotas:         quotas,
 		Authenticator:  auth.Chain(chain...),
 		Authorizer:     r.authz,
 		ClientIDs:      r.ids,

@@ -488,3 +488,25 @@ clientid: { takeover: deny, bind: ["{username}-*"], max_length: 32 }
 	require.NoError(t, err)
 	require.Zero(t, code, "the first connection is still up")
 }
+
+// TestOpenLimits checks that the limits section reaches the Guard's quotas
+// and the hook's bounds.
+func TestOpenLimits(t *testing.T) {
+	e := newEnv(t)
+	_, srv, _ := e.open(t, `listeners: [{address: "127.0.0.1:0"}]
+auth: { password_file: passwd }
+acl: { acl_file: aclfile }
+limits: { subscriptions: 1, retained_per_user: 1, topic_length: 20 }
+`)
+	c, _ := dial(t, srv.Addr(0), "alice", "alice", nil)
+	require.Equal(t, byte(0), c.Sub(t, "devices/alice/a", 0))
+	require.Equal(t, byte(0x97), c.Sub(t, "devices/alice/b", 0), "over limits.subscriptions")
+	pr, err := c.Publish(context.Background(), &paho.Publish{Topic: "devices/alice/r1", Payload: []byte("x"), QoS: 1, Retain: true})
+	require.NoError(t, err)
+	require.Zero(t, pr.ReasonCode)
+	pr, _ = c.Publish(context.Background(), &paho.Publish{Topic: "devices/alice/r2", Payload: []byte("x"), QoS: 1, Retain: true})
+	require.NotNil(t, pr)
+	require.Equal(t, byte(0x97), pr.ReasonCode, "over limits.retained_per_user")
+	code, _ := c.Pub(t, "devices/alice/"+strings.Repeat("x", 20), []byte("x"), 1)
+	require.Equal(t, byte(0x90), code, "over limits.topic_length")
+}

@@ -76,8 +76,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{"m.yaml:5: ratelimit.publish: ratelimit.publish (rate limits) is not available in this build"}, config.ErrUnavailable},
 		{"rate value", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "ratelimit:\n  bytes: {rate: 0, burst: 1}\n",
 			[]string{"m.yaml:5: ratelimit.bytes: rate must be positive and burst at least 1"}, config.ErrInvalid},
-		{"limits", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "limits: {sessions: 10}\n",
-			[]string{"m.yaml:4: limits: limits (retained-message and session quotas) is not available"}, config.ErrUnavailable},
+		{"limits", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "limits: {sessions: 10, retained_per_subject: 3}\n",
+			[]string{`m.yaml:4: limits.retained_per_subject: unknown key "retained_per_subject"`}, config.ErrUnknownKey},
 		{"bridges", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "bridges:\n  - name: up\n",
 			[]string{"m.yaml:4: bridges: bridges (bridges) is not available"}, config.ErrUnavailable},
 		{"redis", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "redis: {address: \"127.0.0.1:6379\"}\n",
@@ -127,6 +127,8 @@ func TestParseAccepts(t *testing.T) {
 		{"clientid", "listeners: [{address: \"127.0.0.1:1883\"}]\n" + minimal + "clientid: {takeover: deny, max_length: 64, bind: [\"{username}-*\", \"{cn}\"], max_ids: 1000}\n", nil},
 		{"clientid allow", "listeners: [{address: \"127.0.0.1:1883\"}]\n" + minimal + "clientid: {takeover: allow}\n",
 			[]string{"clientid.takeover: allow: any user may take over another device's session"}},
+		{"limits", "listeners: [{address: \"127.0.0.1:1883\"}]\n" + minimal + "limits: {sessions: 10, outbound: -1, write_timeout: 5s}\n",
+			[]string{"limits.outbound: a negative value lifts this memory bound"}},
 		{"max_payload wired", "listeners: [{address: \"127.0.0.1:1883\"}]\n" + minimal + "ratelimit: {max_payload: 1024}\n", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

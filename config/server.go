@@ -35,7 +35,7 @@ func (r *Runtime) Server() (*Server, error) {
 	caps.MaximumClients = int64(f.maxClients())
 	s := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: mochi.Logger(r.log)})
 	ct := f.connectTimeout()
-	hook, err := mochi.NewHook(r.g, s, mochi.WithLogger(r.log), mochi.WithConnectTimeout(ct))
+	hook, err := mochi.NewHook(r.g, s, mochi.WithLogger(r.log), mochi.WithConnectTimeout(ct), mochi.WithLimits(f.mochiLimits()))
 	if err != nil {
 		return nil, err
 	}
@@ -45,6 +45,9 @@ func (r *Runtime) Server() (*Server, error) {
 		MaxConnectSize:  f.Broker.MaxConnectSize,
 		MaxPending:      f.Broker.MaxPending,
 		MaxPendingPerIP: f.Broker.MaxPendingPerIP,
+	}
+	if f.Limits != nil {
+		hc.WriteTimeout = f.Limits.WriteTimeout
 	}
 	for i, l := range f.Listeners {
 		cfg := listeners.Config{ID: f.ListenerName(i), Address: l.Address, TLSConfig: r.serverTLS[i]}
@@ -93,4 +96,30 @@ func (f *File) connectTimeout() time.Duration {
 		return f.Broker.ConnectTimeout
 	}
 	return mochi.DefaultConnectTimeout
+}
+
+// mochiLimits maps the limits section to the hook's bounds; zero keeps a
+// default.
+func (f *File) mochiLimits() mochi.Limits {
+	l := f.Limits
+	if l == nil {
+		return mochi.Limits{}
+	}
+	return mochi.Limits{
+		DropBacklog:         l.DropQoS0Backlog,
+		MaxBacklog:          l.ClientBacklog,
+		SubjectBacklog:      l.UserBacklog,
+		Outbound:            l.Outbound,
+		QueuedMessages:      l.QueuedMessages,
+		QueuedBytes:         l.QueuedBytes,
+		Subscriptions:       l.Subscriptions,
+		SubscriptionBytes:   l.SubscriptionBytes,
+		FiltersPerSubscribe: l.FiltersPerSubscribe,
+		TopicLength:         l.TopicLength,
+		PropertyBytes:       l.PropertyBytes,
+		Inflight:            l.Inflight,
+		WritesPending:       l.WritesPending,
+		TopicAliases:        l.TopicAliases,
+		WriteStall:          l.WriteStall,
+	}
 }

@@ -198,13 +198,6 @@ func (f *File) validate() error {
 			add(unavailable("ratelimit.auth_failures", "login-failure bans"), "ratelimit", "auth_failures")
 		}
 	}
-	if l := f.Limits; l != nil {
-		if l.RetainedPerSubject < 0 || l.RetainedBytesPerSubject < 0 || l.Retained < 0 || l.RetainedBytes < 0 ||
-			l.SessionsPerSubject < 0 || l.Sessions < 0 {
-			add(wrapf(ErrInvalid, "negative limit"), "limits")
-		}
-		add(unavailable("limits", "retained-message and session quotas"), "limits")
-	}
 	if len(f.Bridges) > 0 {
 		add(unavailable("bridges", "bridges"), "bridges")
 	}
@@ -383,6 +376,13 @@ func (f *File) Insecure() []string {
 	if f.ClientID != nil && f.ClientID.Takeover == "allow" {
 		add("clientid.takeover", "allow: any user may take over another device's session")
 	}
+	if l := f.Limits; l != nil {
+		for _, v := range l.fields() {
+			if v.lifted {
+				add("limits."+v.key, "a negative value lifts this memory bound")
+			}
+		}
+	}
 	if f.InsecureFilePermissions {
 		add("insecure_file_permissions", "files others may read or change are accepted")
 	}
@@ -399,4 +399,27 @@ func (t *ListenerTLS) effectiveClientAuth() string {
 		return "required"
 	}
 	return "none"
+}
+
+type limitField struct {
+	key    string
+	lifted bool
+}
+
+// fields lists the keys of the section whose values are negative.
+func (l *Limits) fields() []limitField {
+	out := []limitField{
+		{"retained_per_user", l.RetainedPerUser < 0}, {"retained_bytes_per_user", l.RetainedBytesPerUser < 0},
+		{"retained", l.Retained < 0}, {"retained_bytes", l.RetainedBytes < 0},
+		{"sessions_per_user", l.SessionsPerUser < 0}, {"sessions", l.Sessions < 0},
+		{"drop_qos0_backlog", l.DropQoS0Backlog < 0}, {"client_backlog", l.ClientBacklog < 0},
+		{"user_backlog", l.UserBacklog < 0}, {"outbound", l.Outbound < 0},
+		{"queued_messages", l.QueuedMessages < 0}, {"queued_bytes", l.QueuedBytes < 0},
+		{"subscriptions", l.Subscriptions < 0}, {"subscription_bytes", l.SubscriptionBytes < 0},
+		{"filters_per_subscribe", l.FiltersPerSubscribe < 0}, {"topic_length", l.TopicLength < 0},
+		{"property_bytes", l.PropertyBytes < 0}, {"inflight", l.Inflight < 0},
+		{"writes_pending", l.WritesPending < 0}, {"topic_aliases", l.TopicAliases < 0},
+		{"write_stall", l.WriteStall < 0}, {"write_timeout", l.WriteTimeout < 0},
+	}
+	return out
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/mqttsec/mqttsec"
 	"github.com/mqttsec/mqttsec/auth"
 	"github.com/mqttsec/mqttsec/config"
 	"github.com/mqttsec/mqttsec/mochi"
@@ -43,6 +44,9 @@ type serveOptions struct {
 	maxPayload     int
 	maxSession     time.Duration
 	maxClients     int
+	writeTimeout   time.Duration
+	limits         mochi.Limits   // per-client and outbound bounds (zero: the library defaults)
+	quotas         mqttsec.Quotas // retained messages and persistent sessions per user
 	logLevel       string
 
 	// changed lists the development flags set on the command line.
@@ -115,8 +119,36 @@ adjust it; --print-config prints it as a file to start from.`,
 	f.IntVar(&o.maxPayload, "max-payload", config.DefaultMaxPayload, "largest PUBLISH payload in bytes")
 	f.DurationVar(&o.maxSession, "max-session-expiry", config.DefaultMaxSessionExpiry, "longest time an offline session (subscriptions, queued messages) is kept")
 	f.IntVar(&o.maxClients, "max-clients", config.DefaultMaxClients, "most clients connected at once (more are refused with 0x89 server busy)")
+	limitFlags(cmd, o)
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	rootCmd.AddCommand(cmd)
+}
+
+// limitFlags registers the memory bounds of serve (mochi.Limits,
+// mqttsec.Quotas and the listeners' write timeout) with the library
+// defaults; -1 lifts a bound. See "Memory bounds" in README.md.
+func limitFlags(cmd *cobra.Command, o *serveOptions) {
+	f, l, q := cmd.Flags(), &o.limits, &o.quotas
+	f.DurationVar(&o.writeTimeout, "write-timeout", mochi.DefaultWriteTimeout, "close a connection whose socket takes no data for this long (it does not read)")
+	f.DurationVar(&l.WriteStall, "write-stall", mochi.DefaultWriteStall, "disconnect a client whose socket takes no data for this long when a QoS 1/2 message waits for it (mochi would stall the publisher)")
+	f.Int64Var(&l.DropBacklog, "drop-qos0-backlog", mochi.DefaultDropBacklog, "bytes of messages pending for a client beyond which QoS 0 messages to it are dropped")
+	f.Int64Var(&l.MaxBacklog, "max-client-backlog", mochi.DefaultMaxBacklog, "bytes of messages pending for a client beyond which it is disconnected as a slow consumer")
+	f.Int64Var(&l.SubjectBacklog, "max-user-backlog", mochi.DefaultSubjectBacklog, "bytes of messages pending for all the clients and kept sessions of one user")
+	f.Int64Var(&l.Outbound, "max-outbound", mochi.DefaultOutbound, "bytes of messages pending for all clients together")
+	f.IntVar(&l.QueuedMessages, "max-queued-messages", mochi.DefaultQueuedMessages, "QoS 1/2 messages queued for a kept session while its client is offline")
+	f.Int64Var(&l.QueuedBytes, "max-queued-bytes", mochi.DefaultQueuedBytes, "bytes of messages queued for a kept session while its client is offline")
+	f.IntVar(&l.Subscriptions, "max-subscriptions", mochi.DefaultSubscriptions, "topic filters one client may hold")
+	f.Int64Var(&l.SubscriptionBytes, "max-subscription-bytes", mochi.DefaultSubscriptionBytes, "memory of one client's topic filters (1 KiB + 640 B per level + length each)")
+	f.IntVar(&l.FiltersPerSubscribe, "max-filters-per-subscribe", mochi.DefaultFiltersPerSubscribe, "topic filters one SUBSCRIBE may ask for")
+	f.IntVar(&l.TopicLength, "max-topic-length", mochi.DefaultTopicLength, "longest topic name or filter in bytes")
+	f.IntVar(&l.PropertyBytes, "max-property-bytes", mochi.DefaultPropertyBytes, "bytes of properties of a PUBLISH, or of a CONNECT and its will")
+	f.IntVar(&l.Inflight, "max-inflight", mochi.DefaultInflight, "QoS 1/2 messages stored per client (mochi's MaximumInflight)")
+	f.IntVar(&q.RetainedPerSubject, "max-retained-per-user", mqttsec.DefaultRetainedPerSubject, "retained messages the publishes of one user may hold")
+	f.Int64Var(&q.RetainedBytesPerSubject, "max-retained-bytes-per-user", mqttsec.DefaultRetainedBytesPerSubject, "bytes of those (topic, payload, 1 KiB + 640 B per topic level)")
+	f.IntVar(&q.Retained, "max-retained", mqttsec.DefaultRetained, "retained messages of all users")
+	f.Int64Var(&q.RetainedBytes, "max-retained-bytes", mqttsec.DefaultRetainedBytes, "bytes of retained messages of all users")
+	f.IntVar(&q.SessionsPerSubject, "max-sessions-per-user", mqttsec.DefaultSessionsPerSubject, "persistent sessions (connected or kept) one user may hold")
+	f.IntVar(&q.Sessions, "max-sessions", mqttsec.DefaultSessions, "persistent sessions of all users")
 }
 
 // devInfo is what the development default prints on start.
@@ -307,6 +339,7 @@ func devDefault(o *serveOptions, create bool) (*config.File, *devInfo, error) {
 	}
 	f.RateLimit = &config.RateLimit{MaxPayload: o.maxPayload}
 	f.Broker = config.Broker{MaxSessionExpiry: o.maxSession, MaxClients: o.maxClients, ConnectTimeout: o.connectTimeout}
+	f.Limits = devLimits(o)
 	f.Log = config.Log{Level: o.logLevel, Format: "text"}
 	// Round-trip through YAML so that the development default is validated
 	// exactly as a file is, and --print-config prints what runs.
@@ -319,6 +352,47 @@ func devDefault(o *serveOptions, create bool) (*config.File, *devInfo, error) {
 		return nil, nil, err
 	}
 	return parsed, dev, nil
+}
+
+// devLimits maps the memory-bound flags to the limits section, leaving out
+// the values that are the libraries' defaults (nil when all are).
+func devLimits(o *serveOptions) *config.Limits {
+	l, q := o.limits, o.quotas
+	lim := &config.Limits{
+		RetainedPerUser:      nd(q.RetainedPerSubject, mqttsec.DefaultRetainedPerSubject),
+		RetainedBytesPerUser: nd(q.RetainedBytesPerSubject, mqttsec.DefaultRetainedBytesPerSubject),
+		Retained:             nd(q.Retained, mqttsec.DefaultRetained),
+		RetainedBytes:        nd(q.RetainedBytes, mqttsec.DefaultRetainedBytes),
+		SessionsPerUser:      nd(q.SessionsPerSubject, mqttsec.DefaultSessionsPerSubject),
+		Sessions:             nd(q.Sessions, mqttsec.DefaultSessions),
+		DropQoS0Backlog:      nd(l.DropBacklog, mochi.DefaultDropBacklog),
+		ClientBacklog:        nd(l.MaxBacklog, mochi.DefaultMaxBacklog),
+		UserBacklog:          nd(l.SubjectBacklog, mochi.DefaultSubjectBacklog),
+		Outbound:             nd(l.Outbound, mochi.DefaultOutbound),
+		QueuedMessages:       nd(l.QueuedMessages, mochi.DefaultQueuedMessages),
+		QueuedBytes:          nd(l.QueuedBytes, mochi.DefaultQueuedBytes),
+		Subscriptions:        nd(l.Subscriptions, mochi.DefaultSubscriptions),
+		SubscriptionBytes:    nd(l.SubscriptionBytes, mochi.DefaultSubscriptionBytes),
+		FiltersPerSubscribe:  nd(l.FiltersPerSubscribe, mochi.DefaultFiltersPerSubscribe),
+		TopicLength:          nd(l.TopicLength, mochi.DefaultTopicLength),
+		PropertyBytes:        nd(l.PropertyBytes, mochi.DefaultPropertyBytes),
+		Inflight:             nd(l.Inflight, mochi.DefaultInflight),
+		WriteStall:           nd(l.WriteStall, mochi.DefaultWriteStall),
+		WriteTimeout:         nd(o.writeTimeout, mochi.DefaultWriteTimeout),
+	}
+	if *lim == (config.Limits{}) {
+		return nil
+	}
+	return lim
+}
+
+// nd returns v, or zero (the default) when v is def.
+func nd[T comparable](v, def T) T {
+	var zero T
+	if v == def {
+		return zero
+	}
+	return v
 }
 
 func loopback(addr string) bool {
