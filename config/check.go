@@ -13,6 +13,7 @@ type fileRef struct {
 	file   string // as written
 	secret bool   // a key, a password file, an HMAC secret
 	asIs   bool   // file is not relative to the configuration's folder
+	opt    bool   // a missing file is not an error
 }
 
 // files returns the files the configuration names, in file order.
@@ -40,6 +41,9 @@ func (f *File) files() []fileRef {
 	}
 	add(f.ACL.ACLFile, false, "acl", "acl_file")
 	add(f.ACL.CasbinPolicy, false, "acl", "casbin_policy")
+	if r := f.RateLimit; r != nil && r.BansFile != "" {
+		out = append(out, fileRef{path: []any{"ratelimit", "bans_file"}, file: r.BansFile, opt: true})
+	}
 	return out
 }
 
@@ -71,6 +75,9 @@ func (f *File) Check() error {
 			p = f.Path(p)
 		}
 		st, err := os.Stat(p)
+		if err != nil && r.opt && errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			msg := "cannot read " + p
 			if errors.Is(err, fs.ErrNotExist) {

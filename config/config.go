@@ -272,31 +272,100 @@ type ClientID struct {
 }
 
 // Rate is a token bucket: Rate events per second on average, bursts of up
-// to Burst.
+// to Burst. Rate must be positive and Burst at least 1.
 type Rate struct {
 	Rate  float64 `yaml:"rate"`
 	Burst int     `yaml:"burst"`
 }
 
-// AuthFailures bans an address after Max failed logins, for Ban.
-type AuthFailures struct {
-	Max int           `yaml:"max"`
-	Ban time.Duration `yaml:"ban"`
+// Failures throttles, then bans, a key (an address or a user name) whose
+// logins fail (ratelimit.Throttle): from SlowAfter failures on it gets one
+// attempt per Slow, at Max failures it is banned for Ban, twice as long at
+// each new ban up to MaxBan; one failure is forgotten per Forget. Zero
+// fields have ratelimit's defaults (per address: slowed after 5, banned
+// after 10 for 1 minute, up to 24 hours; per user name: slowed after 20,
+// banned after 100, up to 1 hour). With Max at or below the default
+// SlowAfter and SlowAfter unset, SlowAfter is Max - 1.
+type Failures struct {
+	Max       int           `yaml:"max,omitempty"`
+	Ban       time.Duration `yaml:"ban,omitempty"`
+	MaxBan    time.Duration `yaml:"max_ban,omitempty"`
+	SlowAfter int           `yaml:"slow_after,omitempty"`
+	Slow      time.Duration `yaml:"slow,omitempty"`
+	Forget    time.Duration `yaml:"forget,omitempty"`
 }
 
-// RateLimit bounds rates and message sizes.
+// Flapping bans a client ID whose connections end more than Max times
+// within Window, for Ban, doubling up to MaxBan. Zero fields have
+// ratelimit's defaults (15 within a minute, 5 minutes, up to 1 hour).
+type Flapping struct {
+	Max    int           `yaml:"max,omitempty"`
+	Window time.Duration `yaml:"window,omitempty"`
+	Ban    time.Duration `yaml:"ban,omitempty"`
+	MaxBan time.Duration `yaml:"max_ban,omitempty"`
+}
+
+// Verification bounds the credential verifications (password hashes) that
+// run at once, so that a storm of logins leaves the broker its CPU
+// (ratelimit.Gate). Zero fields have ratelimit's defaults.
+type Verification struct {
+	// CPU is the share of CPU time verifications may take, in CPUs.
+	CPU float64 `yaml:"cpu,omitempty"`
+	// MaxConcurrent bounds the verifications that run at once, MaxQueue
+	// the CONNECTs waiting for one, PerIP those of one address; MaxWait is
+	// the longest a CONNECT waits (then 0x89 server busy).
+	MaxConcurrent int           `yaml:"max_concurrent,omitempty"`
+	MaxQueue      int           `yaml:"max_queue,omitempty"`
+	PerIP         int           `yaml:"per_ip,omitempty"`
+	MaxWait       time.Duration `yaml:"max_wait,omitempty"`
+}
+
+// RateLimit bounds rates, message sizes and connections, and bans
+// (package ratelimit). Every limit is on without the section; a key left
+// out keeps ratelimit's default (go doc github.com/mqttsec/mqttsec/ratelimit
+// Config): 5 CONNECTs per second per address (bursts of 20), 1000 overall,
+// 1000 PUBLISH and 1 MiB per second per connection, 10 SUBSCRIBE filters per
+// second, 1024 connections per address and per user, failed logins slowed
+// and then banned, flapping client IDs banned.
 type RateLimit struct {
-	// ConnectPerIP is the connection rate of one address.
+	// ConnectPerIP is the CONNECT rate of one address (a /64 for IPv6,
+	// see IPv6Prefix); Connect that of all clients together. Over them a
+	// CONNECT is refused with 0x9F.
 	ConnectPerIP *Rate `yaml:"connect_per_ip,omitempty"`
-	// Publish is the message rate of one client.
-	Publish *Rate `yaml:"publish,omitempty"`
-	// Bytes is the payload byte rate of one client.
-	Bytes *Rate `yaml:"bytes,omitempty"`
+	Connect      *Rate `yaml:"connect,omitempty"`
+	// Publish is the message rate of one connection (refused: 0x97 in a
+	// v5 PUBACK, dropped for QoS 0 and 3.1.1), Bytes its payload byte
+	// rate, Subscribe its rate of topic filters.
+	Publish   *Rate `yaml:"publish,omitempty"`
+	Bytes     *Rate `yaml:"bytes,omitempty"`
+	Subscribe *Rate `yaml:"subscribe,omitempty"`
+	// Flood is the rate of refused publishes beyond which a connection is
+	// closed with 0x96; unset means the Publish rate.
+	Flood *Rate `yaml:"flood,omitempty"`
 	// MaxPayload is the largest PUBLISH or will payload in bytes; zero
 	// means [DefaultMaxPayload].
 	MaxPayload int `yaml:"max_payload,omitempty"`
-	// AuthFailures bans an address that fails to log in too often.
-	AuthFailures *AuthFailures `yaml:"auth_failures,omitempty"`
+	// MaxConnectionsPerIP and MaxConnectionsPerUser cap the live
+	// connections of one address and of one user (0x97); zero means 1024,
+	// negative no cap (logged at warn).
+	MaxConnectionsPerIP   int `yaml:"max_connections_per_ip,omitempty"`
+	MaxConnectionsPerUser int `yaml:"max_connections_per_user,omitempty"`
+	// AuthFailures throttles and bans addresses whose logins fail;
+	// UserFailures user names whose logins fail from any address.
+	AuthFailures *Failures `yaml:"auth_failures,omitempty"`
+	UserFailures *Failures `yaml:"user_failures,omitempty"`
+	// Flapping bans client IDs that reconnect too often.
+	Flapping *Flapping `yaml:"flapping,omitempty"`
+	// IPv6Prefix is the prefix length that keys an IPv6 client; zero
+	// means 64.
+	IPv6Prefix int `yaml:"ipv6_prefix,omitempty"`
+	// BansFile holds the administrator's bans (ratelimit.ParseBans: one
+	// "KIND VALUE UNTIL [REASON]" per line, as `ip 198.51.100.0/24
+	// never`), read at start and on every reload (SIGHUP); a missing file
+	// holds none. A ban disconnects the sessions it covers.
+	BansFile string `yaml:"bans_file,omitempty"`
+	// Verification bounds concurrent credential verifications.
+	Verification *Verification `yaml:"verification,omitempty"`
 }
 
 // Limits bound the memory authenticated clients can make the broker hold:

@@ -51,8 +51,13 @@
 //	  takeover: owner                     # owner | deny | allow
 //	  max_length: 128
 //	  bind: ["{username}-*", "{cn}"]      # client IDs tied to identities
-//	ratelimit:
+//	ratelimit:                            # on by default; these change the defaults
+//	  connect_per_ip: { rate: 10, burst: 20 }     # per second
+//	  publish: { rate: 100, burst: 200 }          # messages per second per connection
+//	  bytes: { rate: 1048576, burst: 2097152 }    # payload bytes per second per connection
 //	  max_payload: 262144
+//	  auth_failures: { max: 5, ban: 5m }          # per address: slowed, then banned
+//	  bans_file: bans                             # the administrator's bans, reloaded on SIGHUP
 //	limits:                               # memory bounds; every one is on by default
 //	  sessions_per_user: 100
 //	  client_backlog: 8388608             # bytes queued for a client before it is cut off
@@ -99,8 +104,7 @@
 // others (insecure_file_permissions: true accepts them). The switches
 // that are set are logged at warn level on every start ([File.Insecure]).
 //
-// Sections this build cannot honour (ratelimit rates and bans, bridges,
-// redis) are decoded and validated, and then refused
+// Sections this build cannot honour (bridges, redis) are decoded and validated, and then refused
 // with [ErrUnavailable] rather than ignored: a limit the file asks for is
 // never silently missing.
 //
@@ -118,6 +122,16 @@
 // templates, and held in a clientid.Registry that refuses (0x85) a
 // takeover by another identity ("owner", the default), by anyone ("deny"),
 // or lets anyone take over ("allow", insecure).
+//
+// Rates, caps and bans (package ratelimit) apply with or without the
+// ratelimit section: a ratelimit.Limiter is the Guard's Limiter (CONNECT
+// rates per address and overall, failed logins slowed and then banned per
+// address and per user name, connections per address and per user,
+// message, byte and subscription rates per connection, flooders
+// disconnected with 0x96, flapping client IDs banned) and a
+// ratelimit.Gate bounds the credential verifications that run at once. A
+// ban, automatic or from the bans file, disconnects the sessions it
+// covers.
 //
 // The acl_file and the Casbin policy are loaded into one policy of model
 // acl.Model: a request is allowed when some allow rule of either file

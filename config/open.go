@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/casbin/casbin/v2"
@@ -18,6 +19,7 @@ import (
 	"github.com/mqttsec/mqttsec/acl"
 	"github.com/mqttsec/mqttsec/auth"
 	"github.com/mqttsec/mqttsec/clientid"
+	"github.com/mqttsec/mqttsec/ratelimit"
 	"github.com/mqttsec/mqttsec/tlsconf"
 )
 
@@ -65,6 +67,9 @@ type Runtime struct {
 	metrics   *metrics
 	ids       mqttsec.ClientIDPolicy
 	registry  mqttsec.Registry
+	limiter   *ratelimit.Limiter
+	chain     swapAuth // the authentication chain, behind the Gate
+	gate      *ratelimit.Gate
 
 	mu      sync.Mutex // serializes reloads and Close
 	jwt     *auth.JWT
@@ -156,7 +161,11 @@ func (f *File) Open(ctx context.Context, o Options) (rt *Runtime, err error) {
 	if err := r.openClientIDs(); err != nil {
 		return nil, err
 	}
+	if err := r.openRateLimit(ctx); err != nil {
+		return nil, err
+	}
 	r.g.Reload(r.guardConfig())
+	r.limiter.Bans().Attach(r.g)
 	return r, nil
 }
 
@@ -514,6 +523,7 @@ func (r *Runtime) guardConfig() mqttsec.Config {
 	if r.f.Auth.Anonymous {
 		chain = append(chain, auth.Anonymous())
 	}
+	r.chain.set(auth.Chain(chain...))
 	var quotas mqttsec.Quotas
 	if l := r.f.Limits; l != nil {
 		quotas = mqttsec.Quotas{
@@ -526,16 +536,100 @@ func (r *Runtime) guardConfig() mqttsec.Config {
 		}
 	}
 	return mqttsec.Config{
-		Quotas:         quotas,
-		Authenticator:  auth.Chain(chain...),
+		Authenticator:  r.gate,
 		Authorizer:     r.authz,
 		ClientIDs:      r.ids,
 		Registry:       r.registry,
+		Limiter:        r.limiter,
+		Quotas:         quotas,
 		MaxPayload:     r.f.MaxPayload(),
 		MaxTopicLevels: r.f.Broker.MaxTopicLevels,
 		Events:         r.sink,
 		Logger:         r.log,
 	}
+}
+
+// swapAuth is the authentication chain the Gate guards; a reload swaps
+// the chain without replacing the Gate (and its queue).
+type swapAuth struct{ p atomic.Pointer[mqttsec.Authenticator] }
+
+func (s *swapAuth) set(a mqttsec.Authenticator) { s.p.Store(&a) }
+
+func (s *swapAuth) Authenticate(ctx context.Context, cl *mqttsec.Client, cred mqttsec.Credentials) (*mqttsec.Identity, error) {
+	return (*s.p.Load()).Authenticate(ctx, cl, cred)
+}
+
+// Revalidate implements mqttsec.Revalidator.
+func (s *swapAuth) Revalidate(ctx context.Context, cl *mqttsec.Client) error {
+	if rv, ok := (*s.p.Load()).(mqttsec.Revalidator); ok {
+		return rv.Revalidate(ctx, cl)
+	}
+	return mqttsec.ErrAbstain
+}
+
+// openRateLimit builds the Limiter (rates, caps, failed-login throttles,
+// bans) and the Gate in front of the authentication chain. Both exist
+// without a ratelimit section, with ratelimit's defaults.
+func (r *Runtime) openRateLimit(ctx context.Context) error {
+	f := r.f
+	rl := f.RateLimit
+	if rl == nil {
+		rl = &RateLimit{}
+	}
+	cfg := ratelimit.Config{
+		ConnectPerAddr:  rl.ConnectPerIP.rate(),
+		Connect:         rl.Connect.rate(),
+		Messages:        rl.Publish.rate(),
+		Bytes:           rl.Bytes.rate(),
+		Subscriptions:   rl.Subscribe.rate(),
+		Flood:           rl.Flood.rate(),
+		MaxConnsPerAddr: rl.MaxConnectionsPerIP,
+		MaxConnsPerUser: rl.MaxConnectionsPerUser,
+		AddrFailures:    rl.AuthFailures.throttle(5),
+		UserFailures:    rl.UserFailures.throttle(20),
+		IPv6Prefix:      rl.IPv6Prefix,
+		Events:          r.g,
+	}
+	if fp := rl.Flapping; fp != nil {
+		cfg.Flapping = ratelimit.Flapping{Max: fp.Max, Window: fp.Window, Ban: fp.Ban, MaxBan: fp.MaxBan}
+	}
+	if rl.BansFile != "" {
+		cfg.Bans = ratelimit.NewBans(ratelimit.BansConfig{Store: ratelimit.BanFile(f.Path(rl.BansFile))})
+		if err := cfg.Bans.Load(ctx); err != nil {
+			return f.errAt(wrapf(ErrFile, "%w", err), "ratelimit", "bans_file")
+		}
+	}
+	lim, err := ratelimit.New(cfg)
+	if err != nil {
+		return f.errAt(wrapf(ErrInvalid, "%w", err), "ratelimit")
+	}
+	r.limiter = lim
+	var gc ratelimit.GateConfig
+	if v := rl.Verification; v != nil {
+		gc = ratelimit.GateConfig{CPU: v.CPU, MaxConcurrent: v.MaxConcurrent, MaxQueue: v.MaxQueue, PerKey: v.PerIP, MaxWait: v.MaxWait}
+	}
+	r.gate = ratelimit.NewGate(&r.chain, gc)
+	return nil
+}
+
+// rate converts a Rate; nil is the zero Rate (the default).
+func (r *Rate) rate() ratelimit.Rate {
+	if r == nil {
+		return ratelimit.Rate{}
+	}
+	return ratelimit.PerSecond(r.Rate, r.Burst)
+}
+
+// throttle converts Failures; defFree is the field's default SlowAfter.
+func (f *Failures) throttle(defFree int) ratelimit.Throttle {
+	if f == nil {
+		return ratelimit.Throttle{}
+	}
+	t := ratelimit.Throttle{Free: f.SlowAfter, Slow: f.Slow, BanAfter: f.Max, Forget: f.Forget, Ban: f.Ban, MaxBan: f.MaxBan}
+	if t.Free == 0 && t.BanAfter > 1 && t.BanAfter <= defFree {
+		t.Free = t.BanAfter - 1
+	}
+	return t
 }
 
 // certRouter authenticates a client by certificate with the auth.X509 of
@@ -581,6 +675,19 @@ func (r *Runtime) Reload() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, r.reloadJWT())
+	if r.f.RateLimit != nil && r.f.RateLimit.BansFile != "" {
+		file := r.f.Path(r.f.RateLimit.BansFile)
+		if err := r.limiter.Bans().Load(r.ctx); err != nil {
+			r.g.Event(mqttsec.Event{Kind: mqttsec.EventReloadFailed, Source: "bans", File: file, Err: err})
+			errs = append(errs, err)
+		} else {
+			r.g.Event(mqttsec.Event{Kind: mqttsec.EventReload, Source: "bans", File: file})
+			// Loading a ban list ends no session by itself: end those a
+			// new ban covers, as Bans.Add does.
+			bans := r.limiter.Bans()
+			r.g.Kick(func(s *mqttsec.Session) bool { return bans.Check(s.Client()) != nil }, mqttsec.CodeBanned)
+		}
+	}
 	return errors.Join(errs...)
 }
 

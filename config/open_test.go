@@ -510,3 +510,51 @@ limits: { subscriptions: 1, retained_per_user: 1, topic_length: 20 }
 	code, _ := c.Pub(t, "devices/alice/"+strings.Repeat("x", 20), []byte("x"), 1)
 	require.Equal(t, byte(0x90), code, "over limits.topic_length")
 }
+
+// TestOpenRateLimit checks the ratelimit section: failed logins from an
+// address slow it down (0x9F), a publish flood is refused, and a ban added
+// to the bans file disconnects the sessions it covers on reload.
+func TestOpenRateLimit(t *testing.T) {
+	e := newEnv(t)
+	bans := filepath.Join(e.dir, "bans")
+	rt, srv, logs := e.open(t, `listeners: [{address: "127.0.0.1:0"}]
+auth: { password_file: passwd }
+acl: { acl_file: aclfile }
+ratelimit:
+  auth_failures: { max: 3 }
+  publish: { rate: 2, burst: 3 }
+  bans_file: bans
+`)
+	addr := srv.Addr(0)
+	alice, code := dial(t, addr, "alice", "alice", nil)
+	require.Zero(t, code)
+	bob, code := dial(t, addr, "bob", "bob", nil)
+	require.Zero(t, code)
+
+	var refused []byte
+	for i := range 8 {
+		code, _ := alice.Pub(t, "devices/alice/x", []byte{byte(i)}, 1)
+		refused = append(refused, code)
+	}
+	require.Equal(t, []byte{0, 0, 0}, refused[:3], "the burst")
+	require.Contains(t, refused[3:], byte(0x97), "then refused: %x", refused)
+
+	require.NoError(t, os.WriteFile(bans, []byte("subject \"bob\" never \"test\"\n"), 0o600))
+	require.NoError(t, rt.Reload())
+	expectDisconnect(t, bob, 0x98)
+	_, code = dial(t, addr, "bob2", "bob", nil)
+	require.Equal(t, byte(0x8A), code, "banned")
+
+	// Failed logins: the address is slowed after two, banned at the third;
+	// then even the right password is refused.
+	var codes []byte
+	for i := range 4 {
+		_, c, err := testbroker.Dial(t, addr, testbroker.ClientOptions{ClientID: fmt.Sprintf("g%d", i), Username: "admin", Password: []byte("guess")})
+		require.Error(t, err)
+		codes = append(codes, c.ReasonCode)
+	}
+	require.Equal(t, []byte{0x86, 0x86, 0x86, 0x8A}, codes)
+	_, code = dial(t, addr, "admin", "admin", nil)
+	require.Equal(t, byte(0x8A), code, "the address is banned")
+	require.NotEmpty(t, logs.events("connect_denied"))
+}

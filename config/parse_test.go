@@ -72,8 +72,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{"m.yaml:4: clientid.max_length: min_length and max_length must satisfy"}, config.ErrInvalid},
 		{"clientid takeover value", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "clientid:\n  takeover: steal\n",
 			[]string{`m.yaml:5: clientid.takeover: takeover "steal": use owner, deny or allow`}, config.ErrInvalid},
-		{"rate limits", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "ratelimit:\n  publish: {rate: 100, burst: 200}\n",
-			[]string{"m.yaml:5: ratelimit.publish: ratelimit.publish (rate limits) is not available in this build"}, config.ErrUnavailable},
+		{"auth failures", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "ratelimit:\n  auth_failures: {max: 1}\n",
+			[]string{"m.yaml:5: ratelimit.auth_failures.max: max must be at least 2"}, config.ErrInvalid},
 		{"rate value", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "ratelimit:\n  bytes: {rate: 0, burst: 1}\n",
 			[]string{"m.yaml:5: ratelimit.bytes: rate must be positive and burst at least 1"}, config.ErrInvalid},
 		{"limits", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "limits: {sessions: 10, retained_per_subject: 3}\n",
@@ -129,6 +129,8 @@ func TestParseAccepts(t *testing.T) {
 			[]string{"clientid.takeover: allow: any user may take over another device's session"}},
 		{"limits", "listeners: [{address: \"127.0.0.1:1883\"}]\n" + minimal + "limits: {sessions: 10, outbound: -1, write_timeout: 5s}\n",
 			[]string{"limits.outbound: a negative value lifts this memory bound"}},
+		{"rate limits", "listeners: [{address: \"127.0.0.1:1883\"}]\n" + minimal + "ratelimit:\n  connect_per_ip: {rate: 10, burst: 20}\n  publish: {rate: 100, burst: 200}\n  bytes: {rate: 1048576, burst: 2097152}\n  max_payload: 262144\n  auth_failures: {max: 5, ban: 5m}\n  max_connections_per_user: -1\n",
+			[]string{"ratelimit.max_connections_per_user: a negative value lifts the cap"}},
 		{"max_payload wired", "listeners: [{address: \"127.0.0.1:1883\"}]\n" + minimal + "ratelimit: {max_payload: 1024}\n", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -179,23 +179,41 @@ func (f *File) validate() error {
 		for _, rt := range []struct {
 			key string
 			r   *Rate
-		}{{"connect_per_ip", r.ConnectPerIP}, {"publish", r.Publish}, {"bytes", r.Bytes}} {
-			if rt.r == nil {
-				continue
-			}
-			if rt.r.Rate <= 0 || math.IsInf(rt.r.Rate, 0) || math.IsNaN(rt.r.Rate) || rt.r.Burst < 1 {
+		}{{"connect_per_ip", r.ConnectPerIP}, {"connect", r.Connect}, {"publish", r.Publish}, {"bytes", r.Bytes},
+			{"subscribe", r.Subscribe}, {"flood", r.Flood}} {
+			if rt.r != nil && !rt.r.valid() {
 				add(wrapf(ErrInvalid, "rate must be positive and burst at least 1"), "ratelimit", rt.key)
 			}
-			add(unavailable("ratelimit."+rt.key, "rate limits"), "ratelimit", rt.key)
 		}
 		if r.MaxPayload < 0 || r.MaxPayload > maxPacket {
 			add(wrapf(ErrInvalid, "max_payload must be between 0 and %d", maxPacket), "ratelimit", "max_payload")
 		}
-		if r.AuthFailures != nil {
-			if r.AuthFailures.Max < 1 || r.AuthFailures.Ban <= 0 {
-				add(wrapf(ErrInvalid, "max must be at least 1 and ban positive"), "ratelimit", "auth_failures")
+		for _, fl := range []struct {
+			key string
+			f   *Failures
+		}{{"auth_failures", r.AuthFailures}, {"user_failures", r.UserFailures}} {
+			if fl.f == nil {
+				continue
 			}
-			add(unavailable("ratelimit.auth_failures", "login-failure bans"), "ratelimit", "auth_failures")
+			if fl.f.Ban < 0 || fl.f.MaxBan < 0 || fl.f.Slow < 0 || fl.f.Forget < 0 || (fl.f.MaxBan > 0 && fl.f.MaxBan < fl.f.Ban) {
+				add(wrapf(ErrInvalid, "durations must be positive, and max_ban at least ban"), "ratelimit", fl.key)
+			}
+			if fl.f.Max == 1 && fl.f.SlowAfter == 0 {
+				add(wrapf(ErrInvalid, "max must be at least 2 (the first failure slows the address, the next bans it)"), "ratelimit", fl.key, "max")
+			}
+			if fl.f.Max > 0 && fl.f.SlowAfter > 0 && fl.f.Max <= fl.f.SlowAfter {
+				add(wrapf(ErrInvalid, "max must be above slow_after"), "ratelimit", fl.key, "max")
+			}
+		}
+		if fp := r.Flapping; fp != nil && (fp.Window < 0 || fp.Ban < 0 || fp.MaxBan < 0) {
+			add(wrapf(ErrInvalid, "durations must be positive"), "ratelimit", "flapping")
+		}
+		if r.IPv6Prefix < 0 || r.IPv6Prefix > 128 {
+			add(wrapf(ErrInvalid, "ipv6_prefix must be between 1 and 128"), "ratelimit", "ipv6_prefix")
+		}
+		if v := r.Verification; v != nil && (v.MaxConcurrent < 0 || v.MaxQueue < 0 || v.PerIP < 0 || v.MaxWait < 0 ||
+			math.IsNaN(v.CPU) || math.IsInf(v.CPU, 0)) {
+			add(wrapf(ErrInvalid, "negative value"), "ratelimit", "verification")
 		}
 	}
 	if len(f.Bridges) > 0 {
@@ -376,6 +394,28 @@ func (f *File) Insecure() []string {
 	if f.ClientID != nil && f.ClientID.Takeover == "allow" {
 		add("clientid.takeover", "allow: any user may take over another device's session")
 	}
+	if r := f.RateLimit; r != nil {
+		if r.MaxConnectionsPerIP < 0 {
+			add("ratelimit.max_connections_per_ip", "a negative value lifts the cap on connections per address")
+		}
+		if r.MaxConnectionsPerUser < 0 {
+			add("ratelimit.max_connections_per_user", "a negative value lifts the cap on connections per user")
+		}
+		for _, fl := range []struct {
+			key string
+			f   *Failures
+		}{{"auth_failures", r.AuthFailures}, {"user_failures", r.UserFailures}} {
+			if fl.f != nil && (fl.f.Max < 0 || fl.f.SlowAfter < 0) {
+				add("ratelimit."+fl.key, "a negative value turns off the throttling of failed logins")
+			}
+		}
+		if r.Flapping != nil && r.Flapping.Max < 0 {
+			add("ratelimit.flapping.max", "a negative value turns off the bans of flapping client IDs")
+		}
+		if r.Verification != nil && r.Verification.CPU < 0 {
+			add("ratelimit.verification.cpu", "a negative value lifts the CPU budget of credential verifications")
+		}
+	}
 	if l := f.Limits; l != nil {
 		for _, v := range l.fields() {
 			if v.lifted {
@@ -422,4 +462,8 @@ func (l *Limits) fields() []limitField {
 		{"write_stall", l.WriteStall < 0}, {"write_timeout", l.WriteTimeout < 0},
 	}
 	return out
+}
+
+func (r *Rate) valid() bool {
+	return r.Rate > 0 && !math.IsInf(r.Rate, 0) && !math.IsNaN(r.Rate) && r.Burst >= 1 && time.Duration(float64(time.Second)/r.Rate) > 0
 }

@@ -6,17 +6,21 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/mqttsec/mqttsec/auth"
 	"github.com/mqttsec/mqttsec/internal/testenv"
 	"github.com/mqttsec/mqttsec/scan"
+	"github.com/mqttsec/mqttsec/tlsconf"
 )
 
 // startServe runs "mqttsec serve" in-process with users dev and dev2 (cheap
-// bcrypt hashes) and returns its TLS address and state folder.
+// bcrypt hashes) and returns its TLS address and state folder. It is the
+// development default as a file, with the scanner's address allowed the
+// connections and failed logins a scan makes (as an operator would allow
+// a scanner): with the default rate limits, the weak-login checks slow the
+// address down and every later check is refused with 0x9F.
 func startServe(t *testing.T) (addr, dir string) {
 	t.Helper()
 	dir = t.TempDir()
@@ -28,10 +32,24 @@ func startServe(t *testing.T) (addr, dir string) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, u+".pw"), []byte(u+"-password-long\n"), 0o600))
 	}
 	require.NoError(t, pf.WriteFile(filepath.Join(dir, "passwd")))
-	o := &serveOptions{dir: dir, listen: "127.0.0.1:0", connectTimeout: 3 * time.Second, maxPayload: 256 << 10, logLevel: "error"}
-	srv, _ := startServeOpts(t, o)
-	addr = srv.Addr(0)
-	return addr, dir
+	ca, err := tlsconf.EnsureDevCA(filepath.Join(dir, "tls"))
+	require.NoError(t, err)
+	require.NoError(t, ensureDevPolicy(filepath.Join(dir, "acl.csv")))
+	cert, key := ca.ServerFiles()
+	cfg := filepath.Join(dir, "mqttsec.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`listeners:
+  - address: 127.0.0.1:0
+    tls: { cert_file: `+cert+`, key_file: `+key+` }
+auth: { password_file: passwd }
+acl: { casbin_policy: acl.csv }
+broker: { connect_timeout: 3s }
+ratelimit:
+  connect_per_ip: { rate: 1000, burst: 1000 }
+  auth_failures: { slow_after: 1000, max: 2000 }
+log: { level: error }
+`), 0o600))
+	srv, _ := startServeOpts(t, &serveOptions{config: cfg})
+	return srv.Addr(0), dir
 }
 
 // TestScanServe scans the hardened broker of "mqttsec serve" as it ships,

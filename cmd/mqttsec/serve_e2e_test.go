@@ -189,6 +189,10 @@ auth:
 acl:
   acl_file: aclfile
   wildcard: { deny_root_wildcards: true, admins: [admin] }
+ratelimit:
+  connect_per_ip: { rate: 100, burst: 100 }      # every client of this test comes from 127.0.0.1
+  auth_failures: { slow_after: 20, max: 40 }
+  publish: { rate: 5, burst: 10 }
 log: { level: info, format: json }
 `), 0o600))
 
@@ -268,6 +272,26 @@ log: { level: info, format: json }
 	require.Eventually(t, func() bool { return strings.Contains(aliceSub.out.String(), "devices/alice/cmd still-mine") }, 20*time.Second, 50*time.Millisecond,
 		"alice's session was taken over: %s", aliceSub.out.String())
 	require.True(t, aliceSub.running())
+
+	// A publish flood is throttled: of 200 messages sent at once, the first
+	// burst is delivered; the rest is refused (0x97 in the PUBACK) and the
+	// flooder is disconnected (0x96) once it keeps going.
+	flood := exec.Command(testenv.Need(t, "mosquitto_pub"), append(as("alice"), "-i", "flooder", "-q", "1", "-t", "devices/alice/flood", "-l")...)
+	flood.Stdin = strings.NewReader(strings.Repeat("wave\n", 200))
+	floodOut, _ := flood.CombinedOutput()
+	require.Contains(t, string(floodOut), "Quota exceeded", "%s", floodOut)
+	require.Eventually(t, func() bool { return len(p.eventsFor("publish_denied", "flooder")) > 0 }, 20*time.Second, 20*time.Millisecond)
+	mosq(t, "mosquitto_pub", append(as("admin"), "-t", "devices/alice/after-flood", "-m", "marker")...)
+	require.Eventually(t, func() bool { return strings.Contains(watcher.out.String(), "devices/alice/after-flood marker") }, 20*time.Second, 50*time.Millisecond)
+	delivered := strings.Count(watcher.out.String(), "devices/alice/flood wave")
+	t.Logf("flood: %d of 200 delivered; mosquitto_pub: %.300s", delivered, floodOut)
+	require.GreaterOrEqual(t, delivered, 5, "the burst goes through")
+	require.Less(t, delivered, 40, "the flood does not")
+	codes := map[any]bool{}
+	for _, e := range p.eventsFor("publish_denied", "flooder") {
+		codes[e["code"]] = true
+	}
+	require.True(t, codes["0x96"], "refused as message rate too high: %v", codes)
 
 	// Removing bob and sending SIGHUP disconnects his live session.
 	out2, err := exec.Command(passwd, "-D", pw, "bob").CombinedOutput()
