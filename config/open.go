@@ -551,7 +551,9 @@ func (r *Runtime) guardConfig() mqttsec.Config {
 
 // swapAuth is the authentication chain the Gate guards; a reload swaps
 // the chain without replacing the Gate (and its queue).
-type swapAuth struct{ p atomic.Pointer[mqttsec.Authenticator] }
+type swapAuth struct {
+	p atomic.Pointer[mqttsec.Authenticator]
+}
 
 func (s *swapAuth) set(a mqttsec.Authenticator) { s.p.Store(&a) }
 
