@@ -41,6 +41,15 @@ func (f *File) files() []fileRef {
 	}
 	add(f.ACL.ACLFile, false, "acl", "acl_file")
 	add(f.ACL.CasbinPolicy, false, "acl", "casbin_policy")
+	for i, b := range f.Bridges {
+		add(b.PasswordFile, true, "bridges", i, "password_file")
+		add(b.TLS.CertFile, false, "bridges", i, "tls", "cert_file")
+		add(b.TLS.KeyFile, true, "bridges", i, "tls", "key_file")
+		add(b.TLS.CAFile, false, "bridges", i, "tls", "ca_file")
+		for j, c := range b.TLS.CRLFiles {
+			add(c, false, "bridges", i, "tls", "crl_files", j)
+		}
+	}
 	if r := f.RateLimit; r != nil && r.BansFile != "" {
 		out = append(out, fileRef{path: []any{"ratelimit", "bans_file"}, file: r.BansFile, opt: true})
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mqttsec/mqttsec/bridge"
 )
 
 // MaxFileSize is the largest configuration file [Load] reads.
@@ -39,8 +41,12 @@ type File struct {
 	RateLimit *RateLimit `yaml:"ratelimit,omitempty"`
 	// Limits are per-subject and broker-wide quotas.
 	Limits *Limits `yaml:"limits,omitempty"`
-	// Bridges connect this broker to others.
-	Bridges []yaml.Node `yaml:"bridges,omitempty"`
+	// Bridges connect this broker to others (bridge.Config: the keys are
+	// its yaml tags; relative paths are taken from this file's folder).
+	// They run inside the broker ([Runtime.Server]), each an MQTT client of
+	// it on an in-memory listener, authenticated as "bridge:NAME" and
+	// allowed exactly what its mappings need (bridge.Config.LocalGrants).
+	Bridges []bridge.Config `yaml:"bridges,omitempty"`
 	// Redis holds state shared by several brokers.
 	Redis *Redis `yaml:"redis,omitempty"`
 	// Broker bounds what the broker keeps and accepts.
@@ -622,6 +628,7 @@ func shortenDuration(n *yaml.Node, path []string) {
 }
 
 var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+var anyLine = regexp.MustCompile(`\bline (\d+)\b`)
 var unknownField = regexp.MustCompile(`^field (\S+) not found in type`)
 var typeMismatch = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (\\S+)$")
 
@@ -659,6 +666,12 @@ func (f *File) yamlError(err error) error {
 	var errs []error
 	for _, m := range msgs {
 		e := &Error{File: f.name, Err: wrapf(ErrSyntax, "%s", strings.TrimPrefix(m, "yaml: "))}
+		if lm := anyLine.FindStringSubmatch(m); lm != nil && !yamlLine.MatchString(m) {
+			e.Line, _ = strconv.Atoi(lm[1])
+			if strings.Contains(m, "bridge") {
+				e.Key = "bridges"
+			}
+		}
 		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
 			e.Line, _ = strconv.Atoi(sm[1])
 			e.Err = wrapf(ErrSyntax, "%s", sm[2])

@@ -66,6 +66,15 @@
 //	  max_session_expiry: 24h
 //	  max_clients: 10000
 //	  connect_timeout: 10s
+//	bridges:                              # bridge.Config; run inside the broker
+//	  - name: cloud
+//	    remote: "mqtts://cloud.example.com:8883"
+//	    tls: { ca_file: cloud-ca.pem }
+//	    username: site1
+//	    password_file: site1.pass
+//	    client_id: site1-bridge
+//	    topics:
+//	      - { pattern: "sensors/#", direction: out, qos: 1, remote_prefix: "site1/" }
 //	log: { level: info, format: json }
 //	metrics: { address: "127.0.0.1:9100" }
 //
@@ -104,9 +113,9 @@
 // others (insecure_file_permissions: true accepts them). The switches
 // that are set are logged at warn level on every start ([File.Insecure]).
 //
-// Sections this build cannot honour (bridges, redis) are decoded and validated, and then refused
-// with [ErrUnavailable] rather than ignored: a limit the file asks for is
-// never silently missing.
+// A section this build cannot honour (redis) is decoded and validated, and
+// then refused with [ErrUnavailable] rather than ignored: state the file
+// asks to share is never silently kept local.
 //
 // # Authentication and authorization
 //
@@ -132,6 +141,17 @@
 // ratelimit.Gate bounds the credential verifications that run at once. A
 // ban, automatic or from the bans file, disconnects the sessions it
 // covers.
+//
+// Bridges (package bridge) run inside the broker when it is built with
+// [Runtime.Server]: each connects to the local broker through an in-memory
+// listener ([BridgeListener], no network port) with a password made at
+// start, as the identity "bridge:NAME" ([MethodBridge]), which is allowed
+// exactly what its mappings need (bridge.Config.LocalGrants) and nothing
+// else, is exempt from the rates of a connection (it carries many devices'
+// traffic) but not from the memory bounds, and whose local client ID is
+// exempt from the clientid binding. A bridge's max_packet_size defaults to
+// the payload limit, so that the remote never sends what this broker
+// would refuse.
 //
 // The acl_file and the Casbin policy are loaded into one policy of model
 // acl.Model: a request is allowed when some allow rule of either file

@@ -18,6 +18,7 @@ import (
 	"github.com/mqttsec/mqttsec"
 	"github.com/mqttsec/mqttsec/acl"
 	"github.com/mqttsec/mqttsec/auth"
+	"github.com/mqttsec/mqttsec/bridge"
 	"github.com/mqttsec/mqttsec/clientid"
 	"github.com/mqttsec/mqttsec/ratelimit"
 	"github.com/mqttsec/mqttsec/tlsconf"
@@ -70,6 +71,10 @@ type Runtime struct {
 	limiter   *ratelimit.Limiter
 	chain     swapAuth // the authentication chain, behind the Gate
 	gate      *ratelimit.Gate
+
+	bridges     map[string]*localBridge // by local user name
+	bridgeOrder []*localBridge
+	pipe        *bridge.Pipe
 
 	mu      sync.Mutex // serializes reloads and Close
 	jwt     *auth.JWT
@@ -132,6 +137,9 @@ func (f *File) Open(ctx context.Context, o Options) (rt *Runtime, err error) {
 	}
 
 	if err := r.openTLS(); err != nil {
+		return nil, err
+	}
+	if err := r.openBridges(); err != nil {
 		return nil, err
 	}
 	if f.Auth.PasswordFile != "" {
@@ -470,15 +478,18 @@ func (r *Runtime) openClientIDs() error {
 	if c.MaxIDs > 0 {
 		opts = append(opts, clientid.WithMaxIDs(c.MaxIDs))
 	}
-	var reg mqttsec.Registry = clientid.NewRegistry(opts...)
+	plain := clientid.NewRegistry(opts...)
+	r.registry = plain
 	if len(c.Bind) > 0 {
 		b, err := clientid.NewBinding(c.Bind...)
 		if err != nil {
 			return r.f.errAt(wrapf(ErrInvalid, "%w", err), "clientid", "bind")
 		}
-		reg = clientid.Bound(reg, b)
+		r.registry = clientid.Bound(plain, b)
+		if len(r.bridges) > 0 {
+			r.registry = bridgeRegistry{bound: r.registry, plain: plain}
+		}
 	}
-	r.registry = reg
 	return nil
 }
 
@@ -511,6 +522,9 @@ func (r *Runtime) aclReloaded(file string, err error) {
 // Open.
 func (r *Runtime) guardConfig() mqttsec.Config {
 	var chain []mqttsec.Authenticator
+	if len(r.bridges) > 0 {
+		chain = append(chain, bridgeAuth(r.bridges))
+	}
 	if len(r.x509) > 0 {
 		chain = append(chain, certRouter(r.x509))
 	}
@@ -535,12 +549,16 @@ func (r *Runtime) guardConfig() mqttsec.Config {
 			Sessions:                l.Sessions,
 		}
 	}
+	authz, limiter := r.authz, mqttsec.Limiter(r.limiter)
+	if len(r.bridges) > 0 {
+		authz, limiter = bridgeAuthz{next: r.authz}, bridgeLimiter{next: r.limiter}
+	}
 	return mqttsec.Config{
 		Authenticator:  r.gate,
-		Authorizer:     r.authz,
+		Authorizer:     authz,
 		ClientIDs:      r.ids,
 		Registry:       r.registry,
-		Limiter:        r.limiter,
+		Limiter:        limiter,
 		Quotas:         quotas,
 		MaxPayload:     r.f.MaxPayload(),
 		MaxTopicLevels: r.f.Broker.MaxTopicLevels,

@@ -22,6 +22,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttsec/mqttsec"
 	"github.com/mqttsec/mqttsec/auth"
 	"github.com/mqttsec/mqttsec/config"
 	"github.com/mqttsec/mqttsec/internal/testbroker"
@@ -557,4 +558,88 @@ ratelimit:
 	_, code = dial(t, addr, "admin", "admin", nil)
 	require.Equal(t, byte(0x8A), code, "the address is banned")
 	require.NotEmpty(t, logs.events("connect_denied"))
+}
+
+// TestOpenBridges runs a bridge inside the broker: messages of its
+// mappings cross to a remote broker over TLS and back, and the bridge's
+// local identity is an ordinary, narrowly authorized client of the local
+// broker.
+func TestOpenBridges(t *testing.T) {
+	e := newEnv(t)
+	// The remote broker: TLS with the same development CA, one user.
+	remoteUsers := auth.NewPasswordFile()
+	h, err := auth.HashPassword([]byte("site1-pass"), auth.HashOptions{BcryptCost: 4})
+	require.NoError(t, err)
+	require.NoError(t, remoteUsers.Set("site1", h))
+	sc, err := e.ca.ServerConfig().Server()
+	require.NoError(t, err)
+	remoteGuard := mqttsec.New(mqttsec.Config{Authenticator: auth.NewPasswords(remoteUsers, auth.PasswordsConfig{}),
+		Authorizer: mqttsec.AuthorizerFunc(func(context.Context, *mqttsec.Client, mqttsec.Access, string) error { return nil }),
+		Events:     mqttsec.EventSinkFunc(func(mqttsec.Event) {})})
+	remote := testbroker.Start(t, remoteGuard, testbroker.Options{TLS: sc})
+	write(t, e.dir, "site1.pass", "site1-pass\n", 0o600)
+
+	_, srv, logs := e.open(t, `listeners: [{address: "127.0.0.1:0"}]
+auth: { password_file: passwd }
+acl: { acl_file: aclfile }
+clientid: { bind: ["{username}-*"] }
+bridges:
+  - name: cloud
+    remote: "mqtts://localhost:`+portOf(remote.Addr)+`"
+    tls: { ca_file: tls/ca.pem }
+    username: site1
+    password_file: site1.pass
+    client_id: site1-bridge
+    reconnect_min: 50ms
+    topics:
+      - { pattern: "devices/alice/#", direction: out, qos: 1, remote_prefix: "site1/" }
+      - { pattern: "devices/bob/cmd", direction: in, qos: 1, remote_prefix: "site1/" }
+`)
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, ev := range logs.events("connected") {
+			if s, _ := ev["source"].(string); strings.HasPrefix(s, "bridge/cloud/") {
+				n++
+			}
+		}
+		return n >= 2
+	}, 30*time.Second, 20*time.Millisecond, "the bridge did not connect both sides:\n%s", logs.String())
+
+	rtc, err := e.ca.ClientConfig("").Client()
+	require.NoError(t, err)
+	rtc.ServerName = "localhost"
+	rsub, _, err := testbroker.Dial(t, remote.Addr, testbroker.ClientOptions{ClientID: "rsub", Username: "site1", Password: []byte("site1-pass"), TLS: rtc})
+	require.NoError(t, err)
+	require.Equal(t, byte(1), rsub.Sub(t, "site1/#", 1))
+
+	alice, _ := dial(t, srv.Addr(0), "alice-1", "alice", nil)
+	bob, _ := dial(t, srv.Addr(0), "bob-1", "bob", nil)
+	require.Equal(t, byte(1), bob.Sub(t, "devices/bob/cmd", 1))
+	require.Eventually(t, func() bool {
+		code, err := alice.Pub(t, "devices/alice/temp", []byte("21"), 1)
+		require.NoError(t, err)
+		require.Zero(t, code)
+		select {
+		case m := <-rsub.Messages():
+			return m.Topic == "site1/devices/alice/temp"
+		case <-time.After(500 * time.Millisecond):
+			return false
+		}
+	}, 30*time.Second, 10*time.Millisecond, "nothing went out")
+	require.Eventually(t, func() bool {
+		_, err := rsub.Pub(t, "site1/devices/bob/cmd", []byte("open"), 1)
+		require.NoError(t, err)
+		select {
+		case m := <-bob.Messages():
+			return m.Topic == "devices/bob/cmd" && string(m.Payload) == "open"
+		case <-time.After(500 * time.Millisecond):
+			return false
+		}
+	}, 30*time.Second, 10*time.Millisecond, "nothing came in")
+	require.Empty(t, logs.events("connect_denied"), "the bridge's local client ID is exempt from the binding")
+}
+
+func portOf(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
 }

@@ -78,8 +78,12 @@ func TestParseErrors(t *testing.T) {
 			[]string{"m.yaml:5: ratelimit.bytes: rate must be positive and burst at least 1"}, config.ErrInvalid},
 		{"limits", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "limits: {sessions: 10, retained_per_subject: 3}\n",
 			[]string{`m.yaml:4: limits.retained_per_subject: unknown key "retained_per_subject"`}, config.ErrUnknownKey},
-		{"bridges", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "bridges:\n  - name: up\n",
-			[]string{"m.yaml:4: bridges: bridges (bridges) is not available"}, config.ErrUnavailable},
+		{"bridge key", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "bridges:\n  - name: up\n    remot: x\n",
+			[]string{"m.yaml:6: bridges: ", `"remot"`}, config.ErrSyntax},
+		{"bridge plaintext", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "bridges:\n  - name: up\n    remote: mqtt://cloud:1883\n    client_id: b\n    topics: [{pattern: a/#}]\n",
+			[]string{"m.yaml:5: bridges[0]: ", "plaintext"}, config.ErrInsecure},
+		{"bridge packet size", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "ratelimit: {max_payload: 1000}\nbridges:\n  - name: up\n    remote: mqtts://cloud:8883\n    client_id: b\n    max_packet_size: 2000\n    topics: [{pattern: a/#}]\n",
+			[]string{"m.yaml:9: bridges[0].max_packet_size: max_packet_size 2000 is above ratelimit.max_payload 1000"}, config.ErrInvalid},
 		{"redis", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "redis: {address: \"127.0.0.1:6379\"}\n",
 			[]string{"m.yaml:4: redis: redis (shared state in Redis) is not available"}, config.ErrUnavailable},
 		{"packet size", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "ratelimit: {max_payload: 1000}\nbroker: {max_packet_size: 1000}\n",
@@ -131,6 +135,8 @@ func TestParseAccepts(t *testing.T) {
 			[]string{"limits.outbound: a negative value lifts this memory bound"}},
 		{"rate limits", "listeners: [{address: \"127.0.0.1:1883\"}]\n" + minimal + "ratelimit:\n  connect_per_ip: {rate: 10, burst: 20}\n  publish: {rate: 100, burst: 200}\n  bytes: {rate: 1048576, burst: 2097152}\n  max_payload: 262144\n  auth_failures: {max: 5, ban: 5m}\n  max_connections_per_user: -1\n",
 			[]string{"ratelimit.max_connections_per_user: a negative value lifts the cap"}},
+		{"bridge", "listeners: [{address: \"127.0.0.1:1883\"}]\n" + minimal + "bridges:\n  - name: up\n    remote: mqtt://cloud:1883\n    insecure_plaintext: true\n    client_id: b\n    topics: [{pattern: a/#, direction: both}]\n",
+			[]string{"bridges[0]: "}},
 		{"max_payload wired", "listeners: [{address: \"127.0.0.1:1883\"}]\n" + minimal + "ratelimit: {max_payload: 1024}\n", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

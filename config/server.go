@@ -1,11 +1,13 @@
 package config
 
 import (
+	"errors"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 
+	"github.com/mqttsec/mqttsec/bridge"
 	"github.com/mqttsec/mqttsec/mochi"
 )
 
@@ -20,6 +22,8 @@ type Server struct {
 	Hook *mochi.Hook
 
 	listeners []listeners.Listener
+	rt        *Runtime
+	bridges   []*bridge.Bridge
 }
 
 // Server builds a mochi-mqtt broker for the file's listeners and binds
@@ -39,7 +43,7 @@ func (r *Runtime) Server() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := &Server{MQTT: s, Hook: hook}
+	srv := &Server{MQTT: s, Hook: hook, rt: r}
 	hc := mochi.HardenConfig{
 		ConnectTimeout:  ct,
 		MaxConnectSize:  f.Broker.MaxConnectSize,
@@ -63,19 +67,43 @@ func (r *Runtime) Server() (*Server, error) {
 		}
 		srv.listeners = append(srv.listeners, ml)
 	}
+	if r.pipe != nil {
+		if err := s.AddListener(listeners.NewNet(BridgeListener, mochi.HardenNetWith(r.pipe, hc))); err != nil {
+			_ = s.Close()
+			return nil, f.errAt(wrapf(ErrInvalid, "bridge listener: %w", err), "bridges")
+		}
+	}
 	return srv, nil
 }
 
-// Serve starts serving the listeners and returns at once.
-func (s *Server) Serve() error { return s.MQTT.Serve() }
+// Serve starts serving the listeners, then the bridges, and returns at
+// once.
+func (s *Server) Serve() error {
+	if err := s.MQTT.Serve(); err != nil {
+		return err
+	}
+	return s.rt.startBridges(s)
+}
 
 // Addr returns the address listener i is bound to (for a TCP listener
 // with port 0, the port the system chose).
 func (s *Server) Addr(i int) string { return s.listeners[i].Address() }
 
-// Close disconnects every client, MQTT 5 clients with a DISCONNECT 0x8B
-// (server shutting down), and stops the broker.
-func (s *Server) Close() error { return s.MQTT.Close() }
+// Close stops the bridges, disconnects every client, MQTT 5 clients with a
+// DISCONNECT 0x8B (server shutting down), and stops the broker.
+func (s *Server) Close() error {
+	err := s.closeBridges()
+	return errors.Join(err, s.MQTT.Close())
+}
+
+func (s *Server) closeBridges() error {
+	var errs []error
+	for _, b := range s.bridges {
+		errs = append(errs, b.Close())
+	}
+	s.bridges = nil
+	return errors.Join(errs...)
+}
 
 func (f *File) maxSessionExpiry() time.Duration {
 	if f.Broker.MaxSessionExpiry > 0 {

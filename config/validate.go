@@ -216,9 +216,7 @@ func (f *File) validate() error {
 			add(wrapf(ErrInvalid, "negative value"), "ratelimit", "verification")
 		}
 	}
-	if len(f.Bridges) > 0 {
-		add(unavailable("bridges", "bridges"), "bridges")
-	}
+	f.validateBridges(add)
 	if r := f.Redis; r != nil {
 		if err := validAddress(r.Address); err != nil {
 			add(err, "redis", "address")
@@ -421,6 +419,11 @@ func (f *File) Insecure() []string {
 			if v.lifted {
 				add("limits."+v.key, "a negative value lifts this memory bound")
 			}
+		}
+	}
+	for i, b := range f.Bridges {
+		for _, fd := range b.Findings() {
+			add(fmt.Sprintf("bridges[%d]", i), fd.Message)
 		}
 	}
 	if f.InsecureFilePermissions {
