@@ -220,7 +220,7 @@ func (l bridgeLimiter) Open(s *mqttsec.Session) (mqttsec.ConnLimiter, error) {
 type unlimited struct{}
 
 func (unlimited) Allow(*mqttsec.Client, mqttsec.Limit, int) error { return nil }
-func (unlimited) Close()                                        {}
+func (unlimited) Close()                                          {}
 
 // bridgeRegistry keeps the client-ID binding from applying to the
 // bridges' local client IDs, which are the bridges' own; the registry
