@@ -94,7 +94,8 @@ type Node struct {
 	ready  chan struct{}
 	closed atomic.Bool
 
-	mu         sync.Mutex // guards watchers and registries
+	mu         sync.Mutex // guards watchers, registries and ps
+	ps         *redis.PubSub
 	watchers   []*Watcher
 	registries []*Registry
 
@@ -199,6 +200,9 @@ func (n *Node) Close() error {
 	n.cancel()
 	n.mu.Lock()
 	ws := append([]*Watcher(nil), n.watchers...)
+	if n.ps != nil {
+		_ = n.ps.Close() // ends a read in progress
+	}
 	n.mu.Unlock()
 	for _, w := range ws {
 		w.Close()
@@ -422,7 +426,20 @@ func (n *Node) listen() {
 // which has nothing to catch up.
 func (n *Node) subscribe(first bool) bool {
 	ps := n.rdb.Subscribe(n.ctx, n.kickChan, n.policyChan)
-	defer ps.Close()
+	n.mu.Lock()
+	if n.closed.Load() {
+		n.mu.Unlock()
+		_ = ps.Close()
+		return false
+	}
+	n.ps = ps
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.ps = nil
+		n.mu.Unlock()
+		_ = ps.Close()
+	}()
 	established := false
 	pinged := false
 	for {
