@@ -323,3 +323,14 @@ func (m *member) notKicked(t testing.TB, s *mqttsec.Session) {
 	require.False(t, ok, "session %q disconnected with %s", s.Client().ID, c)
 	require.NoError(t, s.Err())
 }
+
+// quietLogger drops go-redis's own log lines (dial failures while a test's
+// Redis is stopped); the node reports faults through its event sink.
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
+
+func TestMain(m *testing.M) {
+	redis.SetLogger(quietLogger{})
+	os.Exit(m.Run())
+}

@@ -501,7 +501,7 @@ func (n *Node) resync() {
 		w.resync()
 	}
 	for _, r := range rs {
-		r.refreshNow()
+		r.resync()
 	}
 }
 

@@ -22,6 +22,9 @@ var (
 	//go:embed lua/release.lua
 	releaseLua    string
 	releaseScript = redis.NewScript(releaseLua)
+	//go:embed lua/kept.lua
+	keptLua    string
+	keptScript = redis.NewScript(keptLua)
 )
 
 // Defaults of [RegistryConfig].
@@ -108,6 +111,9 @@ type Registry struct {
 	maxKeep  time.Duration
 	failOpen bool
 	wake     chan struct{}
+	// checkKept asks the next refresh to check the kept sessions too: the
+	// subscription was broken, a kick may have been missed.
+	checkKept atomic.Bool
 
 	mu  sync.Mutex
 	own map[*lease]struct{} // the leases of this registry, live, kept or being released
@@ -338,6 +344,13 @@ func (l *lease) kick(code mqttsec.ReasonCode, tries int) {
 	})
 }
 
+// resync makes the registry check all its leases at once, kept ones
+// included, after the node's subscription was broken.
+func (r *Registry) resync() {
+	r.checkKept.Store(true)
+	r.refreshNow()
+}
+
 // refreshNow makes the registry refresh its leases at once.
 func (r *Registry) refreshNow() {
 	select {
@@ -373,6 +386,7 @@ const (
 	jobRefresh uint8 = iota
 	jobClaim         // a fail-open claim not yet confirmed
 	jobRelease
+	jobKept // a kept session's binding, after a broken subscription
 )
 
 // refresh renews the live leases, confirms fail-open claims, retries
@@ -381,6 +395,7 @@ func (r *Registry) refresh(ctx context.Context) {
 	now := time.Now()
 	var jobs []job
 	var expiredKept []*lease
+	checkKept := r.checkKept.Swap(false)
 	r.mu.Lock()
 	for l := range r.own {
 		switch l.state {
@@ -402,6 +417,8 @@ func (r *Registry) refresh(ctx context.Context) {
 				if l.cap {
 					expiredKept = append(expiredKept, l)
 				}
+			} else if checkKept {
+				jobs = append(jobs, job{l: l, op: jobKept, keep: l.keep.Sub(now)})
 			}
 		}
 	}
@@ -439,6 +456,8 @@ func (r *Registry) runBatch(ctx context.Context, b []job) bool {
 				j.cmd = claimScript.EvalSha(octx, pipe, []string{j.l.key}, r.claimArgs(j.l, 0)...)
 			case jobRelease:
 				j.cmd = releaseScript.EvalSha(octx, pipe, []string{j.l.key}, r.releaseArgs(j.l, j.keep)...)
+			case jobKept:
+				j.cmd = keptScript.EvalSha(octx, pipe, []string{j.l.key}, r.releaseArgs(j.l, j.keep)...)
 			}
 		}
 		_, err := pipe.Exec(octx)
@@ -448,8 +467,9 @@ func (r *Registry) runBatch(ctx context.Context, b []job) bool {
 			lctx, cancel := r.n.opContext(ctx)
 			err1 := claimScript.Load(lctx, r.n.rdb).Err()
 			err2 := releaseScript.Load(lctx, r.n.rdb).Err()
+			err3 := keptScript.Load(lctx, r.n.rdb).Err()
 			cancel()
-			if err := errors.Join(err1, err2); err != nil {
+			if err := errors.Join(err1, err2, err3); err != nil {
 				r.n.fail("load scripts", err)
 				return false
 			}
@@ -459,6 +479,9 @@ func (r *Registry) runBatch(ctx context.Context, b []job) bool {
 			if ctx.Err() == nil {
 				r.n.fail("refresh leases", err)
 			}
+			if checkKeptIn(b) {
+				r.checkKept.Store(true) // try again at the next refresh
+			}
 			return false
 		}
 		r.n.ok()
@@ -467,6 +490,15 @@ func (r *Registry) runBatch(ctx context.Context, b []job) bool {
 		}
 		return true
 	}
+}
+
+func checkKeptIn(b []job) bool {
+	for i := range b {
+		if b[i].op == jobKept {
+			return true
+		}
+	}
+	return false
 }
 
 func anyAnswered(b []job) bool {
@@ -484,6 +516,15 @@ func (r *Registry) apply(j *job) {
 	v, err := j.cmd.Result()
 	if err != nil {
 		r.n.fail("refresh client ID "+quote(l.cl.ID), err)
+		return
+	}
+	if j.op == jobKept {
+		if n, _ := v.(int64); n == 0 {
+			r.n.emit(mqttsec.Event{Kind: mqttsec.EventWarning, Source: "redis", ClientID: l.cl.ID,
+				Username: l.cl.Username, RemoteAddr: l.cl.RemoteAddr,
+				Err: fmt.Errorf("redisstore: the kept session of client ID %s was taken over elsewhere: discarding it", quote(l.cl.ID))})
+			l.kick(mqttsec.CodeSessionTakenOver, 0)
+		}
 		return
 	}
 	if j.op == jobRelease {
