@@ -43,8 +43,11 @@ const maxLeases = 32
 // this node's claim and the moment its Guard registers the session.
 const kickRetries = 30
 
-// refreshBatch is the number of leases refreshed in one pipeline.
-const refreshBatch = 512
+// refreshBatch is the number of leases refreshed in one pipeline (a
+// variable for the benchmarks).
+var refreshBatch atomic.Int64
+
+func init() { refreshBatch.Store(512) }
 
 // RegistryConfig configures a [Registry]. The zero RegistryConfig is ready
 // to use: takeover by the owner only, 30 s leases, kept sessions bound for
@@ -430,7 +433,7 @@ func (r *Registry) refresh(ctx context.Context) {
 		}
 	}
 	for len(jobs) > 0 {
-		b := jobs[:min(len(jobs), refreshBatch)]
+		b := jobs[:min(len(jobs), int(refreshBatch.Load()))]
 		jobs = jobs[len(b):]
 		if !r.runBatch(ctx, b) {
 			return
