@@ -251,6 +251,13 @@ func (n *Node) ok() {
 		d := time.Duration(time.Now().UnixNano() - since).Round(time.Millisecond)
 		n.emit(mqttsec.Event{Kind: mqttsec.EventWarning, Source: "redis",
 			Err: fmt.Errorf("redisstore: redis reachable again after %s", d)})
+		// Write what waited for Redis (releases, unconfirmed claims) now.
+		n.mu.Lock()
+		rs := append([]*Registry(nil), n.registries...)
+		n.mu.Unlock()
+		for _, r := range rs {
+			r.refreshNow()
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,8 +119,19 @@ type Registry struct {
 	// subscription was broken, a kick may have been missed.
 	checkKept atomic.Bool
 
-	mu  sync.Mutex
-	own map[*lease]struct{} // the leases of this registry, live, kept or being released
+	mu     sync.Mutex
+	own    map[*lease]struct{} // the leases of this registry, live, kept or being released
+	ghosts int                 // failed claims in own, to release
+}
+
+// maxGhosts bounds the failed claims a registry remembers to release.
+const maxGhosts = 10000
+
+// mayHaveRun reports whether a failed Redis call may have been executed:
+// anything but a connection that could not be made.
+func mayHaveRun(err error) bool {
+	var op *net.OpError
+	return !(errors.As(err, &op) && op.Op == "dial")
 }
 
 // Registry returns a new [Registry] of the node's cluster, and starts its
@@ -159,6 +171,7 @@ type lease struct {
 	state uint8     // live, releasing or kept
 	keep  time.Time // releasing, kept: when the kept binding ends (zero: none)
 	cap   bool      // the broker keeps the session longer than MaxKeep
+	ghost bool      // a claim that failed, to release
 
 	released atomic.Bool
 }
@@ -234,6 +247,21 @@ func (r *Registry) Claim(ctx context.Context, cl *mqttsec.Client) (mqttsec.Lease
 			return mqttsec.Lease{Release: l.release}, nil
 		}
 		r.n.leases.Delete(l.token)
+		if mayHaveRun(err) {
+			// The claim may have been made before the answer was lost (a
+			// timeout): release it when Redis answers, so that no ghost
+			// lease holds the ID until it expires. Bounded: past the
+			// bound, a ghost expires with its TTL.
+			l.released.Store(true)
+			r.mu.Lock()
+			if r.ghosts < maxGhosts {
+				r.ghosts++
+				l.state = leaseReleasing
+				l.ghost = true
+				r.own[l] = struct{}{}
+			}
+			r.mu.Unlock()
+		}
 		return mqttsec.Lease{}, err
 	}
 	r.n.ok()
@@ -266,6 +294,9 @@ func (r *Registry) track(l *lease) {
 
 // forget drops l. The caller holds r.mu.
 func (r *Registry) forget(l *lease) {
+	if _, ok := r.own[l]; ok && l.ghost {
+		r.ghosts--
+	}
 	delete(r.own, l)
 	r.n.leases.CompareAndDelete(l.token, l)
 }
