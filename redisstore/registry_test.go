@@ -239,3 +239,21 @@ func TestRegistryConcurrentClaims(t *testing.T) {
 	require.Positive(t, wins[0].Load()+wins[1].Load())
 	require.Empty(t, keys(t, rdb, p))
 }
+
+// A session kept longer than MaxKeep loses its binding at MaxKeep, and its
+// node discards it then: no kept session outlives its binding.
+func TestRegistryMaxKeep(t *testing.T) {
+	rdb := needRedis(t)
+	p := prefix(t, rdb)
+	a := newMember(t, rdb, p, redisstore.RegistryConfig{LeaseTTL: 600 * time.Millisecond, MaxKeep: time.Second})
+	s, err := a.connect("dev1", "alice")
+	require.NoError(t, err)
+	a.Disconnect(s, time.Hour)
+	require.True(t, s.Kept())
+	d, err := rdb.PTTL(context.Background(), p+"cid:dev1").Result()
+	require.NoError(t, err)
+	require.Greater(t, d, time.Duration(0))
+	require.LessOrEqual(t, d, time.Second, "the binding expires at MaxKeep, not after an hour")
+	a.waitKicked(t, s, mqttsec.CodeSessionTakenOver)
+	require.Zero(t, rdb.Exists(context.Background(), p+"cid:dev1").Val())
+}
