@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -185,8 +186,10 @@ const (
 	leaseKept
 )
 
+// ownerOf returns the identity's owner string: "<len(method)>:<method><subject>",
+// so that no two (method, subject) pairs give the same string.
 func ownerOf(id *mqttsec.Identity) string {
-	return string(id.Method) + "\x00" + id.Subject
+	return strconv.Itoa(len(id.Method)) + ":" + string(id.Method) + id.Subject
 }
 
 func (r *Registry) key(id string) string { return r.n.prefix + "cid:" + id }

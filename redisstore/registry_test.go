@@ -122,7 +122,7 @@ func TestRegistryInsecureAllowAcrossNodes(t *testing.T) {
 	a.Disconnect(a1, time.Minute)
 	owner, err := rdb.HGet(context.Background(), p+"cid:dev1", "o").Result()
 	require.NoError(t, err)
-	require.Equal(t, "password\x00bob", owner)
+	require.Equal(t, "8:passwordbob", owner)
 	b.notKicked(t, b1)
 }
 

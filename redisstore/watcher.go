@@ -35,7 +35,9 @@ import (
 // passed with U+FFFD in place of the invalid bytes. A node does not call its
 // own callback for its own changes. Callbacks run one at a time, in the
 // order received, on a goroutine of the watcher; they must not block for
-// long. When they fall more than 1024 messages behind, those are dropped and
+// long. acl's callback reloads the enforcer there: use a
+// casbin.SyncedEnforcer when the policy is also changed from other
+// goroutines. When they fall more than 1024 messages behind, those are dropped and
 // one "resync" message follows, which asks for a reload.
 //
 // # Faults

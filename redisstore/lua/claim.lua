@@ -1,7 +1,7 @@
 -- Claims, or re-asserts, a lease on the binding of one client ID.
 --
 -- KEYS[1]  the binding, a hash:
---            o          the owner: "<method> NUL <subject>"
+--            o          the owner: "<length of method>:<method><subject>"
 --            n          the last claim's sequence number
 --            l:<token>  a live lease: "<deadline ms> <seq>"
 --            k:<token>  a session kept after its lease: "<deadline ms>"
