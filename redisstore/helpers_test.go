@@ -170,7 +170,7 @@ func (s *redisServer) Start() {
 	logf, err := os.OpenFile(filepath.Join(s.dir, "redis.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	require.NoError(s.t, err)
 	cmd := exec.Command(s.bin, "--port", fmt.Sprint(s.port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", s.dir, "--enable-debug-command", "local")
+		"--appendonly", "no", "--dir", s.dir)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	require.NoError(s.t, cmd.Start())
 	done := make(chan struct{})
