@@ -46,6 +46,9 @@ type Config struct {
 	// deeper filter with 0x8F. Zero means [DefaultMaxTopicLevels]; negative
 	// means no limit.
 	MaxTopicLevels int
+	// Quotas bounds the retained messages and persistent sessions of each
+	// subject (see [Quotas]). The zero value applies the defaults.
+	Quotas Quotas
 	// Events receives security events. Nil means SlogSink(Logger).
 	Events EventSink
 	// Logger is used by the default event sink. Nil means slog.Default().
@@ -91,6 +94,8 @@ type Guard struct {
 	revalMu      sync.Mutex
 	revalRunning bool
 	revalAgain   bool
+
+	quota quotaState // retained messages and persistent sessions (quota.go)
 }
 
 // DefaultMaxTopicLevels is the default of [Config.MaxTopicLevels].
@@ -189,13 +194,16 @@ func (p *parts) emit(e Event) {
 }
 
 // Event implements [EventSink]: it passes e to the Guard's event sink, and
-// after an [EventReload] (a password file, a CRL or a key set reloaded) it
-// revalidates every live and kept session in the background (see
+// after an [EventReload] of credentials (a password file, a CRL or a key
+// set reloaded: any Source but "acl") it revalidates every live and kept
+// session in the background (see
 // [Guard.Revalidate]). Give the Guard as the event sink of every file
 // watcher, so that a withdrawn credential ends the sessions that used it.
 func (g *Guard) Event(e Event) {
 	g.load().emit(e)
-	if e.Kind == EventReload {
+	if e.Kind == EventReload && e.Source != "acl" {
+		// A policy reload needs no revalidation: every check of every
+		// session reads the current policy.
 		g.scheduleRevalidate()
 	}
 }
@@ -232,6 +240,8 @@ type Session struct {
 	ended   atomic.Bool
 	resume  bool
 	release func(keep time.Duration)
+
+	quotaSlot bool // holds a persistent-session slot; guarded by g.quota.smu (quota.go)
 
 	mu        sync.Mutex // guards the timers and closed
 	closed    bool       // the connection ended (Disconnect ran once)
@@ -317,10 +327,11 @@ func (g *Guard) check(s *Session) error {
 }
 
 // Connect decides a CONNECT: limits, client-ID policy, authentication,
-// credential expiry, the will message, and the client-ID registry, in that
-// order. It returns the Session for later checks, or a denial whose reason
-// code [CodeOf] gives; a CONNACK carries [ReasonCode.ForConnack] of it (v5)
-// or [ReasonCode.V3Connack] (3.1.1). cred is not retained.
+// credential expiry, the will message, the persistent-session quota (see
+// [Quotas]) and the client-ID registry, in that order. It returns the
+// Session for later checks, or a denial whose reason code [CodeOf] gives; a
+// CONNACK carries [ReasonCode.ForConnack] of it (v5) or
+// [ReasonCode.V3Connack] (3.1.1). cred is not retained.
 //
 // When the broker keeps a session for cl.ID, the adapter resumes it only
 // if [Session.Resume] is true, and discards it otherwise: a kept session is
@@ -402,8 +413,12 @@ func (g *Guard) connect(ctx context.Context, p *parts, cl *Client, cred Credenti
 			return nil, fmt.Errorf("will message: %w", err)
 		}
 	}
+	if err := g.quota.admitSession(p, s); err != nil {
+		return nil, err
+	}
 	lease, err := p.registry.Claim(ctx, &s.client)
 	if err != nil {
+		g.quota.endSession(s)
 		return nil, reasoned(err, ErrClientIDTaken)
 	}
 	s.resume = lease.Resume
@@ -454,10 +469,13 @@ func reasoned(err error, def *ReasonError) error {
 }
 
 // Publish decides a PUBLISH: topic-name validation, payload size, rate
-// limits, then authorization. A denied message must be neither delivered
-// nor retained; the adapter answers with a PUBACK (QoS 1) or PUBREC (QoS 2)
+// limits, authorization, then for a retained message the subject's retained
+// quota (see [Quotas]). A denied message must be neither delivered nor
+// retained; the adapter answers with a PUBACK (QoS 1) or PUBREC (QoS 2)
 // carrying [ReasonCode.ForPuback] for a v5 client, or ends the connection
-// when [ReasonCode.Disconnects]. It allocates nothing when it allows.
+// when [ReasonCode.Disconnects]. It allocates nothing when it allows (a
+// retained message on a topic without one adds an entry to the quota's
+// ledger).
 func (g *Guard) Publish(ctx context.Context, s *Session, m *Message) error {
 	if err := g.check(s); err != nil {
 		return err
@@ -479,6 +497,11 @@ func (g *Guard) Publish(ctx context.Context, s *Session, m *Message) error {
 	}
 	if err := checkPublish(ctx, b, &s.client, m); err != nil {
 		return g.deny(b.p, s, EventPublishDenied, m.Topic, err)
+	}
+	if m.Retain {
+		if err := g.quota.retain(b.p, &s.client, m); err != nil {
+			return g.deny(b.p, s, EventPublishDenied, m.Topic, err)
+		}
 	}
 	return nil
 }
@@ -509,7 +532,8 @@ func authzErr(err error) error {
 
 // Will decides, when the broker is about to send the will message m of s,
 // whether it may: the session's credentials must not have expired or been
-// revoked, and the current policy must allow the publish. The will was
+// revoked, the current policy must allow the publish, and a retained will
+// must fit the subject's retained quota (see [Quotas]). The will was
 // checked at CONNECT too, but a right can be withdrawn in between (a delayed
 // will is sent long after). A denied will is neither published nor
 // retained. Will may be called after [Guard.Disconnect] while the session is
@@ -532,6 +556,9 @@ func (g *Guard) Will(ctx context.Context, s *Session, m *Message) error {
 			err = ErrPacketTooLarge
 		} else {
 			err = checkPublish(ctx, b, &s.client, m)
+		}
+		if err == nil && m.Retain {
+			err = g.quota.retain(b.p, &s.client, m)
 		}
 	}
 	if err != nil {
@@ -692,6 +719,7 @@ func (g *Guard) end(s *Session) {
 	s.mu.Unlock()
 	g.sessions.Delete(s)
 	g.kept.CompareAndDelete(s.client.ID, s)
+	g.quota.endSession(s)
 }
 
 // Sessions returns the sessions the Guard knows: live connections and

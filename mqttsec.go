@@ -122,6 +122,13 @@ type Client struct {
 	// assigned ID: an ID the client did not choose (a client-ID binding
 	// does not apply to it).
 	Assigned bool
+	// SessionExpiry is how long the broker will keep the session after the
+	// connection ends, as the client asked and the broker allows: the MQTT
+	// v5 session expiry interval, the broker's expiry for a 3.1.1 client
+	// without clean session, zero when the session ends with the
+	// connection. A CONNECT with SessionExpiry > 0 takes a persistent
+	// session of the subject's [Quotas].
+	SessionExpiry time.Duration
 	// Identity is set by the Guard after authentication.
 	Identity *Identity
 }
@@ -159,6 +166,10 @@ type Message struct {
 	// Will is true for a will message, checked at CONNECT and again when
 	// it is sent ([Guard.Will]).
 	Will bool
+	// PropertyBytes is the size of the message's MQTT v5 properties (user
+	// properties, correlation data, ...), which a broker keeps with a
+	// retained message: the retained quotas count it (see [Quotas]).
+	PropertyBytes int
 }
 
 // UserProperty is one MQTT 5 user property.
@@ -363,6 +374,12 @@ const (
 	// EventWillDenied is a will message refused when it was due to be
 	// sent: not published, not retained.
 	EventWillDenied
+	// EventDropped is a broker adapter dropping messages to bound its
+	// memory: messages for a subscriber that does not read them fast
+	// enough (a slow consumer, which may be disconnected, Code 0x97), for
+	// a kept session whose queue is full, or beyond the broker's outbound
+	// budget. Adapters report the first drop of a series, not each one.
+	EventDropped
 )
 
 // String returns the event kind in snake case.
@@ -394,6 +411,8 @@ func (k EventKind) String() string {
 		return "revoked"
 	case EventWillDenied:
 		return "will_denied"
+	case EventDropped:
+		return "dropped"
 	}
 	return "unknown"
 }
@@ -444,7 +463,7 @@ func (s slogSink) Event(e Event) {
 	level := slog.LevelInfo
 	switch e.Kind {
 	case EventConnectDenied, EventPublishDenied, EventSubscribeDenied, EventExpired, EventError,
-		EventWarning, EventReloadFailed, EventRevoked, EventWillDenied:
+		EventWarning, EventReloadFailed, EventRevoked, EventWillDenied, EventDropped:
 		level = slog.LevelWarn
 	case EventReceiveDenied, EventDisconnected:
 		level = slog.LevelDebug

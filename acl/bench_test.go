@@ -123,6 +123,36 @@ func BenchmarkAuthorize(b *testing.B) {
 			})
 			report(b, true)
 		})
+		// The same request from a connection whose credential carries a
+		// role instead of a g line: resolved at Bind, same per-check cost.
+		roleCl := &mqttsec.Client{ID: benchClient, Username: "token-7", Identity: &mqttsec.Identity{Subject: "token-7", Roles: []string{"role7"}}}
+		roleBound := c.Bind(roleCl)
+		require.NoError(b, roleBound.Authorize(ctx, roleCl, mqttsec.Publish, "plant/role7/x"))
+		b.Run(fmt.Sprintf("rules=%d/BoundIdentityRoles", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if roleBound.Authorize(ctx, roleCl, mqttsec.Publish, "plant/role7/x") != nil {
+					b.Fatal("denied")
+				}
+			}
+		})
+		// A SUBSCRIBE with a QoS-limited grant (once per filter, not per
+		// message).
+		grantCl := &mqttsec.Client{ID: benchClient, Username: benchUser, Identity: &mqttsec.Identity{Subject: benchUser,
+			Grants: []mqttsec.Grant{{Allow: true, Access: mqttsec.Subscribe, Topic: "public/#", QoS: []byte{0, 1}}}}}
+		grantBound := c.Bind(grantCl).(mqttsec.SubscriptionAuthorizer)
+		sub := &mqttsec.Subscription{Filter: "public/news/+", QoS: 2}
+		if q, err := grantBound.AuthorizeSubscription(ctx, grantCl, sub); err != nil || q != 1 {
+			b.Fatal(q, err)
+		}
+		b.Run(fmt.Sprintf("rules=%d/BoundSubscribeQoS", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := grantBound.AuthorizeSubscription(ctx, grantCl, sub); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		b.Run(fmt.Sprintf("rules=%d/BoundDenyParallel", n), func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {

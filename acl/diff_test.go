@@ -15,10 +15,10 @@ import (
 )
 
 var (
-	diffUsers   = []string{"alice", "bob", "carol", "", "*", "ops", "s", "$share", "a+b", "x/y", "é", "\xff"}
-	diffClients = []string{"c1", "c2", "", "share", "a#", "dev/1", "alice", "\xc3", "$SYS", "$share"}
+	diffUsers   = []string{"alice", "bob", "carol", "", "*", "ops", "s", "$share", "a+b", "x/y", "é", "\xff", "bob,x", "$", "\xc3"}
+	diffClients = []string{"c1", "c2", "", "share", "a#", "dev/1", "alice", "\xc3", "$SYS", "$share", "\xa9", "x,y"}
 	diffRoles   = []string{"ops", "dev", "admin", "alice"}
-	diffLevels  = []string{"a", "b", "c", "", "$SYS", "$share", "+", "#", "%u", "%c", "x%u", "${clientid}", "%u%c", "alice", "c1", "s", "%%u", "\xa9"}
+	diffLevels  = []string{"a", "b", "c", "", "$SYS", "$share", "+", "#", "%u", "%c", "x%u", "${clientid}", "%u%c", "alice", "c1", "s", "%%u", "\xa9", "x,y", "$", "$%c", "$s%u", "g"}
 	diffActs    = []string{"read", "write", "readwrite", "bogus"}
 	diffEfts    = []string{"allow", "allow", "deny", "other"}
 )
@@ -46,11 +46,11 @@ func randGroup(r *rand.Rand) []string {
 	return []string{names[r.IntN(len(names))], diffRoles[r.IntN(len(diffRoles))]}
 }
 
-var commonLevels = []string{"a", "b", "+", "#", "%u", "%c", "$SYS"}
+var commonLevels = []string{"a", "b", "+", "#", "%u", "%c", "$SYS", ""}
 
-var reqCommon = []string{"a", "b", "alice", "c1", "$SYS", "+", "#"}
+var reqCommon = []string{"a", "b", "alice", "c1", "$SYS", "+", "#", "", "$share"}
 
-var reqLevels = []string{"a", "b", "c", "", "$SYS", "$share", "alice", "c1", "s", "x", "xalice", "alicec1", "+", "#", "g", "%u", "\xa9", "é"}
+var reqLevels = []string{"a", "b", "c", "", "$SYS", "$share", "alice", "c1", "s", "x", "xalice", "alicec1", "+", "#", "g", "%u", "\xa9", "é", "x,y", "$", "$share", "$c1", "$sbob"}
 
 func newEnforcer(t testing.TB) *casbin.Enforcer {
 	t.Helper()
@@ -66,6 +66,7 @@ var allowCount int
 func compare(t testing.TB, r *rand.Rand, e *casbin.Enforcer, c *acl.Casbin, n int) {
 	t.Helper()
 	ctx := context.Background()
+	ok := documentedFor(e)
 	for range n {
 		user := diffUsers[r.IntN(len(diffUsers))]
 		client := diffClients[r.IntN(len(diffClients))]
@@ -88,6 +89,7 @@ func compare(t testing.TB, r *rand.Rand, e *casbin.Enforcer, c *acl.Casbin, n in
 		if err != nil {
 			want = false
 		}
+		want = want && ok(user)
 		got := c.Allowed(user, client, act, tp)
 		cl := &mqttsec.Client{ID: client, Username: user}
 		gotA := c.Authorize(ctx, cl, a, tp) == nil
@@ -135,9 +137,15 @@ func TestDifferential(t *testing.T) {
 				_, _ = e.AddGroupingPolicy(randGroup(r))
 			}
 			compare(t, r, e, c, 300)
-			// Remove some rules one by one: the index is patched.
+			// Remove some rules one by one: the index is patched. A rule
+			// with a comma is sometimes removed by another split of its
+			// Casbin key, which Casbin accepts.
 			for i := 0; i < len(rules); i += 2 {
-				_, err := e.RemovePolicy(rules[i])
+				rule := rules[i]
+				if alt := strings.Split(strings.Join(rule, ","), ","); len(alt) != len(rule) && r.IntN(2) == 0 {
+					rule = alt
+				}
+				_, err := e.RemovePolicy(rule)
 				require.NoError(t, err)
 			}
 			if g, _ := e.GetGroupingPolicy(); len(g) > 0 {
@@ -190,7 +198,11 @@ func TestBadPolicyLineDeniesAll(t *testing.T) {
 }
 
 // FuzzDifferential compares the index with Enforce on a policy and requests
-// decoded from the input.
+// decoded from the input. Each line of policy is one change, fields split at
+// '|': "g|a|b" adds a role link (so does any line of two fields), "-|..."
+// removes a policy line and "-g|..." a role link (the fields need not be a
+// line Casbin has: its keys join fields with commas), anything else adds a
+// policy line.
 func FuzzDifferential(f *testing.F) {
 	f.Add("alice|a/+/#|read|allow\n*|#|readwrite|allow\nops|a/b|write|deny", "alice", "c1", "a/b/c", true)
 	f.Add("%u|%u/#|readwrite|allow\n*|$SYS/#|read|allow", "bob", "c", "$SYS/x", false)
@@ -198,6 +210,13 @@ func FuzzDifferential(f *testing.F) {
 	f.Add("alice|$share/g/a/#|read|allow", "alice", "c", "a/#", false)
 	f.Add("alice|+/#|read|allow\nalice|a/#|read|deny", "alice", "c", "#", false)
 	f.Add("*|%c/#|readwrite|allow\n*|$share/g/%u/#|read|allow", "$SYS", "$SYS", "$SYS/x", false)
+	f.Add("alice|#|read|allow\nalice|+/+/#|read|deny", "alice", "c", "/#", false)
+	f.Add("alice|#|write|allow", "alice", "c", "$share/g/x", true)
+	f.Add("*|$%c/g/%u|read|allow", "$SYS", "share", "$SYS", false)
+	f.Add("bob|x,y/#|read|allow\n-|bob,x|y/#|read|allow", "bob", "c", "x,y/z", false)
+	f.Add("bob|x,y/#|read|allow\n-|bob|x|y/#|read|allow", "bob", "c", "x,y/z", false)
+	f.Add("ops|o/#|read|allow\ng|carol|ops|x\n-g|carol|ops|x", "carol", "c", "o/1", false)
+	f.Add("*|%u%c|read|allow", "\xc3", "\xa9", "é", false)
 	f.Fuzz(func(t *testing.T, policy, user, client, tp string, write bool) {
 		timer := time.AfterFunc(10*time.Second, func() {
 			panic(fmt.Sprintf("hang on policy %q user %q client %q topic %q", policy, user, client, tp))
@@ -206,22 +225,40 @@ func FuzzDifferential(f *testing.F) {
 		e := newEnforcer(t)
 		c, err := acl.NewCasbin(e)
 		require.NoError(t, err)
+		dirty := false // a g change Casbin cannot keep consistent (see snapshot.dirty)
 		for line := range strings.SplitSeq(policy, "\n") {
 			fields := strings.Split(line, "|")
-			if len(fields) == 2 {
-				_, _ = e.AddGroupingPolicy(fields[0], fields[1])
-				continue
+			var gf []string // the fields of a role link change
+			var ok bool
+			var err error
+			switch {
+			case fields[0] == "g" && len(fields) > 1:
+				gf = fields[1:]
+				ok, err = e.AddGroupingPolicy(gf)
+			case fields[0] == "-g" && len(fields) > 1:
+				gf = fields[1:]
+				ok, err = e.RemoveGroupingPolicy(gf)
+			case fields[0] == "-" && len(fields) > 1:
+				_, _ = e.RemovePolicy(fields[1:])
+			case len(fields) == 2:
+				gf = fields
+				ok, err = e.AddGroupingPolicy(gf)
+			default:
+				_, _ = e.AddPolicy(fields)
 			}
-			_, _ = e.AddPolicy(fields)
+			if ok && err == nil && (len(gf) != 2 || strings.Contains(strings.Join(gf, ""), ",")) {
+				dirty = true
+			}
 		}
 		act := "read"
 		if write {
 			act = "write"
 		}
-		want, err := e.Enforce(user, client, tp, act)
-		if err != nil {
-			want = false
+		expect := func() bool {
+			want, err := e.Enforce(user, client, tp, act)
+			return err == nil && want && !dirty && documented(e, user)
 		}
+		want := expect()
 		if got := c.Allowed(user, client, act, tp); got != want {
 			t.Fatalf("Enforce(%q, %q, %q, %q) = %v, index %v\npolicy:\n%s", user, client, tp, act, want, got, dump(e))
 		}
@@ -233,6 +270,7 @@ func FuzzDifferential(f *testing.F) {
 		if got := c.Bind(cl).Authorize(context.Background(), cl, a, tp) == nil; got != want {
 			t.Fatalf("bound Authorize(%q, %q, %q, %q) = %v, Enforce %v", user, client, tp, act, got, want)
 		}
+		requireExplained(t, c.Explain(user, client, act, tp), want, []string{user, client, act, tp})
 		require.NoError(t, c.Refresh())
 		if got := c.Allowed(user, client, act, tp); got != want {
 			t.Fatalf("after rebuild: Enforce(%q, %q, %q, %q) = %v, index %v\npolicy:\n%s", user, client, tp, act, want, got, dump(e))
@@ -247,10 +285,7 @@ func FuzzDifferential(f *testing.F) {
 		for i := 0; i < len(g); i += 2 {
 			_, _ = e.RemoveGroupingPolicy(g[i])
 		}
-		want, err = e.Enforce(user, client, tp, act)
-		if err != nil {
-			want = false
-		}
+		want = expect()
 		if got := c.Allowed(user, client, act, tp); got != want {
 			t.Fatalf("after removals: Enforce(%q, %q, %q, %q) = %v, index %v\npolicy:\n%s", user, client, tp, act, want, got, dump(e))
 		}
@@ -268,7 +303,7 @@ func TestDifferentialAllowsSome(t *testing.T) {
 	}
 	compare(t, r, e, c, 2000)
 	t.Logf("%d of 2000 requests allowed", allowCount)
-	require.Greater(t, allowCount, 50, "the random policies must allow a fair share of requests")
+	require.Greater(t, allowCount, 30, "the random policies must allow a fair share of requests")
 }
 
 // TestDifferentialRoleChanges changes role links one at a time (cycles and
@@ -292,25 +327,30 @@ func TestDifferentialRoleChanges(t *testing.T) {
 			require.NoError(t, err)
 		}
 		for step := range 60 {
-			a, b := names[r.IntN(len(names))], names[r.IntN(len(names))]
+			// Users stay users: a subject that is a role name has no rights.
+			a, b := names[r.IntN(len(names))], names[3+r.IntN(len(names)-3)]
 			if r.IntN(3) == 0 {
 				_, err = e.RemoveGroupingPolicy(a, b)
 			} else {
 				_, err = e.AddGroupingPolicy(a, b)
 			}
 			require.NoError(t, err)
+			ok := documentedFor(e)
 			for _, u := range names[:3] {
 				for _, n := range names {
 					tp := "t/" + n
 					want, _ := e.Enforce(u, "c", tp, "read")
+					want = want && ok(u)
 					require.Equal(t, want, c.Allowed(u, "c", "read", tp), "seed %d step %d: %s reads %s\n%s", seed, step, u, tp, dump(e))
 				}
 			}
 		}
 		require.NoError(t, c.Refresh())
+		ok := documentedFor(e)
 		for _, u := range names {
 			for _, n := range names {
 				want, _ := e.Enforce(u, "c", "t/"+n, "read")
+				want = want && ok(u)
 				require.Equal(t, want, c.Allowed(u, "c", "read", "t/"+n))
 			}
 		}

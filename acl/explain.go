@@ -23,8 +23,15 @@ type Decision struct {
 // decided it. It scans the enforcer's policy: use it for tools and logs of
 // denials, not on the message path.
 func (c *Casbin) Explain(user, client, act, t string) Decision {
-	allowed := c.Allowed(user, client, act, t)
+	return c.ExplainRoles(user, client, nil, act, t)
+}
+
+// ExplainRoles is [Casbin.Explain] for a user whose credential carries
+// roles (see [Casbin.AllowedRoles]).
+func (c *Casbin) ExplainRoles(user, client string, roles []string, act, t string) Decision {
 	s := c.snap.Load()
+	resolved := s.resolve(user, roles)
+	allowed := s.decideBits(user, client, resolved, act, t)
 	d := Decision{Allowed: allowed}
 	allow, deny, ok := actBits(act)
 	switch {
@@ -34,14 +41,20 @@ func (c *Casbin) Explain(user, client, act, t string) Decision {
 	case s.bad > 0:
 		d.Reason = "the policy has lines with the wrong number of fields: everything is denied"
 		return d
-	case topic.ValidateFilter(t) != nil:
+	case s.refused(user):
+		d.Reason = "the subject is \"*\" or a role name: a subject may not take a role's rules, everything is denied"
+		return d
+	case s.dirty:
+		d.Reason = "a role link has more than two fields or a comma, which Casbin does not keep consistently: everything is denied until the policy is reloaded without it"
+		return d
+	case topic.ValidateLiteral(t) != nil:
 		d.Reason = "invalid topic"
 		return d
 	}
 	p, _ := c.e.GetPolicy()
 	var firstAllow []string
 	for _, r := range p {
-		if len(r) != 4 || !(r[0] == Everyone || r[0] == user || slices.Contains(s.rolesOf(user), r[0])) {
+		if len(r) != 4 || !(r[0] == Everyone || r[0] == user || slices.Contains(resolved, r[0])) {
 			continue
 		}
 		if !MQTTAct(act, r[2]) || !MQTTMatch(t, r[1], user, client) {

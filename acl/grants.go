@@ -57,6 +57,21 @@ func (g *grant) matches(a mqttsec.Access, t string, m *mqttsec.Message) bool {
 	return true
 }
 
+// firstSubscribeGrant returns the effect of the first grant that applies
+// to a subscription to filter at QoS level q, and whether one did.
+func firstSubscribeGrant(gs []grant, filter string, q byte) (allow, found bool) {
+	for i := range gs {
+		g := &gs[i]
+		if !g.ok || g.g.Access&mqttsec.Subscribe == 0 || !topic.Covers(g.filter, filter) {
+			continue
+		}
+		if len(g.g.QoS) == 0 || slices.Contains(g.g.QoS, q) {
+			return g.g.Allow, true
+		}
+	}
+	return false, false
+}
+
 // firstGrant returns the effect of the first grant that applies, and
 // whether one did.
 func firstGrant(gs []grant, a mqttsec.Access, t string, m *mqttsec.Message) (allow, found bool) {

@@ -79,14 +79,20 @@ func TestBoundAllocatesNothing(t *testing.T) {
 	require.NoError(t, err)
 	_, err = e.AddPolicies([][]string{{"*", "%u/#", "readwrite", "allow"}, {"alice", "a/+/b", "read", "allow"}, {"*", "a/x/#", "read", "deny"}})
 	require.NoError(t, err)
+	_, err = e.AddGroupingPolicy("ops", "staff")
+	require.NoError(t, err)
 	cl := &mqttsec.Client{ID: "c1", Username: "alice"}
+	withRoles := &mqttsec.Client{ID: "c2", Username: "bob", Identity: &mqttsec.Identity{Subject: "bob", Roles: []string{"ops"}}}
 	ctx := context.Background()
-	bound := c.Bind(cl)
+	bound, boundRoles := c.Bind(cl), c.Bind(withRoles)
+	msg := &mqttsec.Message{Topic: "bob/x", QoS: 1}
 	allocs := testing.AllocsPerRun(100, func() {
 		_ = bound.Authorize(ctx, cl, mqttsec.Receive, "alice/x/y")
 		_ = bound.Authorize(ctx, cl, mqttsec.Receive, "a/y/b")
 		_ = bound.Authorize(ctx, cl, mqttsec.Receive, "a/x/b")
 		_ = c.Authorize(ctx, cl, mqttsec.Publish, "alice/z")
+		_ = boundRoles.Authorize(ctx, withRoles, mqttsec.Receive, "bob/x")
+		_ = boundRoles.(mqttsec.MessageAuthorizer).AuthorizeMessage(ctx, withRoles, msg)
 	})
 	require.Zero(t, allocs)
 }

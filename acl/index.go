@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/casbin/casbin/v2/model"
+
 	"github.com/mqttsec/mqttsec/topic"
 )
 
@@ -345,13 +347,21 @@ type query struct {
 	uOK, cOK  bool
 	shareRisk bool
 	dollar    bool
+	// inLen is the length of the request topic.
+	inLen int
+}
+
+// setTopic sets the per-topic part of q.
+func (q *query) setTopic(t string) {
+	q.dollar = t[0] == '$'
+	q.inLen = len(t)
 }
 
 // newQuery prepares the per-client part of a query; set dollar per topic.
 func newQuery(u, c string) query {
 	q := query{u: u, c: c}
-	q.uOK = topic.SafeLevel(u) && utf8.ValidString(u)
-	q.cOK = topic.SafeLevel(c) && utf8.ValidString(c)
+	q.uOK = topic.SafeLevel(u)
+	q.cOK = topic.SafeLevel(c)
 	// A template level can expand to "$share" only from values that are
 	// substrings of it.
 	q.shareRisk = (q.uOK && strings.Contains("$share", u)) || (q.cOK && strings.Contains("$share", c))
@@ -379,8 +389,10 @@ func (q *query) walk(n *node, rest string, depth, plen int) uint8 {
 		}
 	}
 	if il == "#" {
-		// Only "+/#" at the first level covers "#" (besides "#").
-		if first && n.plus != nil && n.plus.hashF != 0 && plen+sep+3 <= topic.MaxLen {
+		// Besides "#", "+/#" covers a "#" that has no parent name: "#"
+		// itself, or "/#" (the empty topic is not a name), as
+		// topic.Covers decides.
+		if consumed := q.inLen - len(rest); consumed <= 1 && n.plus != nil && n.plus.hashF != 0 && plen+sep+3 <= topic.MaxLen {
 			f |= n.plus.hashF
 		}
 		return f
@@ -409,8 +421,9 @@ func (q *query) walk(n *node, rest string, depth, plen int) uint8 {
 			continue
 		}
 		if first && plen == 0 && q.shareRisk && matchPieces(e.pieces, shareLevel, q.u, q.c) {
-			// The expansion is a shared-subscription filter, handled by
-			// shareWalk from the root; as a one-level filter it is "$share".
+			// A placeholder value may not make the rule a shared
+			// subscription (see expand): only the one-level filter
+			// "$share" applies.
 			if il == shareLevel {
 				f |= q.shareEnd(e.child, imore, plen+sep+len(il))
 			}
@@ -461,24 +474,14 @@ func (q *query) next(n *node, irest string, imore bool, depth, plen int) uint8 {
 }
 
 // shareWalk evaluates the rules of root that are shared-subscription filters
-// "$share/{group}/{filter}": the group is any literal or template level, and
-// the filter after it is matched from its first level.
+// "$share/{group}/{filter}" as the policy writes them: the group is any
+// literal or template level, and the filter after it is matched from its
+// first level.
 func (q *query) shareWalk(root *node, inner string) uint8 {
-	var f uint8
 	if s := root.lit[shareLevel]; s != nil {
-		f |= q.groups(s, inner, len(shareLevel))
+		return q.groups(s, inner, len(shareLevel))
 	}
-	if q.shareRisk {
-		for _, e := range root.tmpl {
-			if (e.useU && !q.uOK) || (e.useC && !q.cOK) || q.dollarLead(e) {
-				continue
-			}
-			if matchPieces(e.pieces, shareLevel, q.u, q.c) {
-				f |= q.groups(e.child, inner, len(shareLevel))
-			}
-		}
-	}
-	return f
+	return 0
 }
 
 func (q *query) groups(s *node, inner string, plen int) uint8 {
@@ -506,7 +509,7 @@ func (q *query) match(s *subject, inner string) uint8 {
 	var f uint8
 	if s.root != nil {
 		f = q.walk(s.root, inner, 0, 0)
-		if s.share || (q.shareRisk && len(s.root.tmpl) != 0) {
+		if s.share {
 			f |= q.shareWalk(s.root, inner)
 		}
 	}
@@ -531,7 +534,50 @@ type snapshot struct {
 	// Enforce fails on them, so every request is denied.
 	bad   int
 	rules int
+	// commas counts policy lines with a comma in a field: Casbin's key of
+	// such a line collides with another line's, so a removal reported with
+	// one line may have removed another.
+	commas int
+	// dirty is set when a g line has more than two fields or a comma in a
+	// field: Casbin truncates such lines to two names and keys them by
+	// their joined fields, so its role links stop matching its own g lines
+	// once one of them is removed (a link dropped that another line still
+	// gives, or kept after its line went). The index then denies every
+	// request, until a load rebuilds Casbin's role links from g lines
+	// without them.
+	dirty bool
+	// declared are the role names given with WithRoles.
+	declared map[string]bool
 }
+
+// broken reports whether the snapshot denies every request.
+func (s *snapshot) broken() bool { return s.bad > 0 || s.dirty }
+
+// refused reports whether user may have no rights at all: a subject may
+// not be "*" or a role name (the role of a g line, or one declared with
+// WithRoles).
+func (s *snapshot) refused(user string) bool {
+	return user == Everyone || s.isRole(user)
+}
+
+// isRole reports whether name is the role of a g line or declared with
+// WithRoles.
+func (s *snapshot) isRole(name string) bool {
+	return len(s.rg.down[s.shard(name)][name]) != 0 || s.declared[name]
+}
+
+func hasComma(rule []string) bool {
+	for _, f := range rule {
+		if strings.Contains(f, ",") {
+			return true
+		}
+	}
+	return false
+}
+
+// dirtyGroup reports whether Casbin's role links may disagree with its g
+// lines once g line r is added or removed (see snapshot.dirty).
+func dirtyGroup(r []string) bool { return len(r) != 2 || hasComma(r) }
 
 func (s *snapshot) shard(name string) int {
 	return int(maphash.String(s.seed, name) % nShards)
@@ -579,10 +625,45 @@ func computeRoles(groups [][2]string) map[string][]string {
 // build compiles a policy from scratch.
 func build(gen uint64, seed maphash.Seed, policy [][]string, grouping [][]string) *snapshot {
 	s := &snapshot{gen: gen, seed: seed}
+	s.setRules(policy)
+	s.setGroups(grouping)
+	return s
+}
+
+// withRules returns a copy of s with the policy lines recompiled from m
+// (role links kept).
+func (s *snapshot) withRules(gen uint64, m model.Model) *snapshot {
+	ns := *s
+	ns.gen = gen
+	p, _ := policyOf(m)
+	ns.setRules(p)
+	return &ns
+}
+
+// withGroups returns a copy of s with the role links rebuilt from m's g
+// lines (policy lines kept).
+func (s *snapshot) withGroups(gen uint64, m model.Model) *snapshot {
+	ns := *s
+	ns.gen = gen
+	_, g := policyOf(m)
+	ns.rg = roleGraph{}
+	dirty := ns.dirty
+	ns.setGroups(g)
+	ns.dirty = ns.dirty || dirty
+	return &ns
+}
+
+// setRules compiles the policy lines into fresh subject tables (in place:
+// s is not published yet).
+func (s *snapshot) setRules(policy [][]string) {
+	s.bad, s.rules, s.commas = 0, 0, 0
 	for i := range s.shards {
 		s.shards[i] = make(map[string]*subject)
 	}
 	for _, r := range policy {
+		if hasComma(r) {
+			s.commas++
+		}
 		if len(r) != 4 {
 			s.bad++
 			continue
@@ -616,31 +697,72 @@ func build(gen uint64, seed maphash.Seed, policy [][]string, grouping [][]string
 			sub.finish()
 		}
 	}
-	s.setGroups(grouping)
-	return s
+}
+
+// holds reports whether a rule with bits along levels is in the trie below
+// n (every bit it sets counted at least once where it ends).
+func (n *node) holds(levels []string, bits uint8) bool {
+	for _, lv := range levels {
+		if n == nil {
+			return false
+		}
+		switch {
+		case lv == "#":
+			return countsHold(&n.hash, bits)
+		case lv == "+":
+			n = n.plus
+		default:
+			if _, _, _, has := parseTemplate(lv); has {
+				i := slices.IndexFunc(n.tmpl, func(e *tmplEdge) bool { return e.level == lv })
+				if i < 0 {
+					return false
+				}
+				n = n.tmpl[i].child
+				continue
+			}
+			n = n.lit[lv]
+		}
+	}
+	return n != nil && countsHold(&n.end, bits)
+}
+
+func countsHold(c *counts, bits uint8) bool {
+	for i, v := range c {
+		if bits&(1<<i) != 0 && v < 1 {
+			return false
+		}
+	}
+	return true
 }
 
 // withRule returns a copy of s with one policy line added (d = 1) or
-// removed (d = -1). Only the path of the rule is copied.
-func (s *snapshot) withRule(gen uint64, r []string, d int32) *snapshot {
+// removed (d = -1). Only the path of the rule is copied. It returns false
+// when a removed rule is not in s (s and the enforcer disagree; the caller
+// recompiles).
+func (s *snapshot) withRule(gen uint64, r []string, d int32) (*snapshot, bool) {
 	ns := *s
 	ns.gen = gen
+	if hasComma(r) {
+		ns.commas += int(d)
+	}
 	if len(r) != 4 {
 		ns.bad += int(d)
-		return &ns
+		return &ns, ns.bad >= 0 && ns.commas >= 0
 	}
 	ns.rules += int(d)
+	if ns.rules < 0 || ns.commas < 0 {
+		return nil, false
+	}
 	bits := ruleBits(r[2], r[3])
 	if bits == 0 {
-		return &ns
+		return &ns, true
 	}
 	levels, slow := compileFilter(r[1])
 	if levels == nil && !slow {
-		return &ns
+		return &ns, true
 	}
 	i := s.shard(r[0])
-	m := maps.Clone(s.shards[i])
-	old := m[r[0]]
+	old := s.shards[i][r[0]]
 	sub := &subject{}
 	if old != nil {
 		*sub = *old
@@ -650,16 +772,22 @@ func (s *snapshot) withRule(gen uint64, r []string, d int32) *snapshot {
 			sub.slow = append(slices.Clip(sub.slow), slowRule{filter: r[1], bits: bits})
 		} else if k := slices.Index(sub.slow, slowRule{filter: r[1], bits: bits}); k >= 0 {
 			sub.slow = slices.Delete(slices.Clone(sub.slow), k, k+1)
+		} else {
+			return nil, false
 		}
 	} else {
+		if d < 0 && !sub.root.holds(levels, bits) {
+			return nil, false
+		}
 		sub.root = applyCOW(sub.root, levels, bits, d)
 	}
 	sub.finish()
+	m := maps.Clone(s.shards[i])
 	if sub.root == nil && len(sub.slow) == 0 {
 		delete(m, r[0])
 	} else {
 		m[r[0]] = sub
 	}
 	ns.shards[i] = m
-	return &ns
+	return &ns, true
 }

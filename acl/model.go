@@ -58,9 +58,12 @@ func MQTTAct(requestAct, policyAct string) bool {
 // MQTTMatch is the Casbin function mqttMatch(topic, filter, user, client):
 // it expands %u/%c (and ${username}/${clientid}) in the policy filter with
 // user and client and reports whether the expansion covers topic (a topic
-// name, or a subscription filter; see [topic.Covers]). A placeholder whose
-// value is empty or contains '+', '#' or '/' makes the rule not apply, and
-// so does a value starting with '$' that would begin the filter.
+// name, or a subscription filter without its $share prefix; see
+// [topic.Covers], which takes topic literally). A placeholder whose value is
+// not a [topic.SafeLevel] (empty, not UTF-8, containing '+', '#' or '/')
+// makes the rule not apply, and so does a value starting with '$' that would
+// begin the filter, and an expansion that is a shared subscription
+// ("$share/...") when the policy filter does not start with "$share/".
 func MQTTMatch(requestTopic, filter, user, client string) bool {
 	exp, ok := expand(filter, user, client)
 	if !ok {
@@ -69,17 +72,29 @@ func MQTTMatch(requestTopic, filter, user, client string) bool {
 	return topic.Covers(exp, requestTopic)
 }
 
-// expand is topic.Expand, except that a value starting with '$' may not
-// begin the filter (after any $share/{group}/ prefix): "%c/#" must not
-// become "$SYS/#" for a client that names itself "$SYS". Topics starting
-// with '$' are the server's; only a policy that writes the '$' reaches
-// them.
+// expand is topic.Expand, except that a placeholder value may not change
+// what kind of filter the rule is:
+//
+//   - a value starting with '$' may not begin the filter (after a
+//     $share/{group}/ prefix the policy wrote): "%c/#" must not become
+//     "$SYS/#" for a client that names itself "$SYS". Topics starting with
+//     '$' are the server's; only a policy that writes the '$' reaches them.
+//   - a value may not make the rule a shared subscription: "$%c/g/%u" for
+//     client "share" would be "$share/g/<user>", which covers what "<user>"
+//     covers (and "$SYS" for a user named so). Only a filter the policy
+//     writes as "$share/..." is shared.
 func expand(filter, user, client string) (string, bool) {
 	if dollarLead(filter, user, client) {
 		return "", false
 	}
-	return topic.Expand(filter, user, client)
+	exp, ok := topic.Expand(filter, user, client)
+	if !ok || strings.HasPrefix(exp, sharePrefix) != strings.HasPrefix(filter, sharePrefix) {
+		return "", false
+	}
+	return exp, true
 }
+
+const sharePrefix = "$share/"
 
 // dollarLead reports whether the first level of filter (after any $share
 // prefix) starts with a placeholder whose value starts with '$'.

@@ -220,7 +220,9 @@ func (MosquittoAdapter) RemoveFilteredPolicy(string, string, int, ...string) err
 
 // ParsePolicy reads a Casbin CSV policy file for [Model] (as Casbin's file
 // adapter does) and returns its p rules, with line numbers, and its g
-// lines. Errors wrap [ErrSyntax] and name the line.
+// lines. A g line must name exactly a user and a role, without commas (the
+// index denies everything otherwise). Errors wrap [ErrSyntax] and name the
+// line.
 func ParsePolicy(r io.Reader) (rules []Rule, groups [][2]string, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
@@ -240,8 +242,15 @@ func ParsePolicy(r io.Reader) (rules []Rule, groups [][2]string, err error) {
 		switch {
 		case fields[0] == "p" && len(fields) == 5:
 			rules = append(rules, Rule{Sub: fields[1], Topic: fields[2], Act: fields[3], Eft: fields[4], Line: n})
-		case fields[0] == "g" && len(fields) >= 3:
+		case fields[0] == "g" && len(fields) == 3:
+			if strings.Contains(fields[1]+fields[2], ",") {
+				// Casbin keys lines by their fields joined with commas;
+				// see the package documentation.
+				return nil, nil, fmt.Errorf("%w: line %d: a name in a g line contains a comma: every check would be denied", ErrSyntax, n)
+			}
 			groups = append(groups, [2]string{fields[1], fields[2]})
+		case fields[0] == "g":
+			return nil, nil, fmt.Errorf("%w: line %d: a g line names a user and a role (\"g, user, role\"); with more names every check would be denied", ErrSyntax, n)
 		default:
 			return nil, nil, fmt.Errorf("%w: line %d: want \"p, sub, topic, act, eft\" or \"g, user, role\"", ErrSyntax, n)
 		}

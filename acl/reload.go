@@ -9,6 +9,8 @@ import (
 
 	"github.com/casbin/casbin/v2"
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/mqttsec/mqttsec"
 )
 
 // WatchOption configures [WatchFile].
@@ -26,8 +28,21 @@ func WithPollInterval(d time.Duration, force bool) WatchOption {
 // from a writer that writes in several steps.
 func WithDebounce(d time.Duration) WatchOption { return func(w *FileWatcher) { w.debounce = d } }
 
+// WithEvents reports every reload to sink: an [mqttsec.EventReload] on
+// success and an [mqttsec.EventReloadFailed] with the error when the file
+// does not load (the previous policy stays in force), both with Source
+// "acl" and File the watched path. Give it the [mqttsec.Guard], which is an
+// EventSink, so that policy reloads reach the same stream as every other
+// security event. Without WithEvents, reloads are logged with
+// slog.Default() ([mqttsec.SlogSink]): a broken policy file is never
+// silent. This is the preferred way to observe reloads.
+func WithEvents(sink mqttsec.EventSink) WatchOption {
+	return func(w *FileWatcher) { w.events = sink }
+}
+
 // WithReloadHook sets a function called after every reload attempt with its
-// error (nil on success). It must not block.
+// error (nil on success), besides the event [WithEvents] describes. It must
+// not block. Prefer WithEvents; the hook suits a test waiting for a reload.
 func WithReloadHook(f func(error)) WatchOption { return func(w *FileWatcher) { w.hook = f } }
 
 // FileWatcher reloads an enforcer's policy when its policy file changes.
@@ -35,7 +50,7 @@ func WithReloadHook(f func(error)) WatchOption { return func(w *FileWatcher) { w
 // new index is compiled beside the old one and swapped in atomically, so
 // checks running during a reload see either the old policy or the new one
 // and never fail because of the swap. A file that fails to load leaves the
-// old policy in force (the hook gets the error).
+// old policy in force and is reported (see [WithEvents]).
 //
 // Replace the file atomically (write a temporary file and rename it) for
 // the best results; in-place writers are covered by the debounce.
@@ -49,6 +64,7 @@ type FileWatcher struct {
 	forcePoll bool
 	debounce  time.Duration
 	hook      func(error)
+	events    mqttsec.EventSink
 
 	initial fileState
 	fsw     *fsnotify.Watcher
@@ -70,6 +86,9 @@ func WatchFile(e casbin.IEnforcer, path string, opts ...WatchOption) (*FileWatch
 		debounce: 100 * time.Millisecond, stop: make(chan struct{}), done: make(chan struct{})}
 	for _, o := range opts {
 		o(w)
+	}
+	if w.events == nil {
+		w.events = mqttsec.SlogSink(nil)
 	}
 	if _, err := os.Stat(w.path); err != nil {
 		return nil, err
@@ -154,10 +173,20 @@ func (w *FileWatcher) run() {
 			}
 			seen = s
 			err := w.e.LoadPolicy()
-			if w.hook != nil {
-				w.hook(err)
-			}
+			w.report(err)
 		}
+	}
+}
+
+// report sends the outcome of a reload to the event sink and the hook.
+func (w *FileWatcher) report(err error) {
+	ev := mqttsec.Event{Time: time.Now(), Kind: mqttsec.EventReload, Source: "acl", File: w.path}
+	if err != nil {
+		ev.Kind, ev.Err = mqttsec.EventReloadFailed, err
+	}
+	w.events.Event(ev)
+	if w.hook != nil {
+		w.hook(err)
 	}
 }
 

@@ -3,6 +3,7 @@ package acl_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,3 +131,80 @@ func TestWatchFileMosquitto(t *testing.T) {
 	}
 	require.True(t, c.Allowed("alice", "c", "write", "a/x"))
 }
+
+// Every reload reaches the event sink, a Guard included: a success as
+// EventReload, a broken file as EventReloadFailed with its error, both
+// naming the source and the file. The old policy stays in force.
+func TestWatchFileEvents(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.csv")
+	writeAtomic(t, path, "p, alice, a/#, read, allow\n")
+	e, err := casbin.NewSyncedEnforcer(acl.NewModel(), fileadapter.NewAdapter(path))
+	require.NoError(t, err)
+	c, err := acl.NewCasbin(e)
+	require.NoError(t, err)
+	events := make(chan mqttsec.Event, 20)
+	guard := mqttsec.New(mqttsec.Config{Authorizer: c, Events: mqttsec.EventSinkFunc(func(ev mqttsec.Event) {
+		if ev.Source == "acl" {
+			events <- ev
+		}
+	})})
+	w, err := acl.WatchFile(e, path, acl.WithDebounce(20*time.Millisecond), acl.WithEvents(guard))
+	require.NoError(t, err)
+	defer w.Close()
+	next := func() mqttsec.Event {
+		t.Helper()
+		select {
+		case ev := <-events:
+			return ev
+		case <-time.After(10 * time.Second):
+			t.Fatal("no reload event")
+			return mqttsec.Event{}
+		}
+	}
+
+	writeAtomic(t, path, "p, bob, b/#, read, allow\n")
+	ev := next()
+	require.Equal(t, mqttsec.EventReload, ev.Kind)
+	require.Equal(t, path, ev.File)
+	require.NoError(t, ev.Err)
+	require.False(t, ev.Time.IsZero())
+	require.True(t, c.Allowed("bob", "c", "read", "b/1"))
+
+	writeAtomic(t, path, "p, carol, \"c/#, read\n")
+	ev = next()
+	require.Equal(t, mqttsec.EventReloadFailed, ev.Kind)
+	require.Equal(t, path, ev.File)
+	require.Error(t, ev.Err)
+	require.True(t, c.Allowed("bob", "c", "read", "b/1"), "the previous policy stays in force")
+	require.False(t, c.Allowed("carol", "c", "read", "c/1"))
+}
+
+// Without WithEvents a failed reload is logged with slog.Default().
+func TestWatchFileLogsByDefault(t *testing.T) {
+	var mu sync.Mutex
+	var buf strings.Builder
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+	path := filepath.Join(t.TempDir(), "acl_file")
+	writeAtomic(t, path, "user alice\ntopic read a/#\n")
+	e, err := casbin.NewEnforcer(acl.NewModel(), acl.MosquittoAdapter{Path: path})
+	require.NoError(t, err)
+	w, err := acl.WatchFile(e, path, acl.WithDebounce(20*time.Millisecond))
+	require.NoError(t, err)
+	defer w.Close()
+	writeAtomic(t, path, "user alice\ntopic sometimes a/#\n")
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(buf.String(), "reload_failed") && strings.Contains(buf.String(), "line 2")
+	}, 10*time.Second, 20*time.Millisecond, "the failed reload must be logged")
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -42,11 +42,40 @@ func (s *snapshot) rolesOf(name string) []string {
 }
 
 // closureOf returns the roles name reaches within maxHierarchy links.
-func (s *snapshot) closureOf(name string) []string {
+func (s *snapshot) closureOf(name string) []string { return s.closureWith(name, nil) }
+
+// resolve returns the roles of user for a connection whose identity
+// carries roles extra: what Casbin's role manager reaches from user with a
+// g line (user, r) added for every r in extra. Without extra it is the
+// precomputed closure and allocates nothing.
+func (s *snapshot) resolve(user string, extra []string) []string {
+	if len(extra) == 0 {
+		return s.rolesOf(user)
+	}
+	return s.closureWith(user, extra)
+}
+
+// closureWith returns the roles name reaches within maxHierarchy links,
+// with extra as direct roles of name besides its g lines.
+func (s *snapshot) closureWith(name string, extra []string) []string {
 	seen := map[string]bool{name: true}
 	var res []string
-	frontier := []string{name}
-	for level := 0; level < maxHierarchy && len(frontier) > 0; level++ {
+	var frontier []string
+	for _, to := range extra {
+		if !seen[to] {
+			seen[to] = true
+			res = append(res, to)
+			frontier = append(frontier, to)
+		}
+	}
+	for _, to := range s.rg.up[s.shard(name)][name] {
+		if !seen[to] {
+			seen[to] = true
+			res = append(res, to)
+			frontier = append(frontier, to)
+		}
+	}
+	for level := 1; level < maxHierarchy && len(frontier) > 0; level++ {
 		var next []string
 		for _, r := range frontier {
 			for _, to := range s.rg.up[s.shard(r)][r] {
@@ -65,6 +94,7 @@ func (s *snapshot) closureOf(name string) []string {
 // setGroups builds the role graph from g lines (in place: s is not
 // published yet).
 func (s *snapshot) setGroups(grouping [][]string) {
+	s.dirty = false
 	for i := range nShards {
 		s.rg.up[i] = make(map[string][]string)
 		s.rg.down[i] = make(map[string][]string)
@@ -73,6 +103,9 @@ func (s *snapshot) setGroups(grouping [][]string) {
 	for _, g := range grouping {
 		if len(g) < 2 {
 			continue
+		}
+		if dirtyGroup(g) {
+			s.dirty = true
 		}
 		a, b := g[0], g[1]
 		ia, ib := s.shard(a), s.shard(b)
@@ -90,13 +123,15 @@ func (s *snapshot) setGroups(grouping [][]string) {
 
 // withGroup returns a copy of s with the link a -> b added (d > 0) or
 // removed, recomputing the closure of a and of every name that reaches a.
-func (s *snapshot) withGroup(gen uint64, a, b string, d int32) *snapshot {
+// It returns false when a removed link is not in s (s and the enforcer
+// disagree; the caller rebuilds).
+func (s *snapshot) withGroup(gen uint64, a, b string, d int32) (*snapshot, bool) {
 	ns := *s
 	ns.gen = gen
 	ia, ib := ns.shard(a), ns.shard(b)
 	has := slices.Contains(ns.rg.up[ia][a], b)
 	if has == (d > 0) {
-		return &ns
+		return &ns, d > 0
 	}
 	up, down, clo := &cow{m: &ns.rg.up}, &cow{m: &ns.rg.down}, &cow{m: &ns.rg.closure}
 	if d > 0 {
@@ -126,5 +161,5 @@ func (s *snapshot) withGroup(gen uint64, a, b string, d int32) *snapshot {
 	for _, name := range affected {
 		clo.set(ns.shard(name), name, ns.closureOf(name))
 	}
-	return &ns
+	return &ns, true
 }

@@ -79,7 +79,8 @@ func member(cl *mqttsec.Client, names []string) bool {
 }
 
 // Wrap returns an authorizer that applies p to subscriptions and then asks
-// next. It keeps next's per-client binding and message checks.
+// next. It keeps next's per-client binding, message checks and
+// subscription QoS decisions ([mqttsec.SubscriptionAuthorizer]).
 func (p *WildcardPolicy) Wrap(next mqttsec.Authorizer) mqttsec.Authorizer {
 	return &wildcardAuthz{p: p, next: next}
 }
@@ -105,6 +106,22 @@ func (w *wildcardAuthz) AuthorizeMessage(ctx context.Context, cl *mqttsec.Client
 	return w.next.Authorize(ctx, cl, mqttsec.Publish, m.Topic)
 }
 
+// AuthorizeSubscription applies the policy to sub.Filter, then lets next
+// decide the QoS when it can (a grant's QoS list), or grants sub.QoS when
+// next allows.
+func (w *wildcardAuthz) AuthorizeSubscription(ctx context.Context, cl *mqttsec.Client, sub *mqttsec.Subscription) (byte, error) {
+	if err := w.p.Check(cl, sub.Filter); err != nil {
+		return 0, err
+	}
+	if sa, ok := w.next.(mqttsec.SubscriptionAuthorizer); ok {
+		return sa.AuthorizeSubscription(ctx, cl, sub)
+	}
+	if err := w.next.Authorize(ctx, cl, mqttsec.Subscribe, sub.Filter); err != nil {
+		return 0, err
+	}
+	return sub.QoS, nil
+}
+
 func (w *wildcardAuthz) Bind(cl *mqttsec.Client) mqttsec.Authorizer {
 	if cb, ok := w.next.(mqttsec.ClientBinder); ok {
 		if b := cb.Bind(cl); b != nil {
@@ -113,3 +130,9 @@ func (w *wildcardAuthz) Bind(cl *mqttsec.Client) mqttsec.Authorizer {
 	}
 	return w
 }
+
+var (
+	_ mqttsec.MessageAuthorizer      = (*wildcardAuthz)(nil)
+	_ mqttsec.SubscriptionAuthorizer = (*wildcardAuthz)(nil)
+	_ mqttsec.ClientBinder           = (*wildcardAuthz)(nil)
+)

@@ -57,3 +57,33 @@ func TestWildcardPolicy(t *testing.T) {
 	require.ErrorIs(t, bound.Authorize(ctx, user, mqttsec.Subscribe, "#"), acl.ErrWildcard)
 	require.NoError(t, bound.Authorize(ctx, user, mqttsec.Subscribe, "a/b/#"))
 }
+
+// A WildcardPolicy around a Casbin keeps the QoS a grant allows on
+// subscribe: the Guard only sees a SubscriptionAuthorizer if the wrapper is
+// one.
+func TestWildcardPolicyKeepsSubscriptionQoS(t *testing.T) {
+	e := newEnforcer(t)
+	c, err := acl.NewCasbin(e)
+	require.NoError(t, err)
+	_, err = e.AddPolicy("*", "dev/#", "read", "allow")
+	require.NoError(t, err)
+	p := &acl.WildcardPolicy{MinLevels: 1}
+	cl := &mqttsec.Client{ID: "c", Username: "bob", Identity: &mqttsec.Identity{Subject: "bob", Grants: []mqttsec.Grant{
+		{Allow: true, Access: mqttsec.Subscribe, Topic: "dev/#", QoS: []byte{0}},
+	}}}
+	ctx := context.Background()
+	for name, authz := range map[string]mqttsec.Authorizer{"unbound": p.Wrap(c), "bound": p.Wrap(c).(mqttsec.ClientBinder).Bind(cl)} {
+		sa, ok := authz.(mqttsec.SubscriptionAuthorizer)
+		require.True(t, ok, name)
+		q, err := sa.AuthorizeSubscription(ctx, cl, &mqttsec.Subscription{Filter: "dev/x", QoS: 2})
+		require.NoError(t, err, name)
+		require.Equal(t, byte(0), q, name)
+		_, err = sa.AuthorizeSubscription(ctx, cl, &mqttsec.Subscription{Filter: "#", QoS: 0})
+		require.ErrorIs(t, err, acl.ErrWildcard, name)
+	}
+	// An authorizer without QoS decisions grants the QoS asked for.
+	allowAll := mqttsec.AuthorizerFunc(func(context.Context, *mqttsec.Client, mqttsec.Access, string) error { return nil })
+	q, err := p.Wrap(allowAll).(mqttsec.SubscriptionAuthorizer).AuthorizeSubscription(ctx, cl, &mqttsec.Subscription{Filter: "dev/x", QoS: 2})
+	require.NoError(t, err)
+	require.Equal(t, byte(2), q)
+}

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/mqttsec/mqttsec/acl"
-	"github.com/mqttsec/mqttsec/topic"
 )
 
 // aclContext is what the configuration that references an ACL says about
@@ -40,35 +39,45 @@ func (l *linter) casbinPolicy(path string, data []byte) error {
 
 // aclRules reports what needs the rules' context (the anonymous section,
 // the configuration's client-ID binding), then maps every finding of
-// acl.Lint.
+// acl.Lint to a rule of this package.
 func (l *linter) aclRules(path string, rules []acl.Rule, groups [][2]string, c aclContext) {
+	bound := c.clientIDBound || l.opt.ClientIDBound
 	for _, r := range rules {
-		if r.Sub == acl.Anonymous && !r.Pattern && r.Eft == acl.EftAllow && topic.Covers(r.Topic, "+/#") {
-			l.add("anonymous-wildcard-acl", path, r.Line, "%s in the anonymous section (%s)", r.Topic, r.String())
-		}
-		if c.fromConf && !c.clientIDBound && r.Pattern && r.Eft == acl.EftAllow && strings.Contains(r.Topic, "%c") {
+		if c.fromConf && !bound && r.Pattern && r.Eft == acl.EftAllow && strings.Contains(r.Topic, "%c") {
 			l.add("clientid-pattern-unbound", path, r.Line, "pattern %s %q without use_username_as_clientid true: any user picks the client ID that %%c expands to", r.Act, r.Topic)
 		}
 	}
 	for _, f := range acl.Lint(rules, groups) {
-		l.add(aclFindingID(f), path, f.Line, "%s: %s", f.Message, f.Rule)
+		id := aclFindingID(f)
+		switch {
+		case id == "":
+			continue
+		case id == "clientid-pattern-unbound" && (bound || c.fromConf):
+			continue // bound; or reported above with the configuration's context
+		}
+		l.add(id, path, f.Line, "%s: %s", f.Message, f.Rule)
 	}
 }
 
-// aclFindingID maps a finding of acl.Lint to a lint rule. acl.Finding
-// carries no ID today, so its kind is read from its message; findings this
-// does not know (new kinds added to acl.Lint) pass through as
-// "acl-finding" with their message as evidence, and get their own rule
-// here once acl.Finding names them.
+// aclFindingID maps a finding of acl.Lint to a rule of this package; kinds
+// this package does not know yet (added to acl.Lint later) pass through as
+// "acl-finding" with their message as evidence.
 func aclFindingID(f acl.Finding) string {
-	m := f.Message
-	switch {
-	case strings.HasPrefix(m, "shadowed by"), strings.HasPrefix(m, "overridden by"):
+	switch f.ID {
+	case acl.FindingShadowedRule, acl.FindingOverriddenRule:
 		return "acl-shadowed"
-	case strings.HasPrefix(m, "pattern without"):
+	case acl.FindingPatternWithoutPlaceholder:
 		return "pattern-without-placeholder"
-	case strings.Contains(m, "never matches"), strings.Contains(m, "not a valid filter"):
+	case acl.FindingInvalidRule:
 		return "acl-invalid-rule"
+	case acl.FindingAnonymousWildcard:
+		return "anonymous-wildcard-acl"
+	case acl.FindingBroadWildcardGrant:
+		return "broad-wildcard-grant"
+	case acl.FindingClientIDTemplate:
+		return "clientid-pattern-unbound"
+	case acl.FindingTemplateSharePrefix:
+		return "template-share-prefix"
 	}
 	return "acl-finding"
 }

@@ -18,5 +18,6 @@ func ExampleFiles() {
 		fmt.Printf("%s:%d: %s %s: %s\n", f.File, f.Line, f.Severity, f.ID, f.Evidence)
 	}
 	// Output:
-	// testdata/standalone/acl_file:1: high anonymous-wildcard-acl: # in the anonymous section (p, "", #, read, allow)
+	// testdata/standalone/acl_file:1: high anonymous-wildcard-acl: anonymous clients may read every topic tree: p, "", #, read, allow
+	// testdata/standalone/acl_file:4: medium clientid-pattern-unbound: a rule with %c gives these rights to any client that picks a matching client ID: bind client IDs to identities: p, *, %c/in, read, allow
 }

@@ -123,6 +123,11 @@ type Options struct {
 	// reference): one of [Formats]. Empty means detect it from the name
 	// and content.
 	Format string
+	// ClientIDBound says the broker binds client IDs to identities (an
+	// mqttsec clientid.Binding, say), which makes %c rules as safe as %u:
+	// their findings are left out. A Mosquitto configuration says it
+	// itself (use_username_as_clientid).
+	ClientIDBound bool
 }
 
 // Formats returns the names of the formats lint reads.
@@ -165,6 +170,7 @@ func formats() []format {
 // parsed is an error; a referenced one that cannot be is a finding.
 func Files(paths []string, opts Options) (Report, error) {
 	l := newLinter(osFS{})
+	l.opt = opts
 	for _, p := range paths {
 		data, err := l.fs.readFile(p)
 		if err != nil {
@@ -273,6 +279,7 @@ func looksConf(path string, data []byte) bool {
 
 // linter collects the findings of one Files call.
 type linter struct {
+	opt      Options
 	fs       fileSystem
 	files    []string
 	seen     map[string]bool // files linted, so a file referenced twice is linted once

@@ -66,6 +66,10 @@ var rules = func() map[string]Rule {
 		// ACLs.
 		{"anonymous-wildcard-acl", "Anonymous clients granted a wildcard", High,
 			"Remove topic # (and +/#) from the anonymous section of the acl_file: anonymous clients would read or write every topic."},
+		{"broad-wildcard-grant", "ACL grants a broad wildcard to a user or role", Medium,
+			"Grant the topics the principal needs (devices/%u/#, plant/+/alarm), not # or +/#: a broad wildcard reads or writes every other device's data."},
+		{"template-share-prefix", "ACL template a value can complete to a $share filter", Medium,
+			"Do not start a rule with a placeholder after $ ($%c/...): a user or client name could turn it into a shared subscription."},
 		{"pattern-without-placeholder", "ACL pattern without %u or %c", Medium,
 			"Use a topic line in the user's section, or add %u or %c: a pattern applies to every client alike."},
 		{"acl-shadowed", "ACL rule that never changes a decision", Low,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/mqttsec/mqttsec"
 	"github.com/mqttsec/mqttsec/internal/testbroker"
+	"github.com/mqttsec/mqttsec/mochi"
 )
 
 // benchGuard allows everything except "secret/..." with a cheap authorizer,
@@ -73,6 +74,12 @@ var setups = []setup{
 		br := testbroker.Start(b, benchGuard(), testbroker.Options{})
 		return br.Server, br.Addr, br.Hook
 	}},
+	// The same without the outbound books of mochi.Limits (every bound
+	// lifted): the cost of the bookkeeping is the difference.
+	{"mqttsec-nobooks", func(b *testing.B) (*mqtt.Server, string, mqtt.Hook) {
+		br := testbroker.Start(b, benchGuard(), testbroker.Options{HookOptions: []mochi.Option{mochi.WithLimits(unbounded)}})
+		return br.Server, br.Addr, br.Hook
+	}},
 }
 
 func dialB(b *testing.B, addr, id string) *testbroker.Conn {
@@ -85,22 +92,32 @@ func dialB(b *testing.B, addr, id string) *testbroker.Conn {
 
 // BenchmarkACLCheckDeliver is the per-delivery read check mochi makes for
 // every message to every subscriber: a direct call of the hook's
-// OnACLCheck(cl, topic, false) for a connected client.
+// OnACLCheck(cl, topic, false) for a connected client, for a message whose
+// PUBLISH the hook saw (OnPublish), then the hook's OnPacketSent once mochi
+// wrote it: with the outbound books, the delivery is charged and credited.
 func BenchmarkACLCheckDeliver(b *testing.B) {
 	for _, st := range setups {
 		b.Run(st.name, func(b *testing.B) {
 			s, addr, hook := st.start(b)
 			dialB(b, addr, "sub")
+			dialB(b, addr, "pub")
 			cl, ok := s.Clients.Get("sub")
 			if !ok {
 				b.Fatal("no client")
 			}
+			pub, _ := s.Clients.Get("pub")
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "bench/topic/1", Payload: []byte("payload")}
+			if _, err := hook.OnPublish(pub, pk); err != nil {
+				b.Fatal(err)
+			}
+			out := pk.Copy(false)
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				if !hook.OnACLCheck(cl, "bench/topic/1", false) {
+				if !hook.OnACLCheck(cl, pk.TopicName, false) {
 					b.Fatal("denied")
 				}
+				hook.OnPacketSent(cl, out, nil)
 			}
 		})
 	}
@@ -114,15 +131,23 @@ func BenchmarkACLCheckDeliverParallel(b *testing.B) {
 		b.Run(st.name, func(b *testing.B) {
 			s, addr, hook := st.start(b)
 			dialB(b, addr, "sub")
+			dialB(b, addr, "pub")
 			cl, _ := s.Clients.Get("sub")
+			pub, _ := s.Clients.Get("pub")
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish}, TopicName: "bench/topic/1", Payload: []byte("payload")}
+			if _, err := hook.OnPublish(pub, pk); err != nil {
+				b.Fatal(err)
+			}
+			out := pk.Copy(false)
 			b.ReportAllocs()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if !hook.OnACLCheck(cl, "bench/topic/1", false) {
+					if !hook.OnACLCheck(cl, pk.TopicName, false) {
 						b.Error("denied")
 						return
 					}
+					hook.OnPacketSent(cl, out, nil)
 				}
 			})
 		})

@@ -110,6 +110,32 @@
 //     publishes; their deliveries are checked like any other.
 //   - mochi assigns an ID to a client that sent none before OnConnect; the
 //     Guard sees the assigned ID.
+//   - mochi copies each message once per subscriber and queues the copies
+//     (8,192 per client by default) without a bound in bytes, keeps QoS 1
+//     and 2 messages for offline sessions, and accepts any number of
+//     subscriptions: see Memory bounds below.
+//   - mochi writes to a client while holding the client's lock, and takes
+//     the same lock to give a QoS 1 or 2 message for it a packet
+//     identifier: one subscriber that stops reading stalls every publisher
+//     of its topics until its keep-alive runs out, forever with a keep-alive
+//     of zero. [Harden] bounds every write ([HardenConfig.WriteTimeout]) and
+//     the hook disconnects such a subscriber as soon as a QoS 1 or 2 message
+//     waits for it ([Limits.WriteStall]).
+//   - mochi decodes topics, filters, client IDs, user names, passwords and
+//     properties as views of the packet's buffer, and keeps them: a
+//     retained or queued copy of a message keeps the whole original packet,
+//     a subscription the whole SUBSCRIBE, a session its CONNECT with the
+//     password. The hook gives mochi copies of what it keeps and clears the
+//     password once the Guard has decided.
+//   - A client that announces a receive maximum stops getting QoS 1 and 2
+//     messages once that many were held back: mochi sends a held-back
+//     message, deletes it from the client's inflight messages and ignores
+//     its PUBACK, which never gives the quota back. The hook gives it back.
+//   - mochi accepts 65,535 inbound topic aliases per client (each keeps a
+//     topic) although it announces none, and allocates each connection's
+//     outbound queue (8 bytes a slot, 8,192 slots) at accept, before
+//     CONNECT. [NewHook] lowers both ([Limits.TopicAliases],
+//     [Limits.WritesPending]).
 //
 // Credentials that expire (a JWT exp, a certificate's notAfter) or are
 // revoked ([mqttsec.Guard.Revalidate] after a password file, CRL or key set
@@ -129,6 +155,64 @@
 // session after its connection ends (v5 session expiry, v3 clean session 0),
 // the hook keeps the identity that subscribed to authorize the messages
 // mochi queues for it, as long as that identity's credentials are valid.
+//
+// # Memory bounds
+//
+// A hostile-load run against mochi v2.7.9 with its defaults drove the
+// process from 13 MB to 560–790 MB with four cheap attacks. The same
+// attacks, with every bound lifted and with the defaults ([Limits],
+// [mqttsec.Quotas], [HardenConfig]), measured as the growth of the Go heap
+// after garbage collection (MQTTSEC_MEASURE=1 go test -run Measure -v
+// ./mochi):
+//
+//	attack                                                   unbounded   defaults
+//	slow consumers: 40 connections of one user that never     553 MB      45 MB
+//	  read, 64 messages of 250 kB
+//	offline queues: 40 kept sessions of one user,             656 MB      35 MB
+//	  64 QoS 1 messages of 250 kB
+//	retained flood: one user, 1,400 messages of 250 kB        358 MB       9 MB
+//	pre-authentication: 1,000 sockets claiming a 383 kB       400 MB     0.4 MB
+//	  CONNECT, never sent
+//
+// The retained flood cost 785 MB in the hostile-load run: each retained
+// copy also kept its whole original packet, which the hook now prevents.
+// From 40 users instead of one, the slow consumers hold 293 MB: the
+// broker-wide Outbound budget (256 MiB) and the writes in progress.
+//
+// What the process can be made to hold, with serve's defaults (maximum
+// packet 384 KiB, 10,000 clients, kept sessions for 24 h):
+//
+//   - Before authentication, per listener: MaxPending × (MaxConnectSize +
+//     about 56 KiB of connection and TLS state), 120 MiB, for at most twice
+//     ConnectTimeout (measured: 80 KiB per pending connection with a 60 kB
+//     password). A CONNECT within MaxConnectSize but made of user
+//     properties, which mochi decodes to 16 times its size, is refused before
+//     authentication ([Limits.PropertyBytes]).
+//   - Per authenticated connection: the packet being read (mochi holds it
+//     twice: 2 × 384 KiB while it arrives) and the one being written (2 ×
+//     384 KiB, for at most WriteTimeout), its subscriptions
+//     ([Limits.SubscriptionBytes], 1 MiB), inbound topic aliases
+//     ([Limits.TopicAliases] × [Limits.TopicLength], 10 KiB), its will (at
+//     most MaxConnectSize, 64 KiB) and 16 KiB of state (measured for an
+//     idle connection): about 2.6 MiB.
+//   - Per kept session: its subscriptions, will and state, about 1.1 MiB
+//     (measured: 143 KB with 100 one-level subscriptions);
+//     at most [mqttsec.Quotas] SessionsPerSubject (100) per user and
+//     Sessions (10,000) in all.
+//   - Messages held for clients and kept sessions (outbound queues,
+//     unacknowledged QoS 1/2, offline queues): [Limits.SubjectBacklog] per
+//     user (32 MiB), [Limits.Outbound] in all (256 MiB).
+//   - Retained messages, with their topic tree: RetainedBytesPerSubject per
+//     user (8 MiB), RetainedBytes in all (128 MiB).
+//
+// So one user with n connections holds at most n × 2.6 MiB + 110 MiB (kept
+// sessions) + 32 MiB + 8 MiB; everyone together at most 10,000 × 2.6 MiB
+// (clients) + 10,000 × 1.1 MiB (kept sessions) + 256 MiB + 128 MiB. The
+// per-connection term dominates: lower the packet size and the number of
+// clients (or the connections per user, with a connection limit) to lower
+// it. A message in the books counts its payload, topic, correlation data
+// and user properties plus 1.6 KiB for mochi's copies; concurrent
+// publishers may overshoot a budget by one message each.
 //
 // # Concurrency
 //

@@ -54,6 +54,9 @@ const (
 	DefaultMaxPending = 1024
 	// DefaultMaxPendingPerIP is the default number of those per remote IP.
 	DefaultMaxPendingPerIP = 32
+	// DefaultWriteTimeout is the default time a write to a client may
+	// block.
+	DefaultWriteTimeout = 10 * time.Second
 )
 
 // HardenConfig bounds what a connection may cost before it is
@@ -85,6 +88,16 @@ type HardenConfig struct {
 	// MaxPendingPerIP is the most pending connections from one remote IP.
 	// Zero means [DefaultMaxPendingPerIP]; negative means no limit.
 	MaxPendingPerIP int
+	// WriteTimeout is the longest a write to a client may block (its
+	// socket buffers are full: it does not read) before the connection is
+	// closed, at any time of the connection. mochi v2.7.9 writes while
+	// holding the client's lock, which a publisher needs to send the client
+	// a QoS 1 or 2 message: without a bound, a subscriber that stops
+	// reading stalls every publisher of its topics until its keep-alive
+	// runs out (forever with a keep-alive of zero). The hook's
+	// [Limits.WriteStall] acts earlier. Zero means [DefaultWriteTimeout];
+	// negative means no limit.
+	WriteTimeout time.Duration
 }
 
 func (c HardenConfig) withDefaults() HardenConfig {
@@ -99,6 +112,9 @@ func (c HardenConfig) withDefaults() HardenConfig {
 	}
 	if c.MaxPendingPerIP == 0 {
 		c.MaxPendingPerIP = DefaultMaxPendingPerIP
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
 	}
 	return c
 }
@@ -181,7 +197,7 @@ func wrap(c net.Conn, cfg HardenConfig, pend *pending) net.Conn {
 		_ = c.Close()
 		return nil
 	}
-	g := &guardConn{Conn: c, timeout: cfg.ConnectTimeout}
+	g := &guardConn{Conn: c, timeout: cfg.ConnectTimeout, writeTimeout: max(cfg.WriteTimeout, 0)}
 	g.sc.maxConnect = cfg.MaxConnectSize
 	g.done = func() { pend.release(ip) }
 	return g
@@ -202,16 +218,20 @@ func remoteIP(c net.Conn) string {
 	return host
 }
 
-// guardConn is a net.Conn whose reads pass through a packet scanner, and
-// which counts as pending until its first write (the CONNACK) or close.
+// guardConn is a net.Conn whose reads pass through a packet scanner, which
+// counts as pending until its first write (the CONNACK) or close, and
+// whose writes are bounded in time.
 type guardConn struct {
 	net.Conn
-	sc      scanner
-	err     error
-	timeout time.Duration
-	done    func()
-	once    sync.Once
-	answer  atomic.Bool
+	sc           scanner
+	err          error
+	timeout      time.Duration
+	writeTimeout time.Duration
+	writeStart   atomic.Int64 // unix nanoseconds of the write in progress, 0 when none
+	wmu          sync.Mutex   // orders the write deadline's changes
+	done         func()
+	once         sync.Once
+	answer       atomic.Bool
 }
 
 // NetConn returns the wrapped connection.
@@ -242,7 +262,56 @@ func (c *guardConn) Write(b []byte) (int, error) {
 		c.answer.Store(true)
 		c.release()
 	}
-	return c.Conn.Write(b)
+	c.wmu.Lock()
+	now := time.Now()
+	c.writeStart.Store(now.UnixNano())
+	if c.writeTimeout > 0 {
+		_ = c.Conn.SetWriteDeadline(now.Add(c.writeTimeout))
+	}
+	c.wmu.Unlock()
+	n, err := c.Conn.Write(b)
+	c.wmu.Lock()
+	c.writeStart.Store(0)
+	if c.writeTimeout > 0 {
+		// No deadline between writes: a TLS read may write (a key update).
+		_ = c.Conn.SetWriteDeadline(time.Time{})
+	}
+	c.wmu.Unlock()
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() {
+		_ = c.Close() // a partial packet was written: the stream is broken
+	}
+	return n, err
+}
+
+// SetDeadline sets the read deadline only when writes have their own
+// bound: mochi refreshes the deadline with the client's keep-alive, which
+// would extend a write blocked on a client that pings but does not read.
+func (c *guardConn) SetDeadline(t time.Time) error {
+	if c.writeTimeout > 0 {
+		return c.Conn.SetReadDeadline(t)
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+// writing returns how long the write in progress has been blocked, or -1.
+func (c *guardConn) writing() time.Duration {
+	s := c.writeStart.Load()
+	if s == 0 {
+		return -1
+	}
+	return time.Duration(time.Now().UnixNano() - s)
+}
+
+// hurry makes the write in progress, if any, fail (and close the
+// connection) unless it completes within d of its start: someone waits
+// for it.
+func (c *guardConn) hurry(d time.Duration) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if s := c.writeStart.Load(); s != 0 {
+		_ = c.Conn.SetWriteDeadline(time.Unix(0, s).Add(d))
+	}
 }
 
 func (c *guardConn) Close() error {

@@ -103,6 +103,13 @@ type Hook struct {
 	verifyMu  sync.Mutex // one probe at a time
 	probing   atomic.Pointer[mqtt.Client]
 	foreignOK atomic.Bool
+
+	limits   Limits
+	lim      limits
+	index    sizeIndex    // the messages being published (quota.go)
+	outbound atomic.Int64 // bytes mochi holds for all clients (quota.go)
+	subjMu   sync.Mutex
+	subjects map[subjectKey]*subjectUsage
 }
 
 // conn is the adapter's per-connection state.
@@ -122,6 +129,16 @@ type conn struct {
 	// OnACLCheck(cl, filter, false) for subscriptions as well as for
 	// deliveries; pending tells the two apart.
 	pending atomic.Pointer[subDecision]
+
+	// held is the bytes of the messages mochi holds for the client
+	// (quota.go); heldReleased once the hook forgets the conn.
+	held   atomic.Int64
+	subj   *subjectUsage // shared by the conns of one subject
+	kicked atomic.Bool
+	dropAt atomic.Int64 // when the last EventDropped was reported
+	// pub is the record of the client's PUBLISH being delivered.
+	pubMu sync.Mutex
+	pub   pubRec
 }
 
 func (cn *conn) session() *mqttsec.Session { return cn.sess.Load() }
@@ -130,6 +147,9 @@ type subDecision struct {
 	filters []string
 	errs    []error
 	qos     []byte
+	// next is where mochi's next filter check is likely to be found: it
+	// asks for the filters in order, so a SUBSCRIBE costs O(n), not O(n²).
+	next atomic.Int32
 }
 
 // NewHook returns a Hook that enforces g on s, registered with s.AddHook,
@@ -137,7 +157,9 @@ type subDecision struct {
 //
 // s must bound the packet size (Capabilities.MaximumPacketSize), or NewHook
 // returns [ErrUnboundedPackets]; wrap every listener with [Harden] (the hook
-// logs an error for each listener that is not).
+// logs an error for each listener that is not). NewHook lowers some of the
+// server's capabilities to the hook's [Limits] (the defaults, or those of
+// [WithLimits]).
 //
 // Register exactly one hook that answers OnConnectAuthenticate or
 // OnACLCheck: mochi ORs those answers across hooks, so another permissive
@@ -161,6 +183,8 @@ func NewHook(g *mqttsec.Guard, s *mqtt.Server, opts ...Option) (*Hook, error) {
 	if h.log == nil {
 		h.log = slog.Default()
 	}
+	h.lim = h.limits.resolve()
+	h.lim.applyTo(s.Options.Capabilities)
 	if err := s.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("mochi: add hook: %w", err)
 	}
@@ -179,8 +203,12 @@ func (h *Hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnStarted, mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublish,
-		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnClientExpired, mqtt.OnWill:
+		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnClientExpired, mqtt.OnWill,
+		mqtt.OnRetainMessage, mqtt.OnRetainedExpired, mqtt.OnPacketRead:
 		return true
+	case mqtt.OnPublished, mqtt.OnWillSent, mqtt.OnPacketSent, mqtt.OnQosPublish,
+		mqtt.OnQosDropped, mqtt.OnPublishDropped, mqtt.OnPacketIDExhausted:
+		return h.lim.counting // the outbound books (quota.go)
 	}
 	return false
 }
@@ -251,15 +279,25 @@ func (e connectDenied) Error() string { return "mqttsec: connect denied: " + e.c
 // which is due when a session ends).
 func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	h.checkHardened(cl)
+	// The password is not needed after this call: mochi would keep it in
+	// memory, in the CONNECT's buffer, for as long as the connection lives.
+	defer clear(pk.Connect.Password)
+	unpinConnect(cl)
 	c := mqttsec.Client{
-		ID:         cl.ID,
-		Username:   string(pk.Connect.Username),
-		RemoteAddr: cl.Net.Remote,
-		Listener:   cl.Net.Listener,
-		TLS:        tlsState(cl.Net.Conn),
-		Protocol:   pk.ProtocolVersion,
-		CleanStart: pk.Connect.Clean,
-		Assigned:   len(pk.Connect.ClientIdentifier) == 0,
+		ID:            cl.ID,
+		Username:      string(pk.Connect.Username),
+		RemoteAddr:    cl.Net.Remote,
+		Listener:      cl.Net.Listener,
+		TLS:           tlsState(cl.Net.Conn),
+		Protocol:      pk.ProtocolVersion,
+		CleanStart:    pk.Connect.Clean,
+		SessionExpiry: h.sessionExpiry(cl),
+		Assigned:      len(pk.Connect.ClientIdentifier) == 0,
+	}
+	if err := h.checkConnect(cl); err != nil {
+		h.g.Event(mqttsec.Event{Kind: mqttsec.EventConnectDenied, ClientID: c.ID, Username: c.Username,
+			RemoteAddr: c.RemoteAddr, Code: mqttsec.CodeOf(err), Err: err})
+		return h.refuse(cl, mqttsec.CodeOf(err))
 	}
 	cred := mqttsec.Credentials{
 		Password:   pk.Connect.Password,
@@ -267,10 +305,9 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		AuthData:   pk.Properties.AuthenticationData,
 	}
 	var will *mqttsec.Message
-	if pk.Connect.WillFlag {
-		will = &mqttsec.Message{Topic: pk.Connect.WillTopic, Payload: pk.Connect.WillPayload,
-			QoS: pk.Connect.WillQos, Retain: pk.Connect.WillRetain, Will: true,
-			UserProperties: userProperties(nil, pk.Connect.WillProperties.User)}
+	if w := &cl.Properties.Will; pk.Connect.WillFlag {
+		will = &mqttsec.Message{Topic: w.TopicName, Payload: w.Payload, QoS: w.Qos, Retain: w.Retain,
+			Will: true, UserProperties: userProperties(nil, w.User)}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.connectTimeout)
 	sess, err := h.g.Connect(ctx, c, cred, will)
@@ -278,7 +315,8 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if err != nil {
 		return h.refuse(cl, mqttsec.CodeOf(err))
 	}
-	cn := &conn{cl: cl}
+	h.limitAliases(cl)
+	cn := &conn{cl: cl, subj: h.subject(sess.Identity())}
 	cn.sess.Store(sess)
 	h.conns.Store(cl, cn)
 	h.sessions.Store(sess, cn)
@@ -298,6 +336,54 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	// release the session then.
 	time.AfterFunc(h.connectTimeout, func() { h.reap(cn) })
 	return nil
+}
+
+// checkConnect applies the hook's [Limits] to a CONNECT: the will topic's
+// length, and the size of the properties of the CONNECT and its will.
+func (h *Hook) checkConnect(cl *mqtt.Client) error {
+	w := &cl.Properties.Will
+	if h.lim.topicLen >= 0 && len(w.TopicName) > h.lim.topicLen {
+		return fmt.Errorf("will message: %w: %w", mqttsec.ErrTopicNameInvalid, errTooLong)
+	}
+	if h.lim.propBytes >= 0 && propBytes(&cl.Properties.Props)+userBytes(w.User) > h.lim.propBytes {
+		return errProps
+	}
+	return nil
+}
+
+// limitAliases bounds the topic aliases mochi may send to cl: none while
+// the hook counts outbound messages (mochi would keep the topic of each
+// alias, and a message sent with an alias carries no topic the books
+// could count), at most [Limits.TopicAliases] otherwise.
+func (h *Hook) limitAliases(cl *mqtt.Client) {
+	max := cl.Properties.Props.TopicAliasMaximum
+	switch {
+	case h.lim.counting:
+		max = 0
+	case h.lim.aliases >= 0:
+		max = uint16(min(int(max), h.lim.aliases))
+	}
+	if max != cl.Properties.Props.TopicAliasMaximum {
+		cl.Properties.Props.TopicAliasMaximum = max
+		cl.State.TopicAliases.Outbound = mqtt.NewOutboundTopicAliases(max)
+	}
+}
+
+// sessionExpiry is how long mochi will keep the session of cl after its
+// connection ends: the v5 session expiry interval (absent means zero), or
+// for a 3.1.1 client without clean session mochi's maximum.
+func (h *Hook) sessionExpiry(cl *mqtt.Client) time.Duration {
+	max := h.s.Options.Capabilities.MaximumSessionExpiryInterval
+	if cl.Properties.ProtocolVersion == 5 {
+		if !cl.Properties.Props.SessionExpiryIntervalFlag {
+			return 0
+		}
+		return time.Duration(min(cl.Properties.Props.SessionExpiryInterval, max)) * time.Second
+	}
+	if cl.Properties.Clean {
+		return 0
+	}
+	return time.Duration(max) * time.Second
 }
 
 // refuse answers a denied CONNECT and returns the error that stops mochi.
@@ -439,6 +525,9 @@ func (h *Hook) reauthorize(cl *mqtt.Client, sess *mqttsec.Session) {
 		if h.g.Deliver(ctx, sess, pk.TopicName) != nil && cl.State.Inflight.Delete(pk.PacketID) {
 			atomic.AddInt64(&h.s.Info.Inflight, -1)
 			cl.State.Inflight.IncreaseSendQuota()
+			if cn := h.lookup(cl); cn != nil {
+				h.credit(cn, msgCost(&pk))
+			}
 		}
 	}
 }
@@ -469,6 +558,7 @@ func (h *Hook) endOffline(cl *mqtt.Client) {
 		return
 	}
 	cn := v.(*conn)
+	h.release(cn)
 	sess := cn.session()
 	if cur, ok := h.sessions.Load(sess); ok && cur.(*conn) == cn {
 		h.sessions.Delete(sess)
@@ -507,8 +597,10 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 			h.sessions.Delete(sess)
 		}
 	}
+	h.untrack(cn)
 	if keep == 0 || !h.current(cl) {
 		h.conns.Delete(cl)
+		h.release(cn)
 		if stopped && !expire && h.current(cl) {
 			// mochi would keep the session of a revoked identity.
 			h.discardKept(cl.ID)
@@ -519,6 +611,7 @@ func (h *Hook) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	h.offline.Store(cl.ID, cl)
 	if !h.current(cl) { // taken over meanwhile
 		h.conns.Delete(cl)
+		h.release(cn)
 		h.offline.CompareAndDelete(cl.ID, cl)
 	}
 }
@@ -570,6 +663,7 @@ func (h *Hook) end(cl *mqtt.Client) {
 	if !ok {
 		return
 	}
+	h.release(v.(*conn))
 	sess := v.(*conn).session()
 	if _, ok := h.sessions.LoadAndDelete(sess); ok {
 		h.g.Disconnect(sess, 0)
@@ -600,8 +694,9 @@ func (h *Hook) Session(cl *mqtt.Client) *mqttsec.Session {
 // whole message (QoS, retain flag, payload size, alias-resolved topic); the
 // Guard is asked once per publish, not twice. For a SUBSCRIBE it returns the
 // decision OnSubscribe took. For a delivery (read) it runs
-// [mqttsec.Guard.Deliver], which allocates nothing when it allows; for a
-// kept session it checks the Guard's clock against the credentials' expiry.
+// [mqttsec.Guard.Deliver], which allocates nothing when it allows (for a
+// kept session it checks the Guard's clock against the credentials'
+// expiry), then the outbound bounds of [Limits].
 func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	cn := h.lookup(cl)
 	if cn == nil {
@@ -611,10 +706,7 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return !cn.offline.Load()
 	}
 	if d := cn.pending.Load(); d != nil {
-		for i, f := range d.filters {
-			if f != topic {
-				continue
-			}
+		if i := d.find(topic); i >= 0 {
 			if d.errs[i] != nil {
 				return false
 			}
@@ -623,13 +715,31 @@ func (h *Hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 			}
 			// A topic name equal to a pending filter: a delivery may race
 			// with the subscription. Require the receive check as well.
-			break
 		}
 	}
 	if isFilter(topic) {
 		return false // a filter no SUBSCRIBE of this client is deciding
 	}
-	return h.g.Deliver(context.Background(), cn.session(), topic) == nil
+	if h.g.Deliver(context.Background(), cn.session(), topic) != nil {
+		return false
+	}
+	return !h.lim.counting || h.admit(cl, cn, topic)
+}
+
+// find returns the index of filter in the SUBSCRIBE being decided, or -1.
+// mochi checks the filters in order: the search starts after the last one
+// found.
+func (d *subDecision) find(filter string) int {
+	n := len(d.filters)
+	start := int(d.next.Load())
+	for k := range n {
+		i := (start + k) % n
+		if d.filters[i] == filter {
+			d.next.Store(int32(i + 1))
+			return i
+		}
+	}
+	return -1
 }
 
 // sharePrefix starts a shared subscription filter.
@@ -640,7 +750,11 @@ func isFilter(s string) bool {
 }
 
 // OnSubscribe runs [mqttsec.Guard.Subscribe] for each filter of a SUBSCRIBE
-// and lowers the QoS of a filter to the QoS the Guard grants.
+// and lowers the QoS of a filter to the QoS the Guard grants. It applies the
+// subscription bounds of [Limits] (filters per SUBSCRIBE, filters and their
+// memory per client, filter length) and gives each granted filter its own
+// copy of the string: mochi would keep the filter as a view of the whole
+// SUBSCRIBE packet.
 func (h *Hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	cn := h.lookup(cl)
 	if cn == nil {
@@ -648,8 +762,21 @@ func (h *Hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	}
 	n := len(pk.Filters)
 	d := &subDecision{filters: make([]string, n), errs: make([]error, n), qos: make([]byte, n)}
+	quota := h.subscriptionQuota(cl)
 	for i, f := range pk.Filters {
 		d.filters[i] = f.Filter
+		if h.lim.filters >= 0 && i >= h.lim.filters {
+			if i == h.lim.filters {
+				h.subscribeDenied(cl, cn, f.Filter, errTooManyFilters)
+			}
+			d.errs[i] = errTooManyFilters
+			continue
+		}
+		if h.lim.topicLen >= 0 && len(f.Filter) > h.lim.topicLen {
+			d.errs[i] = fmt.Errorf("%w: %w", mqttsec.ErrTopicFilterInvalid, errTooLong)
+			h.subscribeDenied(cl, cn, f.Filter, d.errs[i])
+			continue
+		}
 		inner := f.Filter
 		if mqtt.IsSharedFilter(f.Filter) {
 			if !strings.HasPrefix(f.Filter, sharePrefix) {
@@ -672,12 +799,81 @@ func (h *Hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 		d.qos[i], d.errs[i] = h.g.Subscribe(context.Background(), cn.session(), mqttsec.Subscription{
 			Filter: f.Filter, QoS: f.Qos, NoLocal: f.NoLocal,
 			RetainAsPublished: f.RetainAsPublished, RetainHandling: f.RetainHandling})
-		if d.errs[i] == nil && d.qos[i] < f.Qos {
+		if d.errs[i] != nil {
+			continue
+		}
+		if err := quota.take(f.Filter); err != nil {
+			d.errs[i] = err
+			h.subscribeDenied(cl, cn, f.Filter, err)
+			continue
+		}
+		if d.qos[i] < f.Qos {
 			pk.Filters[i].Qos = d.qos[i]
 		}
+		// mochi keeps the filter, as a view of the SUBSCRIBE's buffer:
+		// give it its own copy, or the whole packet stays in memory.
+		pk.Filters[i].Filter = strings.Clone(f.Filter)
+		d.filters[i] = pk.Filters[i].Filter
 	}
 	cn.pending.Store(d)
 	return pk
+}
+
+var errTooManyFilters = fmt.Errorf("%w: too many filters in one SUBSCRIBE", mqttsec.ErrQuotaExceeded)
+
+// subQuota is what a client may still subscribe to.
+type subQuota struct {
+	have  map[string]packets.Subscription
+	n     int
+	bytes int64
+	lim   *limits
+}
+
+// subscriptionQuota returns the subscriptions cl holds, as the bounds of
+// [Limits] count them.
+func (h *Hook) subscriptionQuota(cl *mqtt.Client) *subQuota {
+	q := &subQuota{lim: &h.lim}
+	if h.lim.subs < 0 && h.lim.subBytes < 0 {
+		return q
+	}
+	q.have = cl.State.Subscriptions.GetAll()
+	q.n = len(q.have)
+	for f := range q.have {
+		q.bytes += subCost(f)
+	}
+	return q
+}
+
+// take accounts for a new subscription to filter, or refuses it. A filter
+// the client holds already is replaced, and takes nothing.
+func (q *subQuota) take(filter string) error {
+	if q.have == nil {
+		return nil
+	}
+	if _, ok := q.have[filter]; ok {
+		return nil
+	}
+	c := subCost(filter)
+	switch {
+	case q.lim.subs >= 0 && q.n+1 > q.lim.subs:
+		return errTooManySubs
+	case q.lim.subBytes >= 0 && q.bytes+c > q.lim.subBytes:
+		return errSubsBytes
+	}
+	q.n++
+	q.bytes += c
+	q.have[filter] = packets.Subscription{}
+	return nil
+}
+
+// subscribeDenied reports a filter the hook's [Limits] refused.
+func (h *Hook) subscribeDenied(cl *mqtt.Client, cn *conn, filter string, err error) {
+	e := mqttsec.Event{Kind: mqttsec.EventSubscribeDenied, ClientID: cl.ID, RemoteAddr: cl.Net.Remote,
+		Topic: filter, Code: mqttsec.CodeOf(err), Err: err}
+	if s := cn.session(); s != nil {
+		e.Username = s.Client().Username
+	}
+	h.g.Event(e)
 }
 
 // OnSubscribed replaces mochi's reason codes for denied filters with the
@@ -742,25 +938,42 @@ func (h *Hook) revoke(cl *mqtt.Client, pk packets.Packet, codes []byte, d *subDe
 // disconnected, see [WithV3DenyDisconnect]); QoS 0 is dropped silently. A
 // denial for which [mqttsec.ReasonCode.Disconnects] is true (too large,
 // expired, banned) disconnects the client instead, at any QoS.
+//
+// Before the Guard, it applies the topic-length and property bounds of
+// [Limits]; it gives a large message its own copies of its topic and
+// property strings (mochi's copies for the subscribers would keep the
+// whole packet alive), and records the message's size for the outbound
+// books of its deliveries.
 func (h *Hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
+		h.trackInline(&pk)
 		return pk, nil
 	}
 	cn := h.lookup(cl)
 	var err error
 	if cn == nil {
 		err = mqttsec.ErrNotAuthorized
+	} else if err = h.checkPublish(cl, &pk); err != nil {
+		h.g.Event(mqttsec.Event{Kind: mqttsec.EventPublishDenied, ClientID: cl.ID, Username: cn.session().Client().Username,
+			RemoteAddr: cl.Net.Remote, Topic: pk.TopicName, Code: mqttsec.CodeOf(err), Err: err})
 	} else {
+		if pk.FixedHeader.Remaining > unpinMin || pk.Properties.TopicAlias > 0 {
+			unpinPublish(cl, &pk)
+		}
 		// The Message escapes through the Authorizer interface; pooling it
 		// keeps the allowed path free of allocations.
 		m := messagePool.Get().(*mqttsec.Message)
 		props := userProperties(m.UserProperties[:0], pk.Properties.User)
 		*m = mqttsec.Message{Topic: pk.TopicName, Payload: pk.Payload,
-			QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, UserProperties: props}
+			QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain, UserProperties: props,
+			PropertyBytes: propBytes(&pk.Properties)}
 		err = h.g.Publish(context.Background(), cn.session(), m)
 		clear(props) // keep no strings of the packet alive in the pool
 		*m = mqttsec.Message{UserProperties: props[:0]}
 		messagePool.Put(m)
+		if err == nil {
+			h.track(cn, &pk)
+		}
 	}
 	if err == nil {
 		return pk, nil
@@ -779,8 +992,27 @@ func userProperties(dst []mqttsec.UserProperty, src []packets.UserProperty) []mq
 	return dst
 }
 
+// checkPublish applies the hook's [Limits] to a PUBLISH: the topic's
+// length and the size of its properties. A topic set through an alias
+// that is too long disconnects the client (0x94): mochi keeps it in the
+// client's alias map.
+func (h *Hook) checkPublish(cl *mqtt.Client, pk *packets.Packet) error {
+	if h.lim.topicLen >= 0 && len(pk.TopicName) > h.lim.topicLen {
+		if pk.Properties.TopicAlias > 0 {
+			return fmt.Errorf("%w: %w", errAliasTooLong, errTooLong)
+		}
+		return fmt.Errorf("%w: %w", mqttsec.ErrTopicNameInvalid, errTooLong)
+	}
+	if h.lim.propBytes >= 0 && propBytes(&pk.Properties) > h.lim.propBytes {
+		return errProps
+	}
+	return nil
+}
+
+var errAliasTooLong = mqttsec.NewReasonError(mqttsec.CodeTopicAliasInvalid, "mochi: topic alias for a topic that is too long")
+
 func (h *Hook) rejectPublish(cl *mqtt.Client, pk packets.Packet, code mqttsec.ReasonCode) {
-	if code.Disconnects() {
+	if code.Disconnects() || code == mqttsec.CodeTopicAliasInvalid {
 		h.disconnect(cl, code)
 		return
 	}
@@ -819,13 +1051,22 @@ func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 		return voidWill(will), nil
 	}
 	m := &mqttsec.Message{Topic: will.TopicName, Payload: will.Payload, QoS: will.Qos, Retain: will.Retain,
-		Will: true, UserProperties: userProperties(nil, will.User)}
+		Will: true, UserProperties: userProperties(nil, will.User), PropertyBytes: userBytes(will.User)}
 	if d := cl.Properties.Will.WillDelayInterval; d > 0 {
 		h.scheduleWill(cl, cn.session(), will, time.Duration(d)*time.Second)
 		return voidWill(will), nil
 	}
 	if h.g.Will(context.Background(), cn.session(), m) != nil {
 		return voidWill(will), nil
+	}
+	if h.lim.counting && h.index.inline.Load() < maxInline {
+		// mochi publishes the will with this topic string: its
+		// deliveries find the record (OnWillSent forgets it).
+		r := recPool.Get().(*pubRec)
+		r.fill(&packets.Packet{TopicName: will.TopicName, Payload: will.Payload,
+			FixedHeader: packets.FixedHeader{Qos: will.Qos}, Properties: packets.Properties{User: will.User}})
+		h.index.inline.Add(1)
+		h.index.put(r)
 	}
 	return will, nil
 }
@@ -834,6 +1075,10 @@ func (h *Hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 func voidWill(w mqtt.Will) mqtt.Will {
 	return mqtt.Will{TopicName: voidTopic, Flag: w.Flag, WillDelayInterval: w.WillDelayInterval}
 }
+
+// willListener is the listener name of the inline clients that send the
+// delayed wills: their retained wills were counted by the Guard.
+const willListener = "mqttsec-will"
 
 // delayedWill is a will the hook sends itself when its delay ends.
 type delayedWill struct {
@@ -881,11 +1126,11 @@ func (h *Hook) flushWill(id string) {
 func (h *Hook) sendWill(dw *delayedWill) {
 	dw.once.Do(func() {
 		m := &mqttsec.Message{Topic: dw.will.TopicName, Payload: dw.will.Payload, QoS: dw.will.Qos, Retain: dw.will.Retain,
-			Will: true, UserProperties: userProperties(nil, dw.will.User)}
+			Will: true, UserProperties: userProperties(nil, dw.will.User), PropertyBytes: userBytes(dw.will.User)}
 		if h.g.Will(context.Background(), dw.sess, m) != nil {
 			return
 		}
-		pc := h.s.NewClient(nil, "local", dw.id, true)
+		pc := h.s.NewClient(nil, willListener, dw.id, true)
 		_ = h.s.InjectPacket(pc, packets.Packet{
 			FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: dw.will.Qos, Retain: dw.will.Retain},
 			TopicName:   dw.will.TopicName,

@@ -1,12 +1,15 @@
 package topic
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // Expand substitutes placeholders in a rule filter: %u and ${username} by
 // username, %c and ${clientid} by clientID. It returns the expanded filter and
-// true, or "" and false when a placeholder is used and its value is empty or
-// contains '+', '#' or '/' (such a value would widen the rule; the rule must
-// then not apply). A filter without placeholders is returned unchanged. Any
+// true, or "" and false when a placeholder is used and its value is not a
+// [SafeLevel] (empty, not UTF-8, or containing '+', '#', '/' or U+0000: such
+// a value would widen or change the rule; the rule must then not apply). A filter without placeholders is returned unchanged. Any
 // other '%' or '$' is kept literally.
 func Expand(filter, username, clientID string) (string, bool) {
 	if !strings.Contains(filter, "%") && !strings.Contains(filter, "${") {
@@ -47,7 +50,9 @@ func HasPlaceholder(filter string) bool {
 }
 
 // SafeLevel reports whether s can be substituted into a filter as (part of)
-// one level without changing its meaning: non-empty, no '+', '#', '/' or U+0000.
+// one level without changing its meaning: non-empty valid UTF-8 without '+',
+// '#', '/' or U+0000. (Two values that are each invalid UTF-8 could join
+// into a valid character; they are refused one by one.)
 func SafeLevel(s string) bool {
-	return s != "" && !strings.ContainsAny(s, "+#/\x00")
+	return s != "" && !strings.ContainsAny(s, "+#/\x00") && utf8.ValidString(s)
 }

@@ -44,6 +44,15 @@ func ValidateFilter(filter string) error {
 	return check(filter, true)
 }
 
+// ValidateLiteral reports whether s is a valid topic name or topic filter
+// taken literally, as an authorizer sees a request: the rules of
+// [ValidateFilter] without the shared-subscription syntax. The filter
+// inside a shared subscription ("$share/" in "$share/g/$share/") and a topic
+// name such as "$share/x" are literal: they are not parsed as a share.
+func ValidateLiteral(s string) error {
+	return check(s, true)
+}
+
 // Unshare returns the filter inside a shared subscription
 // "$share/{group}/{filter}" and true, or filter unchanged and false when it
 // is not a shared subscription. It does not validate.
@@ -150,18 +159,24 @@ func match(f, n string) bool {
 }
 
 // Covers reports whether filter outer matches every topic name that filter
-// inner matches. Both must be valid filters (a topic name is a filter without
-// wildcards, so Covers(f, name) == Match(f, name)). It is false when either is
-// invalid.
+// inner matches. outer must be a valid filter ([ValidateFilter]) and inner
+// a valid literal one ([ValidateLiteral]; a topic name is a filter without
+// wildcards, so Covers(f, name) == Match(f, name)). It is false when either
+// is invalid.
+//
+// outer is a filter as a subscription or a rule states it: a shared
+// subscription "$share/{group}/f" covers what f covers. inner is taken
+// literally: it is the topic name of a PUBLISH or a delivery, or the filter
+// of a SUBSCRIBE after the caller removed any $share prefix ([Unshare]). A
+// name such as "$share/g/x" is a topic starting with '$', not the topic "x".
 //
 // Covers is the check for a SUBSCRIBE: a rule "a/b/#" does not cover "a/#",
 // "a/+" does not cover "a/#", "+/#" covers "#", and "#" does not cover "$SYS/#".
 func Covers(outer, inner string) bool {
-	if ValidateFilter(outer) != nil || ValidateFilter(inner) != nil {
+	if ValidateFilter(outer) != nil || check(inner, true) != nil {
 		return false
 	}
 	outer, _ = Unshare(outer)
-	inner, _ = Unshare(inner)
 	// A filter starting with a wildcard never matches '$' names, so it cannot
 	// cover a filter whose first level is a literal starting with '$'.
 	if (outer[0] == '+' || outer[0] == '#') && inner[0] == '$' {

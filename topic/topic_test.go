@@ -135,7 +135,23 @@ func TestCovers(t *testing.T) {
 		{"a/+/c", "a/+/c", true},
 		{"a/+/c", "a/b/+", false},
 		{"$share/g/a/#", "a/b", true},
-		{"a/#", "$share/g/a/b", true},
+		// inner is literal: a name "$share/g/..." is a '$' topic.
+		{"a/#", "$share/g/a/b", false},
+		{"#", "$share/g/x", false},
+		{"+/g/x", "$share/g/x", false},
+		{"$share/g/x", "$share/g/x", false},
+		{"$share/h/$share/g/x", "$share/g/x", true},
+		{"$share/h/$share/#", "$share/g/x", true},
+		{"$share/h/$share/", "$share/", true}, // "$share/" is a literal filter
+		{"$share/h/$share/+", "$share/x", true},
+		{"#", "$share/", false},
+		// "/#" has no parent name (the empty topic is not one).
+		{"+/+/#", "/#", true},
+		{"+/#", "/#", true},
+		{"+/+/#", "//#", true}, // its parent "/" is a name, which "+/+" matches
+		{"+/+/+/#", "//#", false},
+		{"+/+/+/#", "/#", false},
+		{"$share/g/+/+/#", "/#", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.outer+" ⊇ "+tt.inner, func(t *testing.T) {
@@ -144,26 +160,40 @@ func TestCovers(t *testing.T) {
 	}
 }
 
+// literal returns a filter that matches exactly the names filter f matches
+// when f is taken literally (a "$share/..." filter as a '$' topic filter):
+// Match unshares a filter once.
+func literal(f string) string { return "$share/z/" + f }
+
 // TestCoversExhaustive checks Covers against its definition over every
-// filter and name built from a small alphabet: Covers(o, i) iff every name
-// matched by i is matched by o.
+// filter and name built from a small alphabet with empty levels, '$' lead
+// bytes and shared subscriptions: Covers(o, i) iff every name matched by i,
+// taken literally, is matched by o.
 func TestCoversExhaustive(t *testing.T) {
-	filterLevels := []string{"a", "$s", "", "+", "#"}
-	nameLevels := []string{"a", "$s", "", "z"} // "z" appears in no filter
-	filters := build(filterLevels, 3, true)
-	names := build(nameLevels, 4, false)
-	matched := make([][]bool, len(filters))
-	for i, f := range filters {
-		matched[i] = make([]bool, len(names))
+	filterLevels := []string{"a", "$s", "", "+", "#", "$share"}
+	nameLevels := []string{"a", "$s", "", "z", "$share"} // "z" appears in no filter
+	filters := build(filterLevels, 4, true)
+	names := build(nameLevels, 5, false)
+	words := (len(names) + 63) / 64
+	bits := func(f string) []uint64 {
+		b := make([]uint64, words)
 		for j, n := range names {
-			matched[i][j] = topic.Match(f, n)
+			if topic.Match(f, n) {
+				b[j/64] |= 1 << (j % 64)
+			}
 		}
+		return b
+	}
+	matched := make([][]uint64, len(filters))
+	inner := make([][]uint64, len(filters))
+	for i, f := range filters {
+		matched[i], inner[i] = bits(f), bits(literal(f))
 	}
 	for i, o := range filters {
 		for k, in := range filters {
 			want := true
-			for j := range names {
-				if matched[k][j] && !matched[i][j] {
+			for w := range words {
+				if inner[k][w]&^matched[i][w] != 0 {
 					want = false
 					break
 				}
@@ -173,6 +203,16 @@ func TestCoversExhaustive(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A topic name is never unshared: "#" does not match (nor cover) the '$'
+// topic "$share/g/x", so a rule for "#" cannot publish to it.
+func TestShareNamesAreLiteral(t *testing.T) {
+	require.NoError(t, topic.ValidateName("$share/g/x"))
+	require.False(t, topic.Match("#", "$share/g/x"))
+	require.False(t, topic.Covers("#", "$share/g/x"))
+	require.False(t, topic.Covers("x", "$share/g/x"))
+	require.True(t, topic.Covers("$share/g/x", "x"), "a shared outer filter covers its inner filter")
 }
 
 // build returns every valid topic (filter when filter is true) of 1..depth
@@ -218,6 +258,8 @@ func TestExpand(t *testing.T) {
 		{"d/%u", "+", "c1", "", false},
 		{"d/%c", "alice", "#", "", false},
 		{"d/%c", "alice", "x\x00", "", false},
+		{"d/%u%c", "\xc3", "\xa9", "", false}, // two halves of "é"
+		{"d/%c", "alice", "\xff", "", false},
 		{"d/100%/x", "alice", "c1", "d/100%/x", true},
 		{"d/%x", "alice", "c1", "d/%x", true},
 		{"d/${other}", "alice", "c1", "d/${other}", true},

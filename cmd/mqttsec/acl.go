@@ -34,18 +34,21 @@ var errDenied = errors.New("denied")
 
 func newACLCheckCmd() *cobra.Command {
 	var policy, mosq, modelFile string
+	var roles []string
 	var modelDefault bool
 	cmd := &cobra.Command{
-		Use:   "check (--policy FILE | --mosquitto FILE) [--model-default] USER CLIENT read|write TOPIC",
+		Use:   "check (--policy FILE | --mosquitto FILE) [--role ROLE]... USER CLIENT read|write TOPIC",
 		Short: "Decide one request and print the rule that decided it",
-		Long: `Decide whether USER (an MQTT username; "" for anonymous) connected as CLIENT
-may read (subscribe to a filter, or receive a topic) or write (publish) TOPIC,
-exactly as the broker's acl.Casbin authorizer would, and print the decision and
-the policy line that decided it: the first matching deny rule, else the first
-matching allow rule.
+		Long: `Decide whether USER (an MQTT username, or the subject of a token or
+certificate; "" for anonymous) connected as CLIENT may read (subscribe to a
+filter, or receive a topic) or write (publish) TOPIC, exactly as the broker's
+acl.Casbin authorizer would, and print the decision and the policy line that
+decided it: the first matching deny rule, else the first matching allow rule.
 
-The policy is a Casbin CSV file for the built-in model (--policy, with
---model-default, the default) or a Mosquitto acl_file (--mosquitto).
+The policy is a Casbin CSV file for the built-in model acl.Model (--policy) or
+a Mosquitto acl_file (--mosquitto). --role gives USER a role its credential
+carries (a JWT roles claim), as a g line would. A USER that is "*" or a role
+name is denied everything.
 
 Exit status: 0 allow, 1 deny, 2 usage or policy error.`,
 		Args: cobra.ExactArgs(4),
@@ -82,7 +85,7 @@ Exit status: 0 allow, 1 deny, 2 usage or policy error.`,
 			if err != nil {
 				return &exitError{2, err}
 			}
-			d := c.Explain(user, client, act, topic)
+			d := c.ExplainRoles(user, client, roles, act, topic)
 			out := cmd.OutOrStdout()
 			word := "deny"
 			if d.Allowed {
@@ -102,8 +105,12 @@ Exit status: 0 allow, 1 deny, 2 usage or policy error.`,
 	f := cmd.Flags()
 	f.StringVar(&policy, "policy", "", "Casbin CSV policy file (p and g lines)")
 	f.StringVar(&mosq, "mosquitto", "", "Mosquitto acl_file instead of a Casbin policy")
-	f.BoolVar(&modelDefault, "model-default", true, "use the built-in model (acl.Model)")
-	f.StringVar(&modelFile, "model", "", "Casbin model file; it must be the built-in model (acl.Model)")
+	f.StringArrayVar(&roles, "role", nil, "a role USER's credential carries (repeatable)")
+	f.StringVar(&modelFile, "model", "", "Casbin model file; it must be the built-in model (acl.Model), which is the default")
+	// The built-in model always was the default; the flag is kept so that
+	// scripts using it keep working.
+	f.BoolVar(&modelDefault, "model-default", true, "use the built-in model (the default)")
+	_ = f.MarkDeprecated("model-default", "the built-in model is the default")
 	return cmd
 }
 
@@ -111,12 +118,16 @@ func newACLLintCmd() *cobra.Command {
 	var mosq, csvForm bool
 	o := &lintOptions{}
 	cmd := &cobra.Command{
-		Use:   "lint [--mosquitto|--casbin] FILE",
+		Use:   "lint [--mosquitto|--casbin] [--clientid-bound] FILE",
 		Short: `Lint a policy file (an alias for "mqttsec lint --type mosquitto-acl|casbin")`,
-		Long: `Report rules that never change a decision (covered by another rule with the
-same effect, or by a deny rule), Mosquitto patterns without %u or %c, rules
-with an unknown act or eft or an invalid topic filter, and wildcard grants to
-anonymous clients: "mqttsec lint" for one policy file.
+		Long: `Report dangerous and useless rules of one policy file, as "mqttsec lint" does:
+broad wildcard grants (to a user, a role or anonymous clients), %c rules while
+clients choose their client IDs, Mosquitto patterns without %u or %c,
+templates a value can complete to $share, rules a deny rule overrides or
+another rule covers, and rules that never match.
+
+--clientid-bound says the broker binds client IDs to identities, which makes
+%c rules safe: their findings are left out.
 
 The file is a Casbin CSV policy or a Mosquitto acl_file; the format is guessed
 from the first rule line unless --mosquitto or --casbin is given.
@@ -137,6 +148,7 @@ Exit status: 0 no findings, 1 findings, 2 the file does not parse.`,
 	f := cmd.Flags()
 	f.BoolVar(&mosq, "mosquitto", false, "the file is a Mosquitto acl_file")
 	f.BoolVar(&csvForm, "casbin", false, "the file is a Casbin CSV policy")
+	f.BoolVar(&o.clientIDBound, "clientid-bound", false, "client IDs are bound to identities: %c rules are safe")
 	f.StringVar(&o.format, "format", "text", "output format: text, json or sarif")
 	f.StringVar(&o.failOn, "fail-on", "low", "exit 1 on a finding of this severity or higher: info, low, medium, high or none")
 	return cmd

@@ -43,13 +43,44 @@ func TestACLCheck(t *testing.T) {
 		{"bad act", []string{"bob", "dev9", "subscribe", "x"}, 2, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, code := runACL(t, append([]string{"check", "--policy", policy, "--model-default"}, tc.args...)...)
+			out, code := runACL(t, append([]string{"check", "--policy", policy}, tc.args...)...)
 			require.Equal(t, tc.code, code, out)
 			require.Contains(t, out, tc.out)
 		})
 	}
 	_, code := runACL(t, "check", "--policy", filepath.Join(t.TempDir(), "missing.csv"), "a", "b", "read", "x")
 	require.Equal(t, 2, code)
+}
+
+// The built-in model is the default: --model-default is not needed (nor
+// advertised); it is still accepted, as a deprecated no-op.
+func TestACLCheckModelDefaultNotRequired(t *testing.T) {
+	policy := writeFile(t, "policy.csv", testPolicy)
+	help, code := runACL(t, "check", "--help")
+	require.Equal(t, 0, code)
+	require.NotContains(t, help, "model-default")
+	out, code := runACL(t, "check", "--policy", policy, "alice", "c1", "read", "a/b/c")
+	require.Equal(t, 0, code, out)
+	out, code = runACL(t, "check", "--policy", policy, "--model-default", "alice", "c1", "read", "a/b/c")
+	require.Equal(t, 0, code, out)
+	// A model file must be the built-in model.
+	other := writeFile(t, "model.conf", "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n[policy_effect]\ne = some(where (p.eft == allow))\n[matchers]\nm = r.sub == p.sub\n")
+	out, code = runACL(t, "check", "--policy", policy, "--model", other, "alice", "c1", "read", "a/b/c")
+	require.Equal(t, 2, code, out)
+}
+
+// --role gives the user the roles a credential would carry, as the broker
+// does with a JWT roles claim; a user named like a role is denied.
+func TestACLCheckRoles(t *testing.T) {
+	policy := writeFile(t, "policy.csv", testPolicy+"p, operators, plant/#, read, allow\n")
+	out, code := runACL(t, "check", "--policy", policy, "dev9", "c1", "read", "plant/1")
+	require.Equal(t, 1, code, out)
+	out, code = runACL(t, "check", "--policy", policy, "--role", "operators", "dev9", "c1", "read", "plant/1")
+	require.Equal(t, 0, code, out)
+	require.Contains(t, out, "rule:   p, operators, plant/#, read, allow")
+	out, code = runACL(t, "check", "--policy", policy, "operators", "c1", "read", "plant/1")
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "role name")
 }
 
 func TestACLCheckMosquitto(t *testing.T) {
@@ -64,12 +95,26 @@ func TestACLCheckMosquitto(t *testing.T) {
 
 func TestACLLint(t *testing.T) {
 	clean := writeFile(t, "clean.csv", testPolicy)
-	out, code := runACL(t, "lint", clean)
+	out, code := runACL(t, "lint", "--clientid-bound", clean)
 	require.Equal(t, 0, code, out)
 	require.Contains(t, out, "no findings")
+	out, code = runACL(t, "lint", clean)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "clean.csv:4: medium clientid-pattern-unbound: a rule with %c gives these rights to any client that picks a matching client ID")
+
+	// Broad wildcard grants, in both formats.
+	wide := writeFile(t, "wide.csv", "p, x, #, readwrite, allow\n")
+	out, code = runACL(t, "lint", wide)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "wide.csv:1: medium broad-wildcard-grant: \"x\" may read and publish to every topic tree")
+	anon := writeFile(t, "anon_acl", "topic readwrite #\nuser bob\ntopic read #\n")
+	out, code = runACL(t, "lint", anon)
+	require.Equal(t, 1, code, out)
+	require.Contains(t, out, "anon_acl:1: high anonymous-wildcard-acl: anonymous clients may read and publish to every topic tree")
+	require.Contains(t, out, "anon_acl:3: medium broad-wildcard-grant: \"bob\" may read every topic tree")
 
 	shadowed := writeFile(t, "shadowed.csv", testPolicy+"p, alice, a/b/c, read, allow\np, alice, a/b/secret/x, read, allow\n")
-	out, code = runACL(t, "lint", shadowed)
+	out, code = runACL(t, "lint", "--clientid-bound", shadowed)
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "shadowed.csv:6: low acl-shadowed: shadowed by line 1")
 	require.Contains(t, out, "shadowed.csv:7: low acl-shadowed: overridden by deny rule on line 2")

@@ -15,9 +15,10 @@ import (
 // lintOptions are the flags of "mqttsec lint" (and of its "acl lint"
 // alias).
 type lintOptions struct {
-	fileFormat string
-	format     string
-	failOn     string
+	fileFormat    string
+	format        string
+	failOn        string
+	clientIDBound bool
 }
 
 func init() {
@@ -76,7 +77,7 @@ func runLint(out io.Writer, files []string, o *lintOptions) error {
 	if err != nil {
 		return &exitError{2, err}
 	}
-	rep, err := lint.Files(files, lint.Options{Format: o.fileFormat})
+	rep, err := lint.Files(files, lint.Options{Format: o.fileFormat, ClientIDBound: o.clientIDBound})
 	if err != nil {
 		return &exitError{2, err}
 	}

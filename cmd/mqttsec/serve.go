@@ -42,6 +42,9 @@ type serveOptions struct {
 	maxPayload     int
 	maxSession     time.Duration
 	maxClients     int
+	writeTimeout   time.Duration
+	limits         mochi.Limits   // per-client and outbound bounds (zero: the library defaults)
+	quotas         mqttsec.Quotas // retained messages and persistent sessions per user
 	logLevel       string
 }
 
@@ -94,8 +97,36 @@ generated password is printed once). Files are reloaded when they change.`,
 	f.IntVar(&o.maxPayload, "max-payload", 256*1024, "largest PUBLISH payload in bytes (0: no limit)")
 	f.DurationVar(&o.maxSession, "max-session-expiry", defaultMaxSession, "longest time an offline session (subscriptions, queued messages) is kept")
 	f.IntVar(&o.maxClients, "max-clients", defaultMaxClients, "most clients connected at once (more are refused with 0x89 server busy)")
+	limitFlags(cmd, o)
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	rootCmd.AddCommand(cmd)
+}
+
+// limitFlags registers the memory bounds of serve (mochi.Limits,
+// mqttsec.Quotas and the listeners' write timeout) with the library
+// defaults; -1 lifts a bound. See "Memory bounds" in README.md.
+func limitFlags(cmd *cobra.Command, o *serveOptions) {
+	f, l, q := cmd.Flags(), &o.limits, &o.quotas
+	f.DurationVar(&o.writeTimeout, "write-timeout", mochi.DefaultWriteTimeout, "close a connection whose socket takes no data for this long (it does not read)")
+	f.DurationVar(&l.WriteStall, "write-stall", mochi.DefaultWriteStall, "disconnect a client whose socket takes no data for this long when a QoS 1/2 message waits for it (mochi would stall the publisher)")
+	f.Int64Var(&l.DropBacklog, "drop-qos0-backlog", mochi.DefaultDropBacklog, "bytes of messages pending for a client beyond which QoS 0 messages to it are dropped")
+	f.Int64Var(&l.MaxBacklog, "max-client-backlog", mochi.DefaultMaxBacklog, "bytes of messages pending for a client beyond which it is disconnected as a slow consumer")
+	f.Int64Var(&l.SubjectBacklog, "max-user-backlog", mochi.DefaultSubjectBacklog, "bytes of messages pending for all the clients and kept sessions of one user")
+	f.Int64Var(&l.Outbound, "max-outbound", mochi.DefaultOutbound, "bytes of messages pending for all clients together")
+	f.IntVar(&l.QueuedMessages, "max-queued-messages", mochi.DefaultQueuedMessages, "QoS 1/2 messages queued for a kept session while its client is offline")
+	f.Int64Var(&l.QueuedBytes, "max-queued-bytes", mochi.DefaultQueuedBytes, "bytes of messages queued for a kept session while its client is offline")
+	f.IntVar(&l.Subscriptions, "max-subscriptions", mochi.DefaultSubscriptions, "topic filters one client may hold")
+	f.Int64Var(&l.SubscriptionBytes, "max-subscription-bytes", mochi.DefaultSubscriptionBytes, "memory of one client's topic filters (1 KiB + 640 B per level + length each)")
+	f.IntVar(&l.FiltersPerSubscribe, "max-filters-per-subscribe", mochi.DefaultFiltersPerSubscribe, "topic filters one SUBSCRIBE may ask for")
+	f.IntVar(&l.TopicLength, "max-topic-length", mochi.DefaultTopicLength, "longest topic name or filter in bytes")
+	f.IntVar(&l.PropertyBytes, "max-property-bytes", mochi.DefaultPropertyBytes, "bytes of properties of a PUBLISH, or of a CONNECT and its will")
+	f.IntVar(&l.Inflight, "max-inflight", mochi.DefaultInflight, "QoS 1/2 messages stored per client (mochi's MaximumInflight)")
+	f.IntVar(&q.RetainedPerSubject, "max-retained-per-user", mqttsec.DefaultRetainedPerSubject, "retained messages the publishes of one user may hold")
+	f.Int64Var(&q.RetainedBytesPerSubject, "max-retained-bytes-per-user", mqttsec.DefaultRetainedBytesPerSubject, "bytes of those (topic, payload, 1 KiB + 640 B per topic level)")
+	f.IntVar(&q.Retained, "max-retained", mqttsec.DefaultRetained, "retained messages of all users")
+	f.Int64Var(&q.RetainedBytes, "max-retained-bytes", mqttsec.DefaultRetainedBytes, "bytes of retained messages of all users")
+	f.IntVar(&q.SessionsPerSubject, "max-sessions-per-user", mqttsec.DefaultSessionsPerSubject, "persistent sessions (connected or kept) one user may hold")
+	f.IntVar(&q.Sessions, "max-sessions", mqttsec.DefaultSessions, "persistent sessions of all users")
 }
 
 // runServe runs the broker until ctx is done. ready, when set, is called
@@ -183,6 +214,7 @@ func runServe(ctx context.Context, o *serveOptions, out io.Writer, ready func(tl
 		Authenticator: passwords,
 		Authorizer:    authz,
 		MaxPayload:    o.maxPayload,
+		Quotas:        o.quotas,
 		Logger:        logger,
 	})
 
@@ -193,18 +225,20 @@ func runServe(ctx context.Context, o *serveOptions, out io.Writer, ready func(tl
 	caps.MaximumSessionExpiryInterval = uint32(cmp.Or(o.maxSession, defaultMaxSession) / time.Second)
 	caps.MaximumClients = int64(cmp.Or(o.maxClients, defaultMaxClients))
 	server := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: mochi.Logger(logger)})
-	if _, err := mochi.NewHook(g, server, mochi.WithLogger(logger), mochi.WithConnectTimeout(o.connectTimeout)); err != nil {
+	if _, err := mochi.NewHook(g, server, mochi.WithLogger(logger), mochi.WithConnectTimeout(o.connectTimeout),
+		mochi.WithLimits(o.limits)); err != nil {
 		return err
 	}
+	harden := mochi.HardenConfig{ConnectTimeout: o.connectTimeout, WriteTimeout: o.writeTimeout}
 	tlsL := listeners.NewTCP(listeners.Config{ID: "tls", Address: o.listen, TLSConfig: serverTLS})
-	if err := server.AddListener(mochi.Harden(tlsL, o.connectTimeout)); err != nil {
+	if err := server.AddListener(mochi.HardenWith(tlsL, harden)); err != nil {
 		return fmt.Errorf("listen %s: %w", o.listen, err)
 	}
 	plainAddr := ""
 	if o.insecurePlain != "" {
 		logger.Warn("plaintext listener enabled: credentials and messages are not encrypted", "address", o.insecurePlain)
 		pl := listeners.NewTCP(listeners.Config{ID: "plain", Address: o.insecurePlain})
-		if err := server.AddListener(mochi.Harden(pl, o.connectTimeout)); err != nil {
+		if err := server.AddListener(mochi.HardenWith(pl, harden)); err != nil {
 			return fmt.Errorf("listen %s: %w", o.insecurePlain, err)
 		}
 		plainAddr = pl.Address()

@@ -14,10 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttsec/mqttsec"
 	"github.com/mqttsec/mqttsec/auth"
 	"github.com/mqttsec/mqttsec/internal/testbroker"
+	"github.com/mqttsec/mqttsec/mochi"
 )
 
 type syncBuffer struct {
@@ -149,4 +153,70 @@ func TestServeDevDefault(t *testing.T) {
 	require.Error(t, err)
 	var ne net.Error
 	require.False(t, errors.As(err, &ne) && ne.Timeout(), "closed at once, not after the idle timeout: %v", err)
+}
+
+// TestServeLimitFlags: the memory-bound flags default to the library's
+// defaults and fill mochi.Limits, mqttsec.Quotas and the write timeout.
+func TestServeLimitFlags(t *testing.T) {
+	cmd := &cobra.Command{Use: "x", RunE: func(*cobra.Command, []string) error { return nil }}
+	o := &serveOptions{}
+	limitFlags(cmd, o)
+	require.NoError(t, cmd.ParseFlags(nil))
+	require.Equal(t, int64(mochi.DefaultMaxBacklog), o.limits.MaxBacklog)
+	require.Equal(t, mqttsec.DefaultRetainedPerSubject, o.quotas.RetainedPerSubject)
+	require.Equal(t, mochi.DefaultWriteTimeout, o.writeTimeout)
+	require.NoError(t, cmd.ParseFlags([]string{"--max-client-backlog=1024", "--max-outbound=-1", "--max-subscriptions=3",
+		"--max-sessions-per-user=2", "--max-retained-bytes=-1", "--write-timeout=3s", "--write-stall=1s"}))
+	require.Equal(t, int64(1024), o.limits.MaxBacklog)
+	require.Equal(t, int64(-1), o.limits.Outbound)
+	require.Equal(t, 3, o.limits.Subscriptions)
+	require.Equal(t, 2, o.quotas.SessionsPerSubject)
+	require.Equal(t, int64(-1), o.quotas.RetainedBytes)
+	require.Equal(t, 3*time.Second, o.writeTimeout)
+	require.Equal(t, time.Second, o.limits.WriteStall)
+}
+
+// TestServeLimits: serve enforces the bounds it is given: a subscription
+// beyond --max-subscriptions and a retained message beyond
+// --max-retained-per-user are refused with 0x97.
+func TestServeLimits(t *testing.T) {
+	dir := t.TempDir()
+	const password = "correct horse battery"
+	h, err := auth.HashPassword([]byte(password), auth.HashOptions{BcryptCost: 4})
+	require.NoError(t, err)
+	pf := auth.NewPasswordFile()
+	require.NoError(t, pf.Set("dev", h))
+	require.NoError(t, pf.WriteFile(filepath.Join(dir, "passwd")))
+	o := &serveOptions{dir: dir, listen: "127.0.0.1:0", insecurePlain: "127.0.0.1:0", connectTimeout: 5 * time.Second,
+		logLevel: "error", limits: mochi.Limits{Subscriptions: 1}, quotas: mqttsec.Quotas{RetainedPerSubject: 1}}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	addrc := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- runServe(ctx, o, out, func(_, plain string) { addrc <- plain }) }()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-errc:
+		t.Fatalf("serve: %v\n%s", err, out.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not start")
+	}
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-errc)
+	})
+	c, _, err := testbroker.Dial(t, addr, testbroker.ClientOptions{ClientID: "c", Username: "dev", Password: []byte(password)})
+	require.NoError(t, err)
+	require.Equal(t, byte(1), c.Sub(t, "devices/dev/a", 1))
+	require.Equal(t, byte(mqttsec.CodeQuotaExceeded), c.Sub(t, "devices/dev/b", 1))
+	code, err := c.Pub(t, "devices/dev/r1", []byte("x"), 1)
+	require.NoError(t, err)
+	require.Zero(t, code)
+	pr, _ := c.Publish(context.Background(), &paho.Publish{Topic: "devices/dev/r1", Payload: []byte("x"), QoS: 1, Retain: true})
+	require.NotNil(t, pr)
+	require.Zero(t, pr.ReasonCode)
+	pr, _ = c.Publish(context.Background(), &paho.Publish{Topic: "devices/dev/r2", Payload: []byte("x"), QoS: 1, Retain: true})
+	require.NotNil(t, pr)
+	require.Equal(t, byte(mqttsec.CodeQuotaExceeded), pr.ReasonCode)
 }
