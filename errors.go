@@ -65,6 +65,8 @@ func (c ReasonCode) V3Connack() byte {
 	switch c {
 	case CodeSuccess:
 		return V3Accepted
+	case CodeUnsupportedProtocol:
+		return V3BadProtocolVersion
 	case CodeClientIDNotValid:
 		return V3IdentifierRejected
 	case CodeBadUsernameOrPassword:

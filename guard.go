@@ -240,6 +240,7 @@ type Session struct {
 	ended   atomic.Bool
 	resume  bool
 	release func(keep time.Duration)
+	lim     ConnLimiter // see ConnectionLimiter; nil for none
 
 	quotaSlot bool // holds a persistent-session slot; guarded by g.quota.smu (quota.go)
 
@@ -413,12 +414,17 @@ func (g *Guard) connect(ctx context.Context, p *parts, cl *Client, cred Credenti
 			return nil, fmt.Errorf("will message: %w", err)
 		}
 	}
+	if err := openLimiter(p, s); err != nil {
+		return nil, err
+	}
 	if err := g.quota.admitSession(p, s); err != nil {
+		s.closeLimiter()
 		return nil, err
 	}
 	lease, err := p.registry.Claim(ctx, &s.client)
 	if err != nil {
 		g.quota.endSession(s)
+		s.closeLimiter()
 		return nil, reasoned(err, ErrClientIDTaken)
 	}
 	s.resume = lease.Resume
@@ -490,8 +496,8 @@ func (g *Guard) Publish(ctx context.Context, s *Session, m *Message) error {
 	if b.p.MaxPayload > 0 && len(m.Payload) > b.p.MaxPayload {
 		return g.deny(b.p, s, EventPublishDenied, m.Topic, ErrPacketTooLarge)
 	}
-	if b.p.Limiter != nil {
-		if err := b.p.Limiter.Allow(&s.client, LimitPublish, len(m.Payload)); err != nil {
+	if lim := s.limiter(b.p); lim != nil {
+		if err := lim.Allow(&s.client, LimitPublish, len(m.Payload)); err != nil {
 			return g.deny(b.p, s, EventPublishDenied, m.Topic, reasoned(err, ErrRateTooHigh))
 		}
 	}
@@ -599,8 +605,8 @@ func (g *Guard) Subscribe(ctx context.Context, s *Session, sub Subscription) (qo
 	if sub.QoS > 2 {
 		return 0, g.deny(b.p, s, EventSubscribeDenied, sub.Filter, fmt.Errorf("%w: QoS %d", ErrTopicFilterInvalid, sub.QoS))
 	}
-	if b.p.Limiter != nil {
-		if err := b.p.Limiter.Allow(&s.client, LimitSubscribe, 1); err != nil {
+	if lim := s.limiter(b.p); lim != nil {
+		if err := lim.Allow(&s.client, LimitSubscribe, 1); err != nil {
 			return 0, g.deny(b.p, s, EventSubscribeDenied, sub.Filter, reasoned(err, ErrQuotaExceeded))
 		}
 	}
@@ -682,6 +688,7 @@ func (g *Guard) Disconnect(s *Session, keep time.Duration) {
 		keep += keepGrace
 	}
 	if first {
+		s.closeLimiter()
 		if s.release != nil {
 			s.release(keep)
 		}

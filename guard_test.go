@@ -1,9 +1,11 @@
 package mqttsec_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -800,4 +802,28 @@ func TestGuardTopicLevels(t *testing.T) {
 		require.Equal(t, mqttsec.CodeTopicFilterInvalid, mqttsec.CodeOf(serr), "%+v", tt)
 		require.Equal(t, mqttsec.CodeTopicNameInvalid, mqttsec.CodeOf(werr), "a will is a publish too")
 	}
+}
+
+// TestSlogSinkSamples: a flood of one client's denials writes one line per
+// second and kind, then a count of what was left out; other events are all
+// written.
+func TestSlogSinkSamples(t *testing.T) {
+	var buf bytes.Buffer
+	sink := mqttsec.SlogSink(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	t0 := time.Unix(1_700_000_000, 0)
+	for i := range 1000 {
+		sink.Event(mqttsec.Event{Time: t0.Add(time.Duration(i) * time.Millisecond / 2), Kind: mqttsec.EventPublishDenied,
+			ClientID: "flooder", Code: mqttsec.CodeMessageRateTooHigh})
+	}
+	sink.Event(mqttsec.Event{Time: t0, Kind: mqttsec.EventPublishDenied, ClientID: "other"})
+	for range 3 {
+		sink.Event(mqttsec.Event{Time: t0, Kind: mqttsec.EventConnectDenied, ClientID: "flooder"})
+	}
+	sink.Event(mqttsec.Event{Time: t0.Add(time.Second), Kind: mqttsec.EventPublishDenied, ClientID: "flooder"})
+	out := buf.String()
+	require.Equal(t, 2, strings.Count(out, "publish_denied\" client_id=flooder"), out)
+	require.Equal(t, 1, strings.Count(out, "client_id=other"), out)
+	require.Equal(t, 3, strings.Count(out, "mqttsec connect_denied"), "only per-message denials are sampled")
+	require.Contains(t, out, "mqttsec events suppressed\" count=999")
+	require.Contains(t, out, "time=2023-11-14T22:13:20.000Z", "a line carries the event's time")
 }

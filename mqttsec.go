@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -380,6 +381,9 @@ const (
 	// a kept session whose queue is full, or beyond the broker's outbound
 	// budget. Adapters report the first drop of a series, not each one.
 	EventDropped
+	// EventBanned is a ban added automatically (failed logins, flapping)
+	// or by an administrator; Err says what is banned, until when and why.
+	EventBanned
 )
 
 // String returns the event kind in snake case.
@@ -413,6 +417,8 @@ func (k EventKind) String() string {
 		return "will_denied"
 	case EventDropped:
 		return "dropped"
+	case EventBanned:
+		return "banned"
 	}
 	return "unknown"
 }
@@ -449,21 +455,78 @@ func (f EventSinkFunc) Event(e Event) { f(e) }
 // SlogSink returns an EventSink that writes events to l: denials at Warn,
 // receive denials (one per message per subscriber) at Debug, the rest at
 // Info. A nil l means slog.Default().
+//
+// Denials of one client's messages (publish, subscribe, receive, drops)
+// are written at most once per second per client and kind: a flooding
+// client, or a subscriber of a topic it may not read, does not flood the
+// log. The events left out are counted, and the count is written (at
+// Warn, "mqttsec events suppressed") once a second while there are any.
+// The events themselves all reach a sink given as Config.Events.
 func SlogSink(l *slog.Logger) EventSink {
-	return slogSink{l}
+	return &slogSink{l: l, seen: make(map[sampleKey]struct{})}
 }
 
-type slogSink struct{ l *slog.Logger }
+// slogSampleCap bounds the clients a SlogSink remembers per second: past
+// it, every further denial of that second is counted, not written.
+const slogSampleCap = 10000
 
-func (s slogSink) Event(e Event) {
+type sampleKey struct {
+	kind     EventKind
+	clientID string
+}
+
+type slogSink struct {
+	l          *slog.Logger
+	mu         sync.Mutex
+	window     int64 // the second the sample is about (Unix)
+	seen       map[sampleKey]struct{}
+	suppressed int
+}
+
+// sample reports whether e is to be written, and the number of events
+// suppressed in the window that just ended (to be written first).
+func (s *slogSink) sample(e Event) (write bool, dropped int) {
+	switch e.Kind {
+	case EventPublishDenied, EventSubscribeDenied, EventReceiveDenied, EventDropped:
+	default:
+		return true, 0
+	}
+	sec := e.Time.Unix()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sec != s.window {
+		dropped, s.suppressed, s.window = s.suppressed, 0, sec
+		clear(s.seen)
+	}
+	k := sampleKey{e.Kind, e.ClientID}
+	if _, ok := s.seen[k]; ok || len(s.seen) >= slogSampleCap {
+		s.suppressed++
+		return false, dropped
+	}
+	s.seen[k] = struct{}{}
+	return true, dropped
+}
+
+func (s *slogSink) Event(e Event) {
 	l := s.l
 	if l == nil {
 		l = slog.Default()
 	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	write, dropped := s.sample(e)
+	if dropped > 0 {
+		l.LogAttrs(context.Background(), slog.LevelWarn, "mqttsec events suppressed",
+			slog.Int("count", dropped), slog.String("reason", "more than one denial per client and kind in a second"))
+	}
+	if !write {
+		return
+	}
 	level := slog.LevelInfo
 	switch e.Kind {
 	case EventConnectDenied, EventPublishDenied, EventSubscribeDenied, EventExpired, EventError,
-		EventWarning, EventReloadFailed, EventRevoked, EventWillDenied, EventDropped:
+		EventWarning, EventReloadFailed, EventRevoked, EventWillDenied, EventDropped, EventBanned:
 		level = slog.LevelWarn
 	case EventReceiveDenied, EventDisconnected:
 		level = slog.LevelDebug
@@ -497,5 +560,7 @@ func (s slogSink) Event(e Event) {
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("error", e.Err.Error()))
 	}
-	l.LogAttrs(ctx, level, "mqttsec "+e.Kind.String(), attrs...)
+	r := slog.NewRecord(e.Time, level, "mqttsec "+e.Kind.String(), 0)
+	r.AddAttrs(attrs...)
+	_ = l.Handler().Handle(ctx, r)
 }

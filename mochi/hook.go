@@ -62,6 +62,16 @@ func WithConnectTimeout(d time.Duration) Option {
 	}
 }
 
+// WithAssignClientID makes the hook assign the client ID of a client that
+// sent none from next (clientid.Generate with a prefix, say) instead of
+// mochi's, which is built from a timestamp and a counter: an ID someone can
+// predict is one they can take first, so that the client it is assigned to
+// is refused. The ID is announced to MQTT v5 clients in the CONNACK and
+// validated by the Guard's client-ID policy like any other.
+func WithAssignClientID(next func() string) Option {
+	return func(h *Hook) { h.assignID = next }
+}
+
 // WithV3DenyDisconnect makes the hook close an MQTT 3.1.1 connection whose
 // QoS 1 or 2 PUBLISH is denied. By default the denied message is acknowledged
 // and dropped, as Mosquitto does, because a v3 PUBACK cannot carry a reason.
@@ -84,6 +94,7 @@ type Hook struct {
 	connectTimeout time.Duration
 
 	v3DenyDisconnect bool
+	assignID         func() string
 
 	// conns maps *mqtt.Client to *conn. mochi's Client has no field for
 	// user data, and a sync.Map read of a stable key takes no lock and
@@ -204,7 +215,8 @@ func (h *Hook) Provides(b byte) bool {
 	case mqtt.OnStarted, mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
 		mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnPublish,
 		mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnClientExpired, mqtt.OnWill,
-		mqtt.OnRetainMessage, mqtt.OnRetainedExpired, mqtt.OnPacketRead:
+		mqtt.OnRetainMessage, mqtt.OnRetainedExpired, mqtt.OnPacketRead,
+		mqtt.OnSessionEstablish, mqtt.OnPacketEncode:
 		return true
 	case mqtt.OnPublished, mqtt.OnWillSent, mqtt.OnPacketSent, mqtt.OnQosPublish,
 		mqtt.OnQosDropped, mqtt.OnPublishDropped, mqtt.OnPacketIDExhausted:
@@ -279,6 +291,11 @@ func (e connectDenied) Error() string { return "mqttsec: connect denied: " + e.c
 // which is due when a session ends).
 func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	h.checkHardened(cl)
+	assigned := len(pk.Connect.ClientIdentifier) == 0
+	if assigned && h.assignID != nil {
+		cl.ID = h.assignID()
+		cl.Properties.Props.AssignedClientID = cl.ID
+	}
 	// The password is not needed after this call: mochi would keep it in
 	// memory, in the CONNECT's buffer, for as long as the connection lives.
 	defer clear(pk.Connect.Password)
@@ -292,7 +309,7 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		Protocol:      pk.ProtocolVersion,
 		CleanStart:    pk.Connect.Clean,
 		SessionExpiry: h.sessionExpiry(cl),
-		Assigned:      len(pk.Connect.ClientIdentifier) == 0,
+		Assigned:      assigned,
 	}
 	if err := h.checkConnect(cl); err != nil {
 		h.g.Event(mqttsec.Event{Kind: mqttsec.EventConnectDenied, ClientID: c.ID, Username: c.Username,
@@ -530,6 +547,59 @@ func (h *Hook) reauthorize(cl *mqtt.Client, sess *mqttsec.Session) {
 			}
 		}
 	}
+}
+
+// OnSessionEstablish runs just before mochi moves the session held for the
+// client ID to the new connection. When the Guard did not tell the new
+// connection to resume it ([mqttsec.Session.Resume] false: another identity,
+// under a registry that lets it take over a live connection), the live
+// holder's subscriptions and queued messages are cleared first, so that
+// mochi hands none of them to the new identity.
+func (h *Hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
+	cn := h.lookup(cl)
+	if cn == nil || cn.session().Resume() {
+		return
+	}
+	if existing, ok := h.s.Clients.Get(cl.ID); ok && existing != cl {
+		h.s.UnsubscribeClient(existing)
+		existing.ClearInflights()
+	}
+}
+
+// OnPacketEncode corrects what mochi v2.7.9 sends wrong, before the packet
+// is encoded:
+//   - a CONNACK to an MQTT 3.1.1 client from mochi's own CONNECT checks
+//     carries an MQTT 5 reason code (0x80, 0x82, 0x85, ...): it gets the
+//     3.1.1 return code ([mqttsec.ReasonCode.V3Connack]; 0x02 for an
+//     empty client ID without clean session);
+//   - a CONNACK says "session present" for a session the hook emptied
+//     (see [Hook.OnSessionEstablish]): it says none;
+//   - a PUBACK or PUBREC that accepts a message carries 0x01 or 0x02 (a
+//     SUBACK's "granted QoS"), which a PUBACK may not: it gets 0x00;
+//   - an acknowledgement repeats every property of the PUBLISH it answers
+//     (user properties, correlation data, ...): it keeps only its reason
+//     string.
+func (h *Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		if cl.Properties.ProtocolVersion < 5 && pk.ReasonCode > mqttsec.V3NotAuthorized {
+			if pk.ReasonCode == byte(mqttsec.CodeUnspecified) && !cl.Properties.Clean && cl.Properties.Props.AssignedClientID != "" {
+				// mochi's answer to an empty client ID without clean session.
+				pk.ReasonCode = mqttsec.V3IdentifierRejected
+			} else {
+				pk.ReasonCode = mqttsec.ReasonCode(pk.ReasonCode).V3Connack()
+			}
+		}
+		if cn := h.lookup(cl); cn != nil && pk.SessionPresent && !cn.session().Resume() {
+			pk.SessionPresent = false // mochi found a session the hook emptied
+		}
+	case packets.Puback, packets.Pubrec:
+		if pk.ReasonCode == 0x01 || pk.ReasonCode == 0x02 {
+			pk.ReasonCode = 0
+		}
+		pk.Properties = packets.Properties{ReasonString: pk.Properties.ReasonString}
+	}
+	return pk
 }
 
 // OnConnectAuthenticate allows exactly the connections OnConnect accepted.

@@ -236,7 +236,8 @@ func (c *conn) connect() bool {
 	expiry = min(expiry, b.o.MaxSessionExpiry)
 
 	cl := mqttsec.Client{ID: cp.ClientID, Username: cp.Username, RemoteAddr: c.nc.RemoteAddr().String(),
-		Listener: b.o.Listener, TLS: tlsState(c.nc), Protocol: c.version, CleanStart: cp.CleanStart}
+		Listener: b.o.Listener, TLS: tlsState(c.nc), Protocol: c.version, CleanStart: cp.CleanStart,
+		SessionExpiry: expiry, Assigned: assigned != ""}
 	if !cp.UsernameFlag {
 		cl.Username = ""
 	}

@@ -1,0 +1,92 @@
+package mochi_test
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mqttsec/mqttsec/internal/testbroker"
+	"github.com/mqttsec/mqttsec/mochi"
+)
+
+// v3Connect returns a raw MQTT 3.1.1 CONNECT of user "alice" with the given
+// connect flags and password (the password flag set even when it is
+// empty).
+func v3Connect(id string, flags byte, password string) []byte {
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, flags | 0xC0, 0, 30}
+	for _, s := range []string{id, "alice", password} {
+		body = binary.BigEndian.AppendUint16(body, uint16(len(s)))
+		body = append(body, s...)
+	}
+	return frameRaw(0x10, body)
+}
+
+// TestV3ConnackCodes: mochi's own CONNECT checks answer MQTT 3.1.1 clients
+// with 3.1.1 return codes, not MQTT 5 reason codes.
+func TestV3ConnackCodes(t *testing.T) {
+	f := start(t, testbroker.Options{})
+	for _, tc := range []struct {
+		name string
+		pkt  []byte
+		want byte
+	}{
+		{"empty client ID without clean session", v3Connect("", 0, "pw"), 0x02},
+		{"password flag with an empty password", v3Connect("c1", 0x02, ""), 0x05},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", f.b.Addr)
+			require.NoError(t, err)
+			defer c.Close()
+			_, err = c.Write(tc.pkt)
+			require.NoError(t, err)
+			ack := make([]byte, 4)
+			_ = c.SetReadDeadline(time.Now().Add(testbroker.Timeout))
+			_, err = io.ReadFull(c, ack)
+			require.NoError(t, err)
+			require.Equal(t, byte(0x20), ack[0])
+			require.Equal(t, tc.want, ack[3], "a 3.1.1 return code (0..5)")
+		})
+	}
+}
+
+// TestPubackClean: mochi answers an accepted QoS 1 PUBLISH with reason
+// 0x01 (a SUBACK code) and echoes the PUBLISH's properties in the PUBACK;
+// the hook sends 0x00 and no echo.
+func TestPubackClean(t *testing.T) {
+	f := start(t, testbroker.Options{})
+	c := f.dial(t, "p", "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), testbroker.Timeout)
+	defer cancel()
+	r, err := c.Publish(ctx, &paho.Publish{Topic: "ok/x", QoS: 1, Payload: []byte("x"), Properties: &paho.PublishProperties{
+		User: paho.UserProperties{{Key: "secret-signature", Value: strings.Repeat("s", 64)}}, CorrelationData: []byte("corr")}})
+	require.NoError(t, err)
+	require.Equal(t, byte(0), r.ReasonCode)
+	if r.Properties != nil {
+		require.Empty(t, r.Properties.User, "the PUBACK does not echo the PUBLISH's user properties")
+	}
+}
+
+// TestAssignClientID: with WithAssignClientID, a client that sends no ID
+// gets one from the given generator, announced in the CONNACK.
+func TestAssignClientID(t *testing.T) {
+	f := start(t, testbroker.Options{HookOptions: []mochi.Option{mochi.WithAssignClientID(func() string { return "auto-7f3k" })}})
+	c, ca, err := testbroker.Dial(t, f.b.Addr, testbroker.ClientOptions{Username: "alice", Password: []byte("pw")})
+	require.NoError(t, err)
+	require.Equal(t, "auto-7f3k", ca.Properties.AssignedClientID)
+	require.Equal(t, byte(1), c.Sub(t, "ok/#", 1))
+	var seen bool
+	for _, cl := range f.seen() {
+		if cl.ID == "auto-7f3k" {
+			seen = true
+			require.True(t, cl.Assigned)
+		}
+	}
+	require.True(t, seen, "the Guard saw the assigned ID")
+}
