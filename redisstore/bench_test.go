@@ -13,6 +13,7 @@ import (
 	"github.com/mqttsec/mqttsec"
 	"github.com/mqttsec/mqttsec/acl"
 	"github.com/mqttsec/mqttsec/clientid"
+	"github.com/mqttsec/mqttsec/ratelimit"
 	"github.com/mqttsec/mqttsec/redisstore"
 )
 
@@ -145,4 +146,69 @@ func BenchmarkPolicyPropagation(b *testing.B) {
 		i++
 	}
 	b.ReportMetric(float64(worst.Microseconds()), "worst-µs")
+}
+
+// BenchmarkRateAllowN is one allowed decision of a cluster rate limit (a
+// CONNECT from an address): a Lua script in Redis, against the in-memory
+// ratelimit.MemoryStore of one broker.
+func BenchmarkRateAllowN(b *testing.B) {
+	rdb := needRedis(b)
+	p := prefix(b, rdb)
+	n := newNode(b, rdb, p, nil)
+	r := ratelimit.PerSecond(1e9, 1<<30) // never refuses
+	for _, c := range []struct {
+		name string
+		s    ratelimit.Store
+	}{
+		{"redis", n.RateStore("bench", redisstore.RateConfig{})},
+		{"memory", ratelimit.NewMemoryStore(ratelimit.MemoryConfig{})},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var i atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				key := fmt.Sprintf("192.0.2.%d", i.Add(1))
+				ctx := context.Background()
+				for pb.Next() {
+					res, err := c.s.AllowN(ctx, key, r, 1, time.Now())
+					if err != nil || !res.Allowed {
+						b.Fatal(err, res)
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkRateFlood is a refused decision of a client over its limit,
+// the flood path: with the local refusal cache (no round trip until the
+// refusal's RetryAfter), without it (a script per packet), and the
+// in-memory store.
+func BenchmarkRateFlood(b *testing.B) {
+	rdb := needRedis(b)
+	p := prefix(b, rdb)
+	n := newNode(b, rdb, p, nil)
+	r := ratelimit.Every(time.Hour, 1)
+	for _, c := range []struct {
+		name string
+		s    ratelimit.Store
+	}{
+		{"redis-deny-cache", n.RateStore("flood-cached", redisstore.RateConfig{})},
+		{"redis-no-cache", n.RateStore("flood-uncached", redisstore.RateConfig{DenyCache: -1})},
+		{"memory", ratelimit.NewMemoryStore(ratelimit.MemoryConfig{})},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			ctx := context.Background()
+			_, _ = c.s.AllowN(ctx, "flooder", r, 1, time.Now())
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					res, err := c.s.AllowN(ctx, "flooder", r, 1, time.Now())
+					if err != nil || res.Allowed {
+						b.Fatal(err, res)
+					}
+				}
+			})
+		})
+	}
 }

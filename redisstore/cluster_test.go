@@ -17,6 +17,7 @@ import (
 	"github.com/mqttsec/mqttsec"
 	"github.com/mqttsec/mqttsec/acl"
 	"github.com/mqttsec/mqttsec/internal/testbroker"
+	"github.com/mqttsec/mqttsec/ratelimit"
 	"github.com/mqttsec/mqttsec/redisstore"
 )
 
@@ -79,9 +80,17 @@ type broker struct {
 	e    *casbin.Enforcer
 	acl  *acl.Casbin
 	ev   *events
+	bans *ratelimit.Bans
 }
 
 func startClusterBroker(t *testing.T, rdb redis.UniversalClient, p string, policy *sharedAdapter, cfg redisstore.RegistryConfig) *broker {
+	return startClusterBrokerLimited(t, rdb, p, policy, cfg, nil)
+}
+
+// startClusterBrokerLimited starts a cluster broker; with lcfg, its Guard
+// has a ratelimit.Limiter on the cluster's stores and ban list.
+func startClusterBrokerLimited(t *testing.T, rdb redis.UniversalClient, p string, policy *sharedAdapter,
+	cfg redisstore.RegistryConfig, lcfg *ratelimit.Config) *broker {
 	t.Helper()
 	ev := &events{}
 	n := newNode(t, rdb, p, ev)
@@ -89,9 +98,25 @@ func startClusterBroker(t *testing.T, rdb redis.UniversalClient, p string, polic
 	require.NoError(t, err)
 	c, err := acl.NewCasbin(e, acl.WithWatcher(n.Watcher()))
 	require.NoError(t, err)
-	g := mqttsec.New(mqttsec.Config{Authenticator: passwords, Authorizer: c, Registry: n.Registry(cfg), Events: ev})
+	gcfg := mqttsec.Config{Authenticator: passwords, Authorizer: c, Registry: n.Registry(cfg), Events: ev}
+	var list *ratelimit.Bans
+	var store *redisstore.BanStore
+	if lcfg != nil {
+		store = n.BanStore(redisstore.BanConfig{})
+		list = ratelimit.NewBans(ratelimit.BansConfig{Store: store})
+		lc := *lcfg
+		lc.Bans, lc.NewStore, lc.Events = list, n.NewStore(redisstore.RateConfig{}), ev
+		lim, err := ratelimit.New(lc)
+		require.NoError(t, err)
+		gcfg.Limiter = store.Limiter(lim)
+	}
+	g := mqttsec.New(gcfg)
 	n.Attach(g)
-	return &broker{Broker: testbroker.Start(t, g, testbroker.Options{}), node: n, e: e, acl: c, ev: ev}
+	if list != nil {
+		list.Attach(g)
+		require.NoError(t, store.Follow(list))
+	}
+	return &broker{Broker: testbroker.Start(t, g, testbroker.Options{}), node: n, e: e, acl: c, ev: ev, bans: list}
 }
 
 func clientOpts(id, user string, resume bool) testbroker.ClientOptions {
@@ -248,4 +273,32 @@ func TestClusterPolicyChangeWithBrokers(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return b2.acl.Generation() != gen }, time.Second, time.Millisecond)
 	require.Equal(t, byte(0x87), bob.Sub(t, "x/y", 1))
+}
+
+// Two mochi brokers share their bans and their CONNECT limits: a ban on
+// one ends the client's connection on the other (a v5 client is sent
+// 0x98) and refuses its return (0x8A) on both; an address gets its CONNECT
+// burst once in the cluster.
+func TestClusterBansAndLimitsWithBrokers(t *testing.T) {
+	rdb := needRedis(t)
+	p := prefix(t, rdb)
+	policy := openPolicy()
+	lcfg := &ratelimit.Config{ConnectPerAddr: ratelimit.Every(time.Hour, 4)}
+	b1 := startClusterBrokerLimited(t, rdb, p, policy, redisstore.RegistryConfig{}, lcfg)
+	b2 := startClusterBrokerLimited(t, rdb, p, policy, redisstore.RegistryConfig{}, lcfg)
+
+	mallory, _ := dialOK(t, b2, clientOpts("m-1", "mallory", false))
+	alice, _ := dialOK(t, b2, clientOpts("a-1", "alice", false))
+	require.NoError(t, b1.bans.Add(context.Background(), ratelimit.Ban{Kind: ratelimit.BanSubject, Value: "mallory"}))
+	serverDisconnect(t, mallory, 0x98)
+	stillLive(t, alice)
+	dialRefused(t, b2, clientOpts("m-2", "mallory", false), 0x8A)
+	dialRefused(t, b1, clientOpts("m-3", "mallory", false), 0x8A)
+
+	// 4 CONNECTs from 127.0.0.1 in the cluster (the banned ones were
+	// refused before taking any): 2 made above, 2 left.
+	_, _ = dialOK(t, b1, clientOpts("a-2", "alice", false))
+	_, _ = dialOK(t, b2, clientOpts("a-3", "alice", false))
+	dialRefused(t, b1, clientOpts("a-4", "alice", false), 0x9F)
+	dialRefused(t, b2, clientOpts("a-5", "alice", false), 0x9F)
 }

@@ -82,7 +82,12 @@ type Node struct {
 	ping     time.Duration
 	reportIv int64 // ns
 
-	kickChan, policyChan string
+	kickChan, policyChan, banChan string
+
+	// subscribed is true while the subscription is established; subGen
+	// counts its establishments.
+	subscribed atomic.Bool
+	subGen     atomic.Uint64
 
 	kicker atomic.Pointer[Kicker]
 	seq    atomic.Uint64
@@ -98,6 +103,7 @@ type Node struct {
 	ps         *redis.PubSub
 	watchers   []*Watcher
 	registries []*Registry
+	banStores  []*BanStore
 
 	downSince  atomic.Int64 // unix ns of the first failure of an outage, 0 while up
 	lastReport atomic.Int64 // unix ns of the last error event
@@ -143,6 +149,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Node, error) {
 	}
 	n.kickChan = n.prefix + "kick"
 	n.policyChan = n.prefix + "policy"
+	n.banChan = n.prefix + "bans"
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.wg.Add(1)
 	go n.listen()
@@ -251,12 +258,17 @@ func (n *Node) ok() {
 		d := time.Duration(time.Now().UnixNano() - since).Round(time.Millisecond)
 		n.emit(mqttsec.Event{Kind: mqttsec.EventWarning, Source: "redis",
 			Err: fmt.Errorf("redisstore: redis reachable again after %s", d)})
-		// Write what waited for Redis (releases, unconfirmed claims) now.
+		// Write what waited for Redis (releases, unconfirmed claims, bans)
+		// now.
 		n.mu.Lock()
 		rs := append([]*Registry(nil), n.registries...)
+		bs := append([]*BanStore(nil), n.banStores...)
 		n.mu.Unlock()
 		for _, r := range rs {
 			r.refreshNow()
+		}
+		for _, b := range bs {
+			b.reload()
 		}
 	}
 }
@@ -432,7 +444,7 @@ func (n *Node) listen() {
 // was established. first is true for the node's first subscription,
 // which has nothing to catch up.
 func (n *Node) subscribe(first bool) bool {
-	ps := n.rdb.Subscribe(n.ctx, n.kickChan, n.policyChan)
+	ps := n.rdb.Subscribe(n.ctx, n.kickChan, n.policyChan, n.banChan)
 	n.mu.Lock()
 	if n.closed.Load() {
 		n.mu.Unlock()
@@ -442,6 +454,7 @@ func (n *Node) subscribe(first bool) bool {
 	n.ps = ps
 	n.mu.Unlock()
 	defer func() {
+		n.subscribed.Store(false)
 		n.mu.Lock()
 		n.ps = nil
 		n.mu.Unlock()
@@ -475,6 +488,8 @@ func (n *Node) subscribe(first bool) bool {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" && !established {
 				established = true
+				n.subGen.Add(1)
+				n.subscribed.Store(true)
 				n.ok()
 				if first {
 					close(n.ready)
@@ -491,6 +506,8 @@ func (n *Node) subscribe(first bool) bool {
 				n.handleKick(m.Payload)
 			case n.policyChan:
 				n.handlePolicy(m.Payload)
+			case n.banChan:
+				n.handleBans(m.Payload)
 			}
 		case *redis.Pong:
 		}
@@ -503,9 +520,13 @@ func (n *Node) resync() {
 	n.mu.Lock()
 	ws := append([]*Watcher(nil), n.watchers...)
 	rs := append([]*Registry(nil), n.registries...)
+	bs := append([]*BanStore(nil), n.banStores...)
 	n.mu.Unlock()
 	for _, w := range ws {
 		w.resync()
+	}
+	for _, b := range bs {
+		b.reload()
 	}
 	for _, r := range rs {
 		r.resync()
