@@ -68,7 +68,7 @@
 //
 // [Watcher] is a Casbin watcher on pub/sub: a policy change made on one
 // node makes every other node reload the policy from the shared adapter
-// (about 2.5 ms on loopback with a 1,000-rule policy, BENCHMARKS.md).
+// (about 2 ms on loopback with a 1,000-rule policy, BENCHMARKS.md).
 //
 // # Faults
 //

@@ -60,16 +60,17 @@ type Kicker interface {
 // Node is one broker's membership of a cluster that shares its security
 // state in Redis. It owns one Redis subscription, on which it receives the
 // cluster's kicks (applied to the [Kicker] given to [Node.Attach], the
-// broker's Guard) and policy notifications (passed to its [Watcher]s), and
-// runs the lease refresh of its [Registry].
+// broker's Guard), policy notifications (passed to its watchers, see
+// [Watcher]) and ban-list changes (see [BanStore]), and runs the lease
+// refresh of its [Registry].
 //
 // Every other node of the cluster reaches this one through Redis: a kick
 // ([Node.Kick]) or a takeover of a client ID ([Registry]) published on one
 // node is applied by the node that holds the session. When the subscription
 // breaks (Redis restarted, a network fault), the node reconnects on its own;
 // since Redis pub/sub does not keep messages, it then reloads the policy of
-// its watchers and re-checks its leases at once, so that what it missed is
-// caught up (see the package documentation).
+// its watchers and its ban list and re-checks its leases at once, so that
+// what it missed is caught up (see the package documentation).
 //
 // A Node is safe for concurrent use. [New] starts its goroutines; [Node.Close]
 // stops them.
@@ -109,8 +110,9 @@ type Node struct {
 	lastReport atomic.Int64 // unix ns of the last error event
 }
 
-// New returns a Node on rdb (a *redis.Client, a *redis.ClusterClient or a
-// failover client) and starts its subscription. It does not wait for Redis:
+// New returns a Node on rdb and starts its subscription. The tests use a
+// *redis.Client (standalone or failover); every script touches one key, so
+// a *redis.ClusterClient fits the design, but it is not tested. It does not wait for Redis:
 // a broker can start while Redis is down, and the node's stores apply their
 // documented fault modes until it is reachable; call [Node.Ready] to wait.
 // rdb is not closed by [Node.Close].
@@ -196,8 +198,8 @@ func (n *Node) getKicker() Kicker {
 }
 
 // Close stops the node's goroutines (the subscription, the lease refresh
-// of its registries, the delivery of its watchers' notifications) and
-// waits for them. Leases still held stay in Redis until they expire; a
+// of its registries, the delivery of its watchers' notifications, the
+// reloads of its ban lists) and waits for them. Leases still held stay in Redis until they expire; a
 // broker that shuts down closes its connections (releasing their leases)
 // before it closes the node. Close is safe to call more than once.
 func (n *Node) Close() error {
