@@ -80,10 +80,11 @@ type BanStore struct {
 	failOpen bool
 	wake     chan struct{}
 
+	saveMu  sync.Mutex // serializes flushes
 	mu      sync.Mutex // guards last, want and pending
-	last    map[string]string
-	want    []ratelimit.Ban
-	pending bool
+	last    map[string]string // the list as this node last read or wrote it
+	want    map[string]string // the newest list given to SaveBans
+	pending bool              // want is not written yet
 
 	bans      atomic.Pointer[ratelimit.Bans]
 	loadOK    atomic.Bool
@@ -194,9 +195,23 @@ func (s *BanStore) SaveBans(ctx context.Context, bans []ratelimit.Ban) error {
 		}
 	}
 	s.mu.Lock()
-	s.want, s.pending = append([]ratelimit.Ban(nil), bans...), true
-	last := s.last
+	s.want, s.pending = want, true
 	s.mu.Unlock()
+	return s.flush(ctx)
+}
+
+// flush writes the newest list given to SaveBans, if it is not written
+// yet. Flushes are serialized, and each writes the newest list, so that an
+// older list never overwrites a newer one.
+func (s *BanStore) flush(ctx context.Context) error {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	s.mu.Lock()
+	want, pending, last := s.want, s.pending, s.last
+	s.mu.Unlock()
+	if !pending {
+		return nil
+	}
 	var set, del []any
 	for f, v := range want {
 		if old, ok := last[f]; !ok || old != v {
@@ -208,26 +223,24 @@ func (s *BanStore) SaveBans(ctx context.Context, bans []ratelimit.Ban) error {
 			del = append(del, f)
 		}
 	}
-	if len(set) == 0 && len(del) == 0 {
-		s.mu.Lock()
-		s.pending = false
-		s.mu.Unlock()
-		return nil
+	if len(set) > 0 || len(del) > 0 {
+		args := append([]any{s.n.banChan, "1|" + s.n.id, len(set) / 2}, set...)
+		args = append(args, del...)
+		octx, cancel := s.n.opContext(ctx)
+		err := bansScript.Run(octx, s.n.rdb, []string{s.key}, args...).Err()
+		cancel()
+		if err != nil {
+			return s.n.fail("save bans", err)
+		}
+		s.n.ok()
 	}
-	args := append([]any{s.n.banChan, "1|" + s.n.id, len(set) / 2}, set...)
-	args = append(args, del...)
-	octx, cancel := s.n.opContext(ctx)
-	err := bansScript.Run(octx, s.n.rdb, []string{s.key}, args...).Err()
-	cancel()
-	if err != nil {
-		return s.n.fail("save bans", err)
-	}
-	s.n.ok()
 	s.mu.Lock()
-	if s.last == nil || sameMap(s.last, last) {
+	if sameMap(s.last, last) {
 		s.last = want
 	}
-	s.pending = false
+	if sameMap(s.want, want) {
+		s.pending = false
+	}
 	s.mu.Unlock()
 	// Read back the merged list: other nodes' bans this copy lacks.
 	s.reload()
@@ -242,7 +255,7 @@ func sameMap(a, b map[string]string) bool {
 // another node changes the list, after a broken subscription, and after a
 // change of this node was written. After each reload it ends this node's
 // sessions the list covers ([Node.Attach]'s Guard, with 0x8A). b must use
-// s as its store.
+// s as its store, and be loaded by Follow only (not [ratelimit.Bans.Load]).
 func (s *BanStore) Follow(b *ratelimit.Bans) error {
 	if b == nil {
 		return errors.New("redisstore: Follow(nil)")
@@ -303,10 +316,19 @@ func (s *BanStore) load(ctx context.Context) error {
 		return nil
 	}
 	gen := s.n.subGen.Load()
+	s.mu.Lock()
+	prev := s.last
+	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 2*s.n.timeout)
 	err := b.Load(ctx)
 	cancel()
 	if err != nil {
+		// b kept its old list (it refuses a list with an invalid ban):
+		// diff the next save against what b has, or it would delete the
+		// bans b could not take.
+		s.mu.Lock()
+		s.last = prev
+		s.mu.Unlock()
 		s.loadOK.Store(false)
 		return err
 	}
@@ -377,13 +399,8 @@ func (s *BanStore) reload() {
 
 // retry writes a change that could not be written, then reloads.
 func (s *BanStore) retry(ctx context.Context) {
-	s.mu.Lock()
-	pending, want := s.pending, s.want
-	s.mu.Unlock()
-	if pending {
-		if err := s.SaveBans(ctx, want); err != nil {
-			return
-		}
+	if err := s.flush(ctx); err != nil {
+		return
 	}
 	if err := s.load(ctx); err != nil {
 		s.n.emit(mqttsec.Event{Kind: mqttsec.EventError, Source: "redis", Err: fmt.Errorf("redisstore: reload bans: %w", err)})

@@ -167,3 +167,30 @@ func TestFaultBansRedisRestart(t *testing.T) {
 	m2.eventuallyAdmitted(t, "a-3", "alice", "192.0.2.1:3")
 	require.True(t, m2.store.Fresh())
 }
+
+// A ban list in Redis that a node cannot take (an entry ratelimit refuses)
+// leaves the node's copy as it was, refuses CONNECTs there (0x88, the copy
+// may be stale), and does not make the node delete the other bans when it
+// saves its own.
+func TestBansInvalidEntry(t *testing.T) {
+	rdb := needRedis(t)
+	p := prefix(t, rdb)
+	m1 := newBanMember(t, rdb, p, redisstore.RegistryConfig{})
+	ctx := context.Background()
+	require.NoError(t, rdb.HSet(ctx, p+"bans", "ip|not-an-address", "0|", "subject|carol", "0|").Err())
+	require.NoError(t, rdb.Publish(ctx, p+"bans", "1|elsewhere").Err())
+	require.Eventually(t, func() bool { return !m1.store.Fresh() }, 10*time.Second, 5*time.Millisecond)
+	_, err := m1.connectFrom("a-1", "alice", "192.0.2.1:1")
+	require.ErrorIs(t, err, redisstore.ErrStaleBans)
+
+	require.NoError(t, m1.bans.Add(ctx, ratelimit.Ban{Kind: ratelimit.BanSubject, Value: "dave"}))
+	bans := rdb.HGetAll(ctx, p+"bans").Val()
+	require.Contains(t, bans, "subject|carol", "another node's ban stays")
+	require.Contains(t, bans, "subject|dave")
+
+	// The administrator removes the bad entry: the node takes the list.
+	require.NoError(t, rdb.HDel(ctx, p+"bans", "ip|not-an-address").Err())
+	require.NoError(t, rdb.Publish(ctx, p+"bans", "1|elsewhere").Err())
+	m1.eventuallyRefused(t, "c-1", "carol", "192.0.2.3:1", mqttsec.CodeBanned)
+	m1.eventuallyAdmitted(t, "a-2", "alice", "192.0.2.1:2")
+}
