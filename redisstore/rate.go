@@ -34,8 +34,9 @@ type RateConfig struct {
 	// node: the limits still hold, per node, until Redis answers again.
 	FailClosed bool
 	// DenyCache bounds the keys whose last refusal the store remembers on
-	// this node (see [RateStore]). Zero means [DefaultDenyCache]; negative
-	// turns the cache off.
+	// this node (see [RateStore]); keys longer than 256 bytes are not
+	// remembered, so the cache holds at most DenyCache × 256 bytes of keys.
+	// Zero means [DefaultDenyCache]; negative turns the cache off.
 	DenyCache int
 	// MaxDebt bounds how far ahead of now a bucket's "full again" time may
 	// run when an event larger than the burst empties it (a huge PUBLISH
@@ -221,7 +222,15 @@ func (c *denyCache) denied(key string, n int, now time.Time) (time.Duration, boo
 	return time.Duration(d.until - t), true
 }
 
+// maxCachedKey is the longest key the refusal cache keeps, so that it holds
+// at most DenyCache × 256 bytes of keys whatever clients send (a user name
+// can be 65,535 bytes long); a longer key's refusals ask Redis.
+const maxCachedKey = 256
+
 func (c *denyCache) remember(key string, n int, until time.Time) {
+	if len(key) > maxCachedKey {
+		return
+	}
 	sh := c.shard(key)
 	u := until.UnixNano()
 	sh.mu.Lock()
