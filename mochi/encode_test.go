@@ -90,3 +90,22 @@ func TestAssignClientID(t *testing.T) {
 	}
 	require.True(t, seen, "the Guard saw the assigned ID")
 }
+
+// TestUserPropertiesDelivered: a subscriber that asked for no problem
+// information (paho does, whenever its CONNECT has a property) still gets
+// the user properties of the messages it receives.
+func TestUserPropertiesDelivered(t *testing.T) {
+	f := start(t, testbroker.Options{})
+	sub, _, err := testbroker.Dial(t, f.b.Addr, testbroker.ClientOptions{ClientID: "s", Username: "bob", Password: []byte("pw"), SessionExpiry: 60})
+	require.NoError(t, err)
+	require.Equal(t, byte(1), sub.Sub(t, "ok/#", 1))
+	pub := f.dial(t, "p", "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), testbroker.Timeout)
+	defer cancel()
+	_, err = pub.Publish(ctx, &paho.Publish{Topic: "ok/p", QoS: 1, Payload: []byte("x"),
+		Properties: &paho.PublishProperties{User: paho.UserProperties{{Key: "sig", Value: "abc"}}}})
+	require.NoError(t, err)
+	m := sub.ExpectMessage(t, "ok/p", testbroker.Timeout)
+	require.NotNil(t, m.Properties)
+	require.Equal(t, "abc", m.Properties.User.Get("sig"))
+}

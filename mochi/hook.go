@@ -578,7 +578,9 @@ func (h *Hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 //     SUBACK's "granted QoS"), which a PUBACK may not: it gets 0x00;
 //   - an acknowledgement repeats every property of the PUBLISH it answers
 //     (user properties, correlation data, ...): it keeps only its reason
-//     string.
+//     string;
+//   - a PUBLISH to a client that asked for no problem information loses
+//     its user properties, which MQTT keeps on PUBLISH: they are sent.
 func (h *Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
 	case packets.Connack:
@@ -593,6 +595,13 @@ func (h *Hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		if cn := h.lookup(cl); cn != nil && pk.SessionPresent && !cn.session().Resume() {
 			pk.SessionPresent = false // mochi found a session the hook emptied
 		}
+	case packets.Publish:
+		// Request Problem Information 0 forbids reason strings and user
+		// properties on packets other than PUBLISH, CONNACK and
+		// DISCONNECT [MQTT-3.1.2-29]; mochi strips them from every packet,
+		// so the user properties of a message (a detached signature, say)
+		// never reached such a client.
+		pk.Mods.DisallowProblemInfo = false
 	case packets.Puback, packets.Pubrec:
 		if pk.ReasonCode == 0x01 || pk.ReasonCode == 0x02 {
 			pk.ReasonCode = 0

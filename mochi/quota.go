@@ -265,8 +265,13 @@ type pubRec struct {
 	cost  int64
 	wire  int // a lower bound of the packet's size on the wire
 	qos   byte
-	// retained is set for a retained message mochi sends to a new
-	// subscription (found in mochi's retained store, not being published).
+	// retained is set for a retained message: one mochi sends to a new
+	// subscription (found in mochi's retained store), or one being
+	// published with the retain flag. The two cannot be told apart (mochi's
+	// retained copy shares the topic string of the message being
+	// published, so a new subscription can find the publish's record), so
+	// both get the retained policy: dropped for a client that cannot hold
+	// them, never a reason to disconnect it.
 	retained bool
 }
 
@@ -363,6 +368,7 @@ func (r *pubRec) fill(pk *packets.Packet) {
 	r.cost = msgCost(pk)
 	r.wire = len(pk.TopicName) + len(pk.Payload) + propBytes(&pk.Properties) + 4
 	r.qos = pk.FixedHeader.Qos
+	r.retained = pk.FixedHeader.Retain
 }
 
 // trackInline records a message published through an inline client (the

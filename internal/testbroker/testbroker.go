@@ -281,16 +281,14 @@ func dialNet(addr string, cfg *tls.Config) (net.Conn, error) {
 	return d.Dial("tcp", addr)
 }
 
-// lockedConn serializes writes, as paho requires for a tls.Conn.
+// lockedConn serializes whole packets, as paho requires for a tls.Conn:
+// paho's packet writer takes the lock of a conn that is a sync.Locker around
+// the several Writes of one packet. Locking each Write alone let the
+// PINGREQ paho sends right after CONNACK interleave with a SUBSCRIBE, and
+// the broker closed the connection on the garbled packet.
 type lockedConn struct {
 	net.Conn
-	mu sync.Mutex
-}
-
-func (c *lockedConn) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.Conn.Write(b)
+	sync.Mutex
 }
 
 func packetsThreadSafe(c net.Conn) net.Conn { return &lockedConn{Conn: c} }
