@@ -286,6 +286,10 @@ type Revalidator interface {
 // called after authentication; it returns a denial when the connection may
 // not take the ID (another identity holds it, live or for a kept session),
 // or a [Lease].
+//
+// cl is the session's own client ([Session.Client] returns the same
+// pointer), so a registry may keep it to find the session later (to kick it
+// when another node takes its ID over, say).
 type Registry interface {
 	Claim(ctx context.Context, cl *Client) (Lease, error)
 }

@@ -125,3 +125,17 @@ func Anonymous(roles ...string) mqttsec.Authenticator {
 		return id, nil
 	})
 }
+
+// AuthenticateCached implements [mqttsec.CachedAuthenticator] for the
+// chain's first authenticator only: a later one answering from its cache
+// would skip the decision of an earlier one (a certificate it would
+// refuse, say).
+func (c chain) AuthenticateCached(ctx context.Context, cl *mqttsec.Client, cred mqttsec.Credentials) (*mqttsec.Identity, bool) {
+	if len(c) == 0 {
+		return nil, false
+	}
+	if ca, ok := c[0].(mqttsec.CachedAuthenticator); ok {
+		return ca.AuthenticateCached(ctx, cl, cred)
+	}
+	return nil, false
+}

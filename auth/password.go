@@ -25,9 +25,11 @@ const (
 // PasswordsConfig configures a [Passwords] authenticator. The zero value is
 // the recommended configuration. [NewPasswords] copies it.
 type PasswordsConfig struct {
-	// MaxConcurrent bounds how many hash verifications run at once, so that
-	// a connect storm leaves CPU for the broker's other work. Zero means
-	// GOMAXPROCS. A verification waiting for a slot gives up when the
+	// MaxConcurrent bounds how many hash verifications run at once. Zero
+	// means GOMAXPROCS, which lets a storm of logins take every CPU: to
+	// keep the broker's connected clients fast during one, put a
+	// ratelimit.Gate in front (a CPU budget for verifications, fair between
+	// addresses). A verification waiting for a slot gives up when the
 	// CONNECT's context is cancelled.
 	MaxConcurrent int `yaml:"max_concurrent"`
 	// CacheSize is the number of successful verifications remembered, so
@@ -229,6 +231,40 @@ func dummyLike(h *Hash) *Hash {
 // password or an unknown user, and returns ctx's error (wrapped in
 // [mqttsec.ErrServerBusy]) when ctx ends while waiting for a verification
 // slot. A cache hit allocates nothing.
+// cacheKey is the key of the cache of recent successes: a keyed MAC of the
+// user name and the password.
+func (p *Passwords) cacheKey(username string, password []byte) [32]byte {
+	m := p.macs.Get().(*macState)
+	defer p.macs.Put(m)
+	m.h.Reset()
+	m.buf = append(append(m.buf[:0], username...), 0)
+	m.h.Write(m.buf)
+	m.h.Write(password)
+	m.h.Sum(m.sum[:0])
+	return m.sum
+}
+
+// AuthenticateCached implements [mqttsec.CachedAuthenticator]: it returns
+// the identity at once when the same user name and password were verified a
+// moment ago (and the user's entry has not changed since), and false
+// otherwise, without verifying anything. A bound on verifications in front
+// of the Passwords (ratelimit.Gate) asks it first, so that a returning
+// client is not queued behind a storm of first logins.
+func (p *Passwords) AuthenticateCached(_ context.Context, cl *mqttsec.Client, cred mqttsec.Credentials) (*mqttsec.Identity, bool) {
+	if p.cache == nil || cl.Username == "" || len(cred.Password) == 0 {
+		return nil, false
+	}
+	u, known := p.table.Load().users[cl.Username]
+	if !known {
+		return nil, false
+	}
+	key := p.cacheKey(cl.Username, cred.Password)
+	if e, ok := p.cache.get(&key); ok && e.u == u && p.now().Before(e.expires) {
+		return u.id, true
+	}
+	return nil, false
+}
+
 func (p *Passwords) Authenticate(ctx context.Context, cl *mqttsec.Client, cred mqttsec.Credentials) (*mqttsec.Identity, error) {
 	if cl.Username == "" {
 		return nil, mqttsec.ErrAbstain
@@ -243,14 +279,7 @@ func (p *Passwords) Authenticate(ctx context.Context, cl *mqttsec.Client, cred m
 	}
 	var key [32]byte
 	if p.cache != nil {
-		m := p.macs.Get().(*macState)
-		m.h.Reset()
-		m.buf = append(append(m.buf[:0], cl.Username...), 0)
-		m.h.Write(m.buf)
-		m.h.Write(cred.Password)
-		m.h.Sum(m.sum[:0])
-		key = m.sum
-		p.macs.Put(m)
+		key = p.cacheKey(cl.Username, cred.Password)
 		if known {
 			if e, ok := p.cache.get(&key); ok && e.u == u && p.now().Before(e.expires) {
 				return u.id, nil

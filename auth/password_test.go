@@ -388,3 +388,33 @@ func TestPasswordsForgetsCollectedIdentities(t *testing.T) {
 		return auth.Issued(p) <= 2
 	}, 10*time.Second, 10*time.Millisecond)
 }
+
+// TestPasswordsAuthenticateCached: the cached answer is given at once for
+// a user name and password verified a moment ago, and never otherwise; a
+// chain gives its first authenticator's cached answer only.
+func TestPasswordsAuthenticateCached(t *testing.T) {
+	f := fileWith(t, "alice", "wonderland", "bob", "builder")
+	p := auth.NewPasswords(f, auth.PasswordsConfig{})
+	cached := func(a mqttsec.CachedAuthenticator, user, pw string) bool {
+		_, ok := a.AuthenticateCached(context.Background(), &mqttsec.Client{ID: "c1", Username: user}, mqttsec.Credentials{Password: []byte(pw)})
+		return ok
+	}
+	require.False(t, cached(p, "alice", "wonderland"), "nothing verified yet")
+	_, err := login(p, "alice", "wonderland")
+	require.NoError(t, err)
+	require.True(t, cached(p, "alice", "wonderland"))
+	require.False(t, cached(p, "alice", "wrong"))
+	require.False(t, cached(p, "bob", "builder"))
+	require.False(t, cached(p, "", "wonderland"))
+	p.Replace(fileWith(t, "alice", "new one"))
+	require.False(t, cached(p, "alice", "wonderland"), "a changed password is not served from the cache")
+
+	_, err = login(p, "alice", "new one")
+	require.NoError(t, err)
+	first := auth.Chain(p, auth.Anonymous())
+	require.True(t, cached(first.(mqttsec.CachedAuthenticator), "alice", "new one"))
+	later := auth.Chain(mqttsec.AuthenticatorFunc(func(context.Context, *mqttsec.Client, mqttsec.Credentials) (*mqttsec.Identity, error) {
+		return nil, mqttsec.ErrBadCredentials // would refuse: its decision must not be skipped
+	}), p)
+	require.False(t, cached(later.(mqttsec.CachedAuthenticator), "alice", "new one"))
+}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/mqttsec/mqttsec"
 	"github.com/mqttsec/mqttsec/bridge"
-	"github.com/mqttsec/mqttsec/ratelimit"
 	"github.com/mqttsec/mqttsec/topic"
 )
 
@@ -200,7 +199,7 @@ func (gs grantsOnly) Authorize(_ context.Context, _ *mqttsec.Client, acc mqttsec
 // bridgeLimiter exempts the bridges from the rates of a connection (a
 // bridge carries the traffic of many devices) and passes every other
 // client to the Limiter. Memory bounds still apply to bridges.
-type bridgeLimiter struct{ next *ratelimit.Limiter }
+type bridgeLimiter struct{ next mqttsec.Limiter }
 
 func (l bridgeLimiter) Allow(cl *mqttsec.Client, lim mqttsec.Limit, n int) error {
 	if cl.Listener == BridgeListener {
@@ -214,8 +213,17 @@ func (l bridgeLimiter) Open(s *mqttsec.Session) (mqttsec.ConnLimiter, error) {
 	if isBridge(s.Client()) {
 		return unlimited{}, nil
 	}
-	return l.next.Open(s)
+	if cl, ok := l.next.(mqttsec.ConnectionLimiter); ok {
+		return cl.Open(s)
+	}
+	return limiterConn{l.next}, nil
 }
+
+// limiterConn serves a connection with a Limiter that keeps no state per
+// connection.
+type limiterConn struct{ mqttsec.Limiter }
+
+func (limiterConn) Close() {}
 
 type unlimited struct{}
 

@@ -50,6 +50,14 @@ func (f *File) files() []fileRef {
 			add(c, false, "bridges", i, "tls", "crl_files", j)
 		}
 	}
+	if r := f.Redis; r != nil {
+		add(r.PasswordFile, true, "redis", "password_file")
+		if t := r.TLS; t != nil {
+			add(t.CAFile, false, "redis", "tls", "ca_file")
+			add(t.CertFile, false, "redis", "tls", "cert_file")
+			add(t.KeyFile, true, "redis", "tls", "key_file")
+		}
+	}
 	if r := f.RateLimit; r != nil && r.BansFile != "" {
 		out = append(out, fileRef{path: []any{"ratelimit", "bans_file"}, file: r.BansFile, opt: true})
 	}

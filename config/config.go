@@ -431,14 +431,53 @@ type Limits struct {
 	WriteTimeout time.Duration `yaml:"write_timeout,omitempty"`
 }
 
-// Redis is the Redis server holding state shared by several brokers.
+// Redis is the Redis server that shares security state between the
+// brokers of a cluster (package redisstore): client-ID ownership (a
+// takeover across brokers is refused as on one broker), bans, the CONNECT
+// and failed-login limits per address and per user name, and kicks.
+// Each broker of the cluster has the same section. Whoever can write to
+// this Redis can end any session and bind any client ID: protect it (an
+// ACL user limited to the prefix, TLS, a private network).
 type Redis struct {
+	// Address is "host:port". A non-loopback address needs TLS unless
+	// InsecurePlaintext is set.
 	Address string `yaml:"address"`
-	Prefix  string `yaml:"prefix,omitempty"`
-	// Username and PasswordFile authenticate to Redis.
+	// Prefix starts every key and channel; the same on every broker of a
+	// cluster. Empty means redisstore.DefaultPrefix ("mqttsec:").
+	Prefix string `yaml:"prefix,omitempty"`
+	// Username and PasswordFile (not readable by others) authenticate to
+	// Redis (AUTH).
 	Username     string `yaml:"username,omitempty"`
 	PasswordFile string `yaml:"password_file,omitempty"`
-	DB           int    `yaml:"db,omitempty"`
+	// DB is the database number.
+	DB int `yaml:"db,omitempty"`
+	// TLS connects with TLS (tlsconf client defaults): ca_file (empty: the
+	// system roots), cert_file and key_file for a client certificate,
+	// server_name.
+	TLS *RedisTLS `yaml:"tls,omitempty"`
+	// InsecurePlaintext accepts a non-loopback Address without TLS.
+	InsecurePlaintext bool `yaml:"insecure_plaintext,omitempty"`
+	// Timeout bounds each Redis operation of a decision; zero means
+	// redisstore.DefaultTimeout.
+	Timeout time.Duration `yaml:"timeout,omitempty"`
+	// LeaseTTL is how long a dead broker's client IDs stay bound; zero
+	// means redisstore.DefaultLeaseTTL.
+	LeaseTTL time.Duration `yaml:"lease_ttl,omitempty"`
+	// InsecureFailOpen admits CONNECTs while Redis is unreachable: client
+	// IDs claimed on this broker's word alone, bans possibly stale. The
+	// default refuses them with 0x88 (server unavailable).
+	InsecureFailOpen bool `yaml:"insecure_fail_open,omitempty"`
+	// RateFailClosed refuses CONNECTs (0x88) while Redis is unreachable
+	// instead of limiting rates per broker.
+	RateFailClosed bool `yaml:"rate_fail_closed,omitempty"`
+}
+
+// RedisTLS is the TLS of the connection to Redis.
+type RedisTLS struct {
+	CAFile     string `yaml:"ca_file,omitempty"`
+	CertFile   string `yaml:"cert_file,omitempty"`
+	KeyFile    string `yaml:"key_file,omitempty"`
+	ServerName string `yaml:"server_name,omitempty"`
 }
 
 // Broker bounds what the broker accepts and keeps.
@@ -591,6 +630,7 @@ var durationKeys = [][]string{
 	{"auth", "jwt", "jwks_refresh"}, {"auth", "jwt", "leeway"},
 	{"ratelimit", "auth_failures", "ban"},
 	{"limits", "write_stall"}, {"limits", "write_timeout"},
+	{"redis", "timeout"}, {"redis", "lease_ttl"},
 }
 
 // shortenDuration rewrites the duration at path, as time.Duration writes

@@ -75,6 +75,7 @@
 //	    client_id: site1-bridge
 //	    topics:
 //	      - { pattern: "sensors/#", direction: out, qos: 1, remote_prefix: "site1/" }
+//	redis: { address: "127.0.0.1:6379", prefix: "mqttsec:" }   # cluster-wide state
 //	log: { level: info, format: json }
 //	metrics: { address: "127.0.0.1:9100" }
 //
@@ -113,9 +114,8 @@
 // others (insecure_file_permissions: true accepts them). The switches
 // that are set are logged at warn level on every start ([File.Insecure]).
 //
-// A section this build cannot honour (redis) is decoded and validated, and
-// then refused with [ErrUnavailable] rather than ignored: state the file
-// asks to share is never silently kept local.
+// A redis section on a non-loopback address without TLS is refused too
+// (redis.insecure_plaintext: true accepts it).
 //
 // # Authentication and authorization
 //
@@ -141,6 +141,14 @@
 // ratelimit.Gate bounds the credential verifications that run at once. A
 // ban, automatic or from the bans file, disconnects the sessions it
 // covers.
+//
+// With a redis section (package redisstore), the brokers of a cluster that
+// share it share their security state: the client-ID registry (a takeover
+// across brokers is refused as on one), the ban list, the CONNECT and
+// failed-login limits per address and per user name, and kicks. While
+// Redis is unreachable, CONNECTs are refused with 0x88 unless
+// redis.insecure_fail_open; rates fall back to each broker's memory unless
+// redis.rate_fail_closed. The policy files stay each broker's own.
 //
 // Bridges (package bridge) run inside the broker when it is built with
 // [Runtime.Server]: each connects to the local broker through an in-memory

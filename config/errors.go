@@ -28,10 +28,6 @@ var (
 	// ErrPermissions is a file others may read (a secret) or change: see
 	// [File.Check].
 	ErrPermissions = errors.New("config: unsafe file permissions")
-	// ErrUnavailable is a section this build of mqttsec cannot honour. It
-	// is refused rather than ignored, so that a limit or a policy the file
-	// asks for is never silently missing.
-	ErrUnavailable = errors.New("config: not available in this build")
 )
 
 // Error is a problem at one place of a configuration file. It never holds

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/casbin/casbin/v2"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/mqttsec/mqttsec"
 	"github.com/mqttsec/mqttsec/acl"
@@ -21,6 +22,7 @@ import (
 	"github.com/mqttsec/mqttsec/bridge"
 	"github.com/mqttsec/mqttsec/clientid"
 	"github.com/mqttsec/mqttsec/ratelimit"
+	"github.com/mqttsec/mqttsec/redisstore"
 	"github.com/mqttsec/mqttsec/tlsconf"
 )
 
@@ -71,6 +73,11 @@ type Runtime struct {
 	limiter   *ratelimit.Limiter
 	chain     swapAuth // the authentication chain, behind the Gate
 	gate      *ratelimit.Gate
+
+	rdb      *redis.Client
+	node     *redisstore.Node
+	banStore *redisstore.BanStore
+	guardLim mqttsec.Limiter // the Limiter behind the ban store's check
 
 	bridges     map[string]*localBridge // by local user name
 	bridgeOrder []*localBridge
@@ -142,6 +149,9 @@ func (f *File) Open(ctx context.Context, o Options) (rt *Runtime, err error) {
 	if err := r.openBridges(); err != nil {
 		return nil, err
 	}
+	if err := r.openRedis(ctx); err != nil {
+		return nil, err
+	}
 	if f.Auth.PasswordFile != "" {
 		r.passwords = auth.NewPasswords(auth.NewPasswordFile(), auth.PasswordsConfig{})
 		r.pwWatch, err = auth.WatchPasswordFile(f.Path(f.Auth.PasswordFile), r.passwords, auth.WatchOptions{Events: r.g})
@@ -174,6 +184,9 @@ func (f *File) Open(ctx context.Context, o Options) (rt *Runtime, err error) {
 	}
 	r.g.Reload(r.guardConfig())
 	r.limiter.Bans().Attach(r.g)
+	if err := r.attachRedis(ctx); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -478,7 +491,10 @@ func (r *Runtime) openClientIDs() error {
 	if c.MaxIDs > 0 {
 		opts = append(opts, clientid.WithMaxIDs(c.MaxIDs))
 	}
-	plain := clientid.NewRegistry(opts...)
+	var plain mqttsec.Registry = clientid.NewRegistry(opts...)
+	if r.node != nil {
+		plain = r.redisRegistry(takeover)
+	}
 	r.registry = plain
 	if len(c.Bind) > 0 {
 		b, err := clientid.NewBinding(c.Bind...)
@@ -549,9 +565,9 @@ func (r *Runtime) guardConfig() mqttsec.Config {
 			Sessions:                l.Sessions,
 		}
 	}
-	authz, limiter := r.authz, mqttsec.Limiter(r.limiter)
+	authz, limiter := r.authz, r.guardLim
 	if len(r.bridges) > 0 {
-		authz, limiter = bridgeAuthz{next: r.authz}, bridgeLimiter{next: r.limiter}
+		authz, limiter = bridgeAuthz{next: r.authz}, bridgeLimiter{next: r.guardLim}
 	}
 	return mqttsec.Config{
 		Authenticator:  r.gate,
@@ -619,11 +635,20 @@ func (r *Runtime) openRateLimit(ctx context.Context) error {
 			return f.errAt(wrapf(ErrFile, "%w", err), "ratelimit", "bans_file")
 		}
 	}
+	if r.node != nil {
+		r.banStore = r.redisRates(&cfg) // loaded by BanStore.Follow, in attachRedis
+	}
 	lim, err := ratelimit.New(cfg)
 	if err != nil {
 		return f.errAt(wrapf(ErrInvalid, "%w", err), "ratelimit")
 	}
 	r.limiter = lim
+	r.guardLim = lim
+	if r.banStore != nil {
+		// CONNECTs are refused (0x88) while this broker's copy of the
+		// cluster's ban list may be stale.
+		r.guardLim = r.banStore.Limiter(lim)
+	}
 	var gc ratelimit.GateConfig
 	if v := rl.Verification; v != nil {
 		gc = ratelimit.GateConfig{CPU: v.CPU, MaxConcurrent: v.MaxConcurrent, MaxQueue: v.MaxQueue, PerKey: v.PerIP, MaxWait: v.MaxWait}
@@ -740,5 +765,6 @@ func (r *Runtime) Close() error {
 	if r.metrics != nil {
 		errs = append(errs, r.metrics.close())
 	}
+	errs = append(errs, r.closeRedis())
 	return errors.Join(errs...)
 }

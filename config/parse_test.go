@@ -84,8 +84,10 @@ func TestParseErrors(t *testing.T) {
 			[]string{"m.yaml:5: bridges[0]: ", "plaintext"}, config.ErrInsecure},
 		{"bridge packet size", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "ratelimit: {max_payload: 1000}\nbridges:\n  - name: up\n    remote: mqtts://cloud:8883\n    client_id: b\n    max_packet_size: 2000\n    topics: [{pattern: a/#}]\n",
 			[]string{"m.yaml:9: bridges[0].max_packet_size: max_packet_size 2000 is above ratelimit.max_payload 1000"}, config.ErrInvalid},
-		{"redis", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "redis: {address: \"127.0.0.1:6379\"}\n",
-			[]string{"m.yaml:4: redis: redis (shared state in Redis) is not available"}, config.ErrUnavailable},
+		{"redis in clear", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "redis: {address: \"10.0.0.5:6379\"}\n",
+			[]string{`m.yaml:4: redis.address: Redis at the non-loopback address "10.0.0.5:6379" without TLS`, "insecure_plaintext: true"}, config.ErrInsecure},
+		{"redis and bans file", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "redis: {address: \"127.0.0.1:6379\"}\nratelimit: {bans_file: bans}\n",
+			[]string{"m.yaml:5: ratelimit.bans_file: bans_file with redis"}, config.ErrInvalid},
 		{"packet size", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "ratelimit: {max_payload: 1000}\nbroker: {max_packet_size: 1000}\n",
 			[]string{"m.yaml:5: broker.max_packet_size: max_packet_size 1000 does not leave room for a payload of max_payload 1000 bytes"}, config.ErrInvalid},
 		{"log level", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "log: {level: loud}\n",
@@ -137,6 +139,8 @@ func TestParseAccepts(t *testing.T) {
 			[]string{"ratelimit.max_connections_per_user: a negative value lifts the cap"}},
 		{"bridge", "listeners: [{address: \"127.0.0.1:1883\"}]\n" + minimal + "bridges:\n  - name: up\n    remote: mqtt://cloud:1883\n    insecure_plaintext: true\n    client_id: b\n    topics: [{pattern: a/#, direction: both}]\n",
 			[]string{"bridges[0]: "}},
+		{"redis", "listeners: [{address: \"127.0.0.1:1883\"}]\n" + minimal + "redis: {address: \"10.0.0.5:6379\", insecure_plaintext: true, insecure_fail_open: true, prefix: \"site:\"}\n",
+			[]string{"redis.insecure_plaintext", "redis.insecure_fail_open"}},
 		{"max_payload wired", "listeners: [{address: \"127.0.0.1:1883\"}]\n" + minimal + "ratelimit: {max_payload: 1024}\n", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -220,10 +220,19 @@ func (f *File) validate() error {
 	if r := f.Redis; r != nil {
 		if err := validAddress(r.Address); err != nil {
 			add(err, "redis", "address")
+		} else if r.TLS == nil && !isLoopback(r.Address) && !r.InsecurePlaintext {
+			add(wrapf(ErrInsecure, "Redis at the non-loopback address %q without TLS: whoever can read or write the traffic can end sessions and bind client IDs; add tls, or set insecure_plaintext: true", r.Address), "redis", "address")
 		}
-		add(unavailable("redis", "shared state in Redis"), "redis")
+		if r.DB < 0 || r.Timeout < 0 || r.LeaseTTL < 0 {
+			add(wrapf(ErrInvalid, "negative value"), "redis")
+		}
+		if t := r.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
+			add(wrapf(ErrInvalid, "cert_file and key_file go together"), "redis", "tls")
+		}
+		if f.RateLimit != nil && f.RateLimit.BansFile != "" {
+			add(wrapf(ErrInvalid, "bans_file with redis: the cluster's ban list lives in Redis; remove bans_file"), "ratelimit", "bans_file")
+		}
 	}
-
 	// Broker bounds.
 	b := f.Broker
 	if b.MaxPacketSize < 0 || b.MaxPacketSize > maxPacket {
@@ -269,10 +278,6 @@ func (f *File) validate() error {
 
 // maxPacket is the largest packet MQTT can carry (256 MiB).
 const maxPacket = 268435455
-
-func unavailable(key, what string) error {
-	return wrapf(ErrUnavailable, "%s (%s) is not available in this build of mqttsec; remove the %s section", key, what, strings.SplitN(key, ".", 2)[0])
-}
 
 // MaxPayload returns the payload limit in bytes: ratelimit.max_payload, or
 // [DefaultMaxPayload].
@@ -424,6 +429,14 @@ func (f *File) Insecure() []string {
 	for i, b := range f.Bridges {
 		for _, fd := range b.Findings() {
 			add(fmt.Sprintf("bridges[%d]", i), fd.Message)
+		}
+	}
+	if r := f.Redis; r != nil {
+		if r.InsecurePlaintext {
+			add("redis.insecure_plaintext", "the cluster's state crosses the network to Redis in clear")
+		}
+		if r.InsecureFailOpen {
+			add("redis.insecure_fail_open", "CONNECTs are admitted while Redis is unreachable")
 		}
 	}
 	if f.InsecureFilePermissions {

@@ -3,6 +3,8 @@ package lint
 import (
 	"net"
 	"strings"
+
+	"github.com/mqttsec/mqttsec/bridge"
 )
 
 // bridgeSection is a Mosquitto bridge: its "connection" line and the
@@ -24,15 +26,42 @@ func (b bridgeSection) get(key string) (directive, bool) {
 	return last, found
 }
 
-// bridge lints one bridge section.
-//
-// This is the seam for package bridge: once its Mosquitto bridge-section
-// importer exists, feed it the section's lines (b.d and b.opts, in order)
-// and map its findings here; the checks below that it covers (insecure,
-// plaintext password, TLS options without a CA, plaintext to a remote
-// host) then go, so that lint and bridge never disagree on what a bridge
-// section means.
+// bridge lints one bridge section with package bridge's importer, so that
+// lint and bridge never disagree on what a bridge section means; the
+// import notes that concern mqttsec's own bridge (MQTT v5, no explicit
+// client ID, settings without an equivalent) are left out.
 func (l *linter) bridge(b bridgeSection) {
+	if d, ok := b.get("bridge_keyfile"); ok {
+		l.secretFile(d)
+	}
+	lines := make([]bridge.MosquittoLine, 0, 1+len(b.opts))
+	lines = append(lines, bridge.MosquittoLine{File: b.d.file, Line: b.d.line, Text: "connection " + b.d.value})
+	for _, d := range b.opts {
+		lines = append(lines, bridge.MosquittoLine{File: d.file, Line: d.line, Text: d.key + " " + d.value})
+	}
+	_, findings, err := bridge.ParseMosquittoLines(lines)
+	if err != nil {
+		l.add("bridge-invalid", b.d.file, b.d.line, "bridge %q: %v", b.name, err)
+		l.bridgeDirect(b)
+		return
+	}
+	for _, f := range findings {
+		switch f.ID {
+		case bridge.FindingInsecure, bridge.FindingPlaintextPassword, bridge.FindingPlaintext,
+			bridge.FindingNoCA, bridge.FindingTLSVersion, bridge.FindingLoop:
+			file, line := f.File, f.Line
+			if file == "" {
+				file, line = b.d.file, b.d.line
+			}
+			l.add(f.ID, file, line, "bridge %q: %s", b.name, f.Message)
+		}
+	}
+}
+
+// bridgeDirect checks the settings of a bridge section the importer cannot
+// read (it is reported as bridge-invalid): the dangerous ones are still
+// reported.
+func (l *linter) bridgeDirect(b bridgeSection) {
 	if d, ok := b.get("bridge_insecure"); ok && isTrue(d) {
 		l.add("bridge-insecure", d.file, d.line, "bridge %q: bridge_insecure true", b.name)
 	}
@@ -41,9 +70,6 @@ func (l *linter) bridge(b bridgeSection) {
 	}
 	if d, ok := b.get("bridge_tls_version"); ok && weakTLSVersion(d.arg(0)) {
 		l.add("tls-version", d.file, d.line, "bridge %q: bridge_tls_version %s", b.name, d.arg(0))
-	}
-	if d, ok := b.get("bridge_keyfile"); ok {
-		l.secretFile(d)
 	}
 	_, cafile := b.get("bridge_cafile")
 	_, capath := b.get("bridge_capath")

@@ -39,8 +39,9 @@
 // when a listener is reachable from the network), files
 // (world-readable-file, file-error), password files (weak-password-hash,
 // password-not-hashed), ACLs (anonymous-wildcard-acl and acl.Lint's) and
-// bridges (bridge-insecure, bridge-plaintext-password, bridge-no-ca,
-// bridge-plaintext). Evidence never contains a password or a hash.
+// bridges, read by package bridge's importer (bridge-insecure,
+// bridge-plaintext-password, bridge-no-ca, bridge-plaintext, bridge-loop,
+// bridge-invalid). Evidence never contains a password or a hash.
 //
 // A finding's JSON form is that of package scan's findings plus "file" and
 // "line" (0 for the file as a whole):

@@ -85,6 +85,10 @@ var rules = func() map[string]Rule {
 			"Keep bridge credentials out of mosquitto.conf (use a client certificate, bridge_certfile and bridge_keyfile, or restrict the file to the broker's user)."},
 		{"bridge-no-ca", "TLS bridge options without a CA", High,
 			"Give bridge_cafile or bridge_capath: Mosquitto enables TLS on a bridge only with one, so this bridge connects in clear despite its TLS options."},
+		{"bridge-loop", "Bridge mappings that can forward messages back", Medium,
+			"Keep try_private true (the default) or map each direction to its own topics: a message a bridge forwards must not come back to it."},
+		{"bridge-invalid", "Bridge section that does not parse", Medium,
+			"Fix the bridge section: Mosquitto refuses to start, or runs the bridge without the settings it could not read."},
 		{"bridge-plaintext", "Bridge to a remote host without TLS", High,
 			"Connect the bridge with TLS (bridge_cafile, port 8883); otherwise its credentials and every bridged message cross the network in clear."},
 	} {

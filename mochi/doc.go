@@ -136,6 +136,30 @@
 //     outbound queue (8 bytes a slot, 8,192 slots) at accept, before
 //     CONNECT. [NewHook] lowers both ([Limits.TopicAliases],
 //     [Limits.WritesPending]).
+//   - mochi answers MQTT 3.1.1 CONNECTs its own checks refuse with MQTT 5
+//     codes (0x80 for an empty client ID without clean session, 0x82 for an
+//     empty password with its flag set), accepts a QoS 1 PUBLISH with a
+//     PUBACK of 0x01 (a SUBACK code), copies every property of a PUBLISH
+//     into its acknowledgement, and strips the user properties of every
+//     PUBLISH to a client that asked for no problem information (paho asks
+//     whenever its CONNECT carries a property). [Hook.OnPacketEncode]
+//     corrects each before the packet is encoded.
+//   - mochi lets a client take over a live connection's session when the
+//     registry allows it (MQTT's own rule) and hands it its subscriptions;
+//     the hook empties a session the Guard does not tell it to resume
+//     ([Hook.OnSessionEstablish]) and the CONNACK says no session.
+//   - mochi closes a connection it ends at once, with the client's unread
+//     data in the socket: the reset that follows makes the client's system
+//     discard the DISCONNECT that says why. [Harden] shuts the sending side
+//     and drains first.
+//   - mochi's assigned client IDs are built from a timestamp and a counter:
+//     someone who predicts the next one can take it first, and the client it
+//     is assigned to is refused. [WithAssignClientID] replaces them.
+//   - mochi drops QoS 1 and 2 messages for a client beyond its inflight
+//     maximum (1,024 by default): a backlog longer than that (a bridge
+//     during a long outage) is lost inside mochi. Raise
+//     Capabilities.MaximumInflight with the clients' needs, within the
+//     memory bounds below.
 //
 // Credentials that expire (a JWT exp, a certificate's notAfter) or are
 // revoked ([mqttsec.Guard.Revalidate] after a password file, CRL or key set

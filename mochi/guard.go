@@ -2,6 +2,7 @@ package mochi
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -232,6 +233,7 @@ type guardConn struct {
 	done         func()
 	once         sync.Once
 	answer       atomic.Bool
+	closing      atomic.Bool // Close was called: the connection only drains
 }
 
 // NetConn returns the wrapped connection.
@@ -241,7 +243,13 @@ func (c *guardConn) Read(b []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
+	if c.closing.Load() {
+		return 0, net.ErrClosed
+	}
 	n, err := c.Conn.Read(b)
+	if c.closing.Load() {
+		return 0, net.ErrClosed // what arrives now is drained, not read
+	}
 	if n > 0 {
 		connect := c.sc.version != 0
 		if serr := c.sc.feed(b[:n]); serr != nil {
@@ -258,6 +266,9 @@ func (c *guardConn) Read(b []byte) (int, error) {
 }
 
 func (c *guardConn) Write(b []byte) (int, error) {
+	if c.closing.Load() {
+		return 0, net.ErrClosed
+	}
 	if !c.answer.Load() {
 		c.answer.Store(true)
 		c.release()
@@ -314,9 +325,53 @@ func (c *guardConn) hurry(d time.Duration) {
 	}
 }
 
+// lingerTime bounds how long a connection the broker closed keeps draining
+// what the client still sends: closing a socket with unread data resets it,
+// and a reset makes the client's system discard what it had not read yet —
+// the DISCONNECT that says why (0x96 to a flooder, say).
+const lingerTime = 500 * time.Millisecond
+
+// Close shuts the sending side (after what was written, the DISCONNECT
+// included), then drains and closes the connection within lingerTime in
+// the background. Reads and writes fail from now on.
 func (c *guardConn) Close() error {
 	c.release()
-	return c.Conn.Close()
+	if !c.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	if closeWrite(c.Conn) != nil {
+		return c.Conn.Close()
+	}
+	_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTime))
+	go func() {
+		var buf [512]byte
+		for {
+			if _, err := c.Conn.Read(buf[:]); err != nil {
+				break
+			}
+		}
+		_ = c.Conn.Close()
+	}()
+	return nil
+}
+
+// closeWrite shuts the sending side of c: a TLS close_notify, then the
+// TCP FIN.
+func closeWrite(c net.Conn) error {
+	for range 8 {
+		switch v := c.(type) {
+		case *tls.Conn:
+			_ = v.CloseWrite()
+			c = v.NetConn()
+		case interface{ CloseWrite() error }:
+			return v.CloseWrite()
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			return errors.ErrUnsupported
+		}
+	}
+	return errors.ErrUnsupported
 }
 
 func (c *guardConn) release() {
