@@ -30,6 +30,7 @@ import (
 	"github.com/mqttsec/mqttsec/auth"
 	"github.com/mqttsec/mqttsec/clientid"
 	"github.com/mqttsec/mqttsec/mochi"
+	"github.com/mqttsec/mqttsec/ratelimit"
 	"github.com/mqttsec/mqttsec/tlsconf"
 )
 
@@ -103,17 +104,25 @@ func run(ctx context.Context, log *slog.Logger, dir, addr string, ready func(str
 	defer aw.Close()
 	wildcards := &acl.WildcardPolicy{MinLevels: 1, Admins: []string{"admin"}}
 
-	// 5. Client IDs: a strict policy; a registry that lets only the owner
-	// of an ID take over its session. Then all parts at once.
+	// 5. Client IDs: a strict policy, and a registry that lets only the
+	// owner of an ID take over its session. Rates, failed-login bans and a
+	// bound on concurrent password checks, at their defaults. Then all
+	// parts at once.
 	ids, err := clientid.NewPolicy()
 	if err != nil {
 		return err
 	}
-	g.Reload(mqttsec.Config{Authenticator: auth.Chain(certs, passwords), Authorizer: wildcards.Wrap(policy),
-		ClientIDs: ids, Registry: clientid.NewRegistry(), MaxPayload: 256 << 10, Events: events})
+	limits, err := ratelimit.New(ratelimit.Config{Events: g})
+	if err != nil {
+		return err
+	}
+	g.Reload(mqttsec.Config{Authenticator: ratelimit.NewGate(auth.Chain(certs, passwords), ratelimit.GateConfig{}),
+		Authorizer: wildcards.Wrap(policy), ClientIDs: ids, Registry: clientid.NewRegistry(), Limiter: limits,
+		MaxPayload: 256 << 10, Events: events})
+	limits.Bans().Attach(g) // a ban disconnects the sessions it covers
 
-	// 6. mochi: bounded, its logs filtered, exactly one hook, hardened
-	// listeners.
+	// 6. mochi: bounded, its logs filtered, exactly one hook (with the
+	// default memory limits, mochi.WithLimits), hardened listeners.
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumPacketSize = 256<<10 + 128<<10    // NewHook refuses an unbounded server
 	caps.MaximumSessionExpiryInterval = 24 * 3600 // mochi's default is 136 years
