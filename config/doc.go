@@ -109,9 +109,9 @@
 // [File.Check], which [File.Open] runs first, refuses missing files and
 // files with unsafe permissions, the configuration file itself included:
 // a file writable by its group or by others, or owned by a user other
-// than root or the broker's, and a
-// secret (a TLS key, the password file, an HMAC secret) readable by
-// others (insecure_file_permissions: true accepts them). The switches
+// than root or the broker's, and a secret (a TLS key, the password file,
+// an HMAC secret) readable by others (insecure_file_permissions: true
+// accepts them). The switches
 // that are set are logged at warn level on every start ([File.Insecure]).
 //
 // A redis section on a non-loopback address without TLS is refused too
@@ -124,6 +124,19 @@
 // with a client_ca_file), a JWT (a password with the shape of a token), a
 // user name and password (auth.Passwords), anonymous access. The first
 // that applies decides; when none applies the CONNECT is refused (0x86).
+// On the in-memory listener of the bridges, only the bridges authenticate.
+// A ratelimit.Gate in front of the chain bounds the verifications that run
+// at once.
+//
+// The acl_file and the Casbin policy are loaded into one policy of model
+// acl.Model: a request is allowed when some allow rule of either file
+// matches it and no deny rule of either does. Deny wins, and nothing is
+// allowed that no rule allows. Policy lines with an unknown act or effect
+// or an invalid topic filter are refused (Casbin would load them and never
+// match them, so a misspelt deny would not deny). In front of the policy,
+// an acl.WildcardPolicy refuses subscriptions that start with a wildcard
+// ("#", "+/#") to everyone but the wildcard admins, and $SYS to everyone
+// but its sys_subjects.
 //
 // Client IDs are checked before authentication by a clientid.Policy (the
 // defaults when the clientid section is absent: 1 to 128 characters of
@@ -161,22 +174,12 @@
 // the payload limit, so that the remote never sends what this broker
 // would refuse.
 //
-// The acl_file and the Casbin policy are loaded into one policy of model
-// acl.Model: a request is allowed when some allow rule of either file
-// matches it and no deny rule of either does. Deny wins, and nothing is
-// allowed that no rule allows. Policy lines with an unknown act or effect
-// or an invalid topic filter are refused (Casbin would load them and never
-// match them, so a misspelt deny would not deny). In front of the policy,
-// an acl.WildcardPolicy refuses subscriptions that start with a wildcard
-// ("#", "+/#") to everyone but the wildcard admins, and $SYS to everyone
-// but its sys_subjects.
-//
 // # Reloads
 //
 // The password file, the policy files, the TLS material of every listener
 // (certificates, keys, CA bundles, CRLs) and the JWT key files are watched
-// and reloaded when they change, and all of them at once by
-// [Runtime.Reload] (serve calls it on SIGHUP). A file that fails to load
+// and reloaded when they change, and all of them at once, the bans file
+// too, by [Runtime.Reload] (serve calls it on SIGHUP). A file that fails to load
 // keeps its previous content in force and is reported. Every watcher
 // reports to the Guard, which revalidates live sessions after each reload:
 // a user removed from the password file or given a new password, a client
