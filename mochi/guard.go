@@ -299,10 +299,22 @@ func (c *guardConn) Write(b []byte) (int, error) {
 // bound: mochi refreshes the deadline with the client's keep-alive, which
 // would extend a write blocked on a client that pings but does not read.
 func (c *guardConn) SetDeadline(t time.Time) error {
+	if c.closing.Load() {
+		return nil // the drain's deadline stands (mochi refreshes it after each packet)
+	}
 	if c.writeTimeout > 0 {
 		return c.Conn.SetReadDeadline(t)
 	}
 	return c.Conn.SetDeadline(t)
+}
+
+// SetReadDeadline sets the read deadline, except while the connection
+// drains after Close.
+func (c *guardConn) SetReadDeadline(t time.Time) error {
+	if c.closing.Load() {
+		return nil
+	}
+	return c.Conn.SetReadDeadline(t)
 }
 
 // writing returns how long the write in progress has been blocked, or -1.
@@ -342,10 +354,13 @@ func (c *guardConn) Close() error {
 	if closeWrite(c.Conn) != nil {
 		return c.Conn.Close()
 	}
-	_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTime))
+	deadline := time.Now().Add(lingerTime)
 	go func() {
 		var buf [512]byte
-		for {
+		// The deadline is set again before each read: a reader that was
+		// already past its check may still refresh it once.
+		for time.Now().Before(deadline) {
+			_ = c.Conn.SetReadDeadline(deadline)
 			if _, err := c.Conn.Read(buf[:]); err != nil {
 				break
 			}
