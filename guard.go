@@ -353,10 +353,10 @@ func (g *Guard) Connect(ctx context.Context, cl Client, cred Credentials, will *
 	s, err := g.connect(ctx, p, &cl, cred, will)
 	if err != nil {
 		p.emit(Event{Kind: EventConnectDenied, ClientID: cl.ID, Username: cl.Username,
-			RemoteAddr: cl.RemoteAddr, Code: CodeOf(err), Err: err})
+			RemoteAddr: cl.RemoteAddr, Listener: cl.Listener, Code: CodeOf(err), Err: err})
 		return nil, err
 	}
-	p.emit(Event{Kind: EventConnected, ClientID: cl.ID, Username: cl.Username, RemoteAddr: cl.RemoteAddr})
+	p.emit(Event{Kind: EventConnected, ClientID: cl.ID, Username: cl.Username, RemoteAddr: cl.RemoteAddr, Listener: cl.Listener})
 	return s, nil
 }
 
@@ -454,7 +454,7 @@ func (g *Guard) stopSession(s *Session, err error, kind EventKind) bool {
 	}
 	code := CodeOf(err)
 	g.load().emit(Event{Kind: kind, ClientID: s.client.ID, Username: s.client.Username,
-		RemoteAddr: s.client.RemoteAddr, Code: code, Err: err})
+		RemoteAddr: s.client.RemoteAddr, Listener: s.client.Listener, Code: code, Err: err})
 	if d := g.disconnector(); d != nil {
 		d.Disconnect(s, code)
 	}
@@ -573,7 +573,7 @@ func (g *Guard) Will(ctx context.Context, s *Session, m *Message) error {
 			cl = &s.client
 		}
 		p.emit(Event{Kind: EventWillDenied, ClientID: cl.ID, Username: cl.Username,
-			RemoteAddr: cl.RemoteAddr, Topic: m.Topic, Code: CodeOf(err), Err: err})
+			RemoteAddr: cl.RemoteAddr, Listener: cl.Listener, Topic: m.Topic, Code: CodeOf(err), Err: err})
 	}
 	return err
 }
@@ -651,7 +651,7 @@ func (g *Guard) Deliver(ctx context.Context, s *Session, topic string) error {
 
 func (g *Guard) deny(p *parts, s *Session, kind EventKind, topic string, err error) error {
 	p.emit(Event{Kind: kind, ClientID: s.client.ID, Username: s.client.Username,
-		RemoteAddr: s.client.RemoteAddr, Topic: topic, Code: CodeOf(err), Err: err})
+		RemoteAddr: s.client.RemoteAddr, Listener: s.client.Listener, Topic: topic, Code: CodeOf(err), Err: err})
 	return err
 }
 
@@ -693,7 +693,7 @@ func (g *Guard) Disconnect(s *Session, keep time.Duration) {
 			s.release(keep)
 		}
 		g.load().emit(Event{Kind: EventDisconnected, ClientID: s.client.ID, Username: s.client.Username,
-			RemoteAddr: s.client.RemoteAddr})
+			RemoteAddr: s.client.RemoteAddr, Listener: s.client.Listener})
 		if keep > 0 {
 			s.mu.Lock()
 			s.keepTimer = time.AfterFunc(keep, func() { g.end(s) })

@@ -434,9 +434,12 @@ type Event struct {
 	ClientID   string
 	Username   string
 	RemoteAddr string
-	Topic      string
-	Code       ReasonCode
-	Err        error
+	// Listener is the listener the client connected through
+	// ([Client.Listener]), when the event is about a client.
+	Listener string
+	Topic    string
+	Code     ReasonCode
+	Err      error
 	// Source names the part that reported the event when it is not a
 	// decision of the Guard: "passwords", "acl", "tls", "jwks", ...
 	Source string
@@ -461,35 +464,42 @@ func (f EventSinkFunc) Event(e Event) { f(e) }
 // Info. A nil l means slog.Default().
 //
 // Denials of one client's messages (publish, subscribe, receive, drops)
-// are written at most once per second per client and kind: a flooding
-// client, or a subscriber of a topic it may not read, does not flood the
-// log. The events left out are counted, and the count is written (at
-// Warn, "mqttsec events suppressed") once a second while there are any.
-// The events themselves all reach a sink given as Config.Events.
+// are written at most once per second per client and kind (see
+// [EventSampler]): a flooding client, or a subscriber of a topic it may not
+// read, does not flood the log. The events left out are counted, and the
+// count is written (at Warn, "mqttsec events suppressed") once a second
+// while there are any.
 func SlogSink(l *slog.Logger) EventSink {
-	return &slogSink{l: l, seen: make(map[sampleKey]struct{})}
+	return &slogSink{l: l}
 }
 
-// slogSampleCap bounds the clients a SlogSink remembers per second: past
-// it, every further denial of that second is counted, not written.
-const slogSampleCap = 10000
-
-type sampleKey struct {
-	kind     EventKind
-	clientID string
-}
-
-type slogSink struct {
-	l          *slog.Logger
+// EventSampler decides which events a log writes when one client keeps
+// being denied: denials of its messages (publish, subscribe, receive) and
+// drops are passed at most once per second per client and kind; the rest
+// are counted. Other events always pass. A log sink calls Sample for each
+// event, writes it when Sample says so, and writes the count of the events
+// left out that Sample returns (once a second while there are any). It
+// remembers at most 10,000 clients a second: past that, every further
+// denial of the second is counted, not passed. The zero value is ready to
+// use; an EventSampler is safe for concurrent use and must not be copied.
+type EventSampler struct {
 	mu         sync.Mutex
 	window     int64 // the second the sample is about (Unix)
 	seen       map[sampleKey]struct{}
 	suppressed int
 }
 
-// sample reports whether e is to be written, and the number of events
-// suppressed in the window that just ended (to be written first).
-func (s *slogSink) sample(e Event) (write bool, dropped int) {
+// eventSampleCap bounds the clients an EventSampler remembers per second.
+const eventSampleCap = 10000
+
+type sampleKey struct {
+	kind     EventKind
+	clientID string
+}
+
+// Sample reports whether e is to be written, and the number of events left
+// out in the second that just ended (to be reported first).
+func (s *EventSampler) Sample(e Event) (write bool, suppressed int) {
 	switch e.Kind {
 	case EventPublishDenied, EventSubscribeDenied, EventReceiveDenied, EventDropped:
 	default:
@@ -498,17 +508,25 @@ func (s *slogSink) sample(e Event) (write bool, dropped int) {
 	sec := e.Time.Unix()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = make(map[sampleKey]struct{})
+	}
 	if sec != s.window {
-		dropped, s.suppressed, s.window = s.suppressed, 0, sec
+		suppressed, s.suppressed, s.window = s.suppressed, 0, sec
 		clear(s.seen)
 	}
 	k := sampleKey{e.Kind, e.ClientID}
-	if _, ok := s.seen[k]; ok || len(s.seen) >= slogSampleCap {
+	if _, ok := s.seen[k]; ok || len(s.seen) >= eventSampleCap {
 		s.suppressed++
-		return false, dropped
+		return false, suppressed
 	}
 	s.seen[k] = struct{}{}
-	return true, dropped
+	return true, suppressed
+}
+
+type slogSink struct {
+	l *slog.Logger
+	s EventSampler
 }
 
 func (s *slogSink) Event(e Event) {
@@ -519,7 +537,7 @@ func (s *slogSink) Event(e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
-	write, dropped := s.sample(e)
+	write, dropped := s.s.Sample(e)
 	if dropped > 0 {
 		l.LogAttrs(context.Background(), slog.LevelWarn, "mqttsec events suppressed",
 			slog.Int("count", dropped), slog.String("reason", "more than one denial per client and kind in a second"))
@@ -548,6 +566,9 @@ func (s *slogSink) Event(e Event) {
 	}
 	if e.RemoteAddr != "" {
 		attrs = append(attrs, slog.String("remote", e.RemoteAddr))
+	}
+	if e.Listener != "" {
+		attrs = append(attrs, slog.String("listener", e.Listener))
 	}
 	if e.Topic != "" {
 		attrs = append(attrs, slog.String("topic", e.Topic))

@@ -192,9 +192,12 @@
 // Every security event of the Guard and of the watchers is one log record
 // ([EventLogger]) with the message "security event" and these attributes
 // (absent when empty), a stable interface: event ([KeyEvent]: the kind,
-// such as connect_denied), client_id, username, remote_addr, topic, code
-// ("0x87"), reason ("not authorized"), source, file and error. With
-// format json (the default) each is one JSON line:
+// such as connect_denied), client_id, username, remote_addr, listener,
+// topic, code ("0x87"), reason ("not authorized"), source, file and error.
+// A client's per-message denials are written once per second per client
+// and kind; the record of the event "suppressed" counts those left out
+// (count), and the metrics count them all. With format json (the default)
+// each is one JSON line:
 //
 //	{"time":"...","level":"WARN","msg":"security event","event":"publish_denied","client_id":"a1",
 //	 "username":"alice","remote_addr":"127.0.0.1:34302","topic":"devices/bob/cmd","code":"0x87",

@@ -31,6 +31,9 @@ const (
 	KeyUsername = "username"
 	// KeyRemoteAddr is the client's "ip:port".
 	KeyRemoteAddr = "remote_addr"
+	// KeyListener is the name of the listener the client connected
+	// through.
+	KeyListener = "listener"
 	// KeyTopic is the topic name or filter of a publish, subscribe,
 	// delivery or will event.
 	KeyTopic = "topic"
@@ -45,6 +48,10 @@ const (
 	KeyFile = "file"
 	// KeyError says why, in words. It never holds a password or token.
 	KeyError = "error"
+	// KeyCount is, in a record of the event "suppressed", how many
+	// per-message denials of the last second were left out of the log
+	// (see mqttsec.EventSampler); the metrics count them all.
+	KeyCount = "count"
 )
 
 // EventMessage is the message of every security event record, so that
@@ -60,7 +67,10 @@ const EventMessage = "security event"
 //	 "client_id":"sensor-1","username":"bob","remote_addr":"127.0.0.1:53124","code":"0x86",
 //	 "reason":"bad user name or password","error":"mqttsec: bad user name or password: ..."}
 //
-// Denials, expiries, revocations, failed reloads, warnings and errors are
+// Denials of one client's messages are logged at most once per second per
+// client and kind (mqttsec.EventSampler); a record of the event
+// "suppressed" with KeyCount says how many were left out. Denials, drops,
+// bans, expiries, revocations, failed reloads, warnings and errors are
 // logged at warn level; delivery denials (one per message and subscriber)
 // and disconnections at debug; the rest at info. A nil l means
 // slog.Default(). The sink is safe for concurrent use.
@@ -68,17 +78,32 @@ func EventLogger(l *slog.Logger) mqttsec.EventSink {
 	if l == nil {
 		l = slog.Default()
 	}
-	return eventLog{l}
+	return &eventLog{l: l}
 }
 
-type eventLog struct{ l *slog.Logger }
+type eventLog struct {
+	l *slog.Logger
+	s mqttsec.EventSampler
+}
 
-func (s eventLog) Event(e mqttsec.Event) {
+func (s *eventLog) Event(e mqttsec.Event) {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	write, suppressed := s.s.Sample(e)
+	if suppressed > 0 {
+		r := slog.NewRecord(e.Time, slog.LevelWarn, EventMessage, 0)
+		r.AddAttrs(slog.String(KeyEvent, "suppressed"), slog.Int(KeyCount, suppressed))
+		_ = s.l.Handler().Handle(context.Background(), r)
+	}
+	if !write {
+		return
+	}
 	level := slog.LevelInfo
 	switch e.Kind {
 	case mqttsec.EventConnectDenied, mqttsec.EventPublishDenied, mqttsec.EventSubscribeDenied,
 		mqttsec.EventExpired, mqttsec.EventError, mqttsec.EventWarning, mqttsec.EventReloadFailed,
-		mqttsec.EventRevoked, mqttsec.EventWillDenied:
+		mqttsec.EventRevoked, mqttsec.EventWillDenied, mqttsec.EventDropped, mqttsec.EventBanned:
 		level = slog.LevelWarn
 	case mqttsec.EventReceiveDenied, mqttsec.EventDisconnected:
 		level = slog.LevelDebug
@@ -97,6 +122,7 @@ func (s eventLog) Event(e mqttsec.Event) {
 	str(KeyClientID, e.ClientID)
 	str(KeyUsername, e.Username)
 	str(KeyRemoteAddr, e.RemoteAddr)
+	str(KeyListener, e.Listener)
 	str(KeyTopic, e.Topic)
 	if e.Code != mqttsec.CodeSuccess {
 		str(KeyCode, fmt.Sprintf("0x%02X", byte(e.Code)))
