@@ -16,6 +16,9 @@ import (
 //     logs it with an empty message) and of every PUBLISH it rejected
 //     ("publish packet rejected"): the Guard's event sink has reported them
 //     with their reason;
+//   - the end of every connection at warn level with an empty message (its
+//     listener logs the error a connection ended with, EOF included): it
+//     is written at debug level, as "mochi: connection ended";
 //   - message payloads: the packets mochi attaches to its records ("packet",
 //     "pk") are reduced to their type, topic, QoS and payload size, so that
 //     no payload reaches a log at any level.
@@ -48,6 +51,17 @@ func (h *logHandler) Handle(ctx context.Context, r slog.Record) error {
 	})
 	if drop {
 		return nil
+	}
+	if out.Message == "" {
+		// mochi's listener logs the end of every connection it served
+		// (EOF, a closed socket, a client's protocol error) at warn with
+		// an empty message: it is debug information.
+		if !h.next.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		d := slog.NewRecord(out.Time, slog.LevelDebug, "mochi: connection ended", out.PC)
+		out.Attrs(func(a slog.Attr) bool { d.AddAttrs(a); return true })
+		return h.next.Handle(ctx, d)
 	}
 	return h.next.Handle(ctx, out)
 }

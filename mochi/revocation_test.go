@@ -3,6 +3,7 @@ package mochi_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -334,4 +335,16 @@ func TestUnhardenedListenerReported(t *testing.T) {
 	out := rec.text()
 	require.Equal(t, 1, strings.Count(out, "not wrapped with mochi.Harden"), out)
 	require.Contains(t, out, "listener=plain")
+}
+
+// TestLoggerDemotesConnectionEnds: mochi's listener logs every connection's
+// end at warn with an empty message; mochi.Logger writes it at debug.
+func TestLoggerDemotesConnectionEnds(t *testing.T) {
+	rec := &logRecorder{}
+	l := mochi.Logger(slog.New(rec))
+	l.Warn("", "error", io.EOF)
+	l.Warn("listener failed", "error", io.ErrUnexpectedEOF)
+	out := rec.text()
+	require.Contains(t, out, `DEBUG msg="mochi: connection ended" error=EOF`)
+	require.Contains(t, out, `WARN msg="listener failed"`, "other records are untouched")
 }
