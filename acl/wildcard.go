@@ -49,7 +49,7 @@ func (p *WildcardPolicy) Check(cl *mqttsec.Client, filter string) error {
 	for lv := range strings.SplitSeq(filter, "/") {
 		if lv == "+" || lv == "#" {
 			if lit < p.MinLevels {
-				return fmt.Errorf("%w: %q has a wildcard before %d literal levels", ErrWildcard, filter, p.MinLevels)
+				return fmt.Errorf("%w: %q has a wildcard within its first %s", ErrWildcard, filter, levels(p.MinLevels))
 			}
 			return nil
 		}
@@ -136,3 +136,11 @@ var (
 	_ mqttsec.SubscriptionAuthorizer = (*wildcardAuthz)(nil)
 	_ mqttsec.ClientBinder           = (*wildcardAuthz)(nil)
 )
+
+// levels says "1 level" or "n levels".
+func levels(n int) string {
+	if n == 1 {
+		return "level"
+	}
+	return fmt.Sprintf("%d levels", n)
+}

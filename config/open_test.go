@@ -490,6 +490,12 @@ clientid: { takeover: deny, bind: ["{username}-*"], max_length: 32 }
 	code, err := phone.Pub(t, "devices/alice/x", []byte("x"), 1)
 	require.NoError(t, err)
 	require.Zero(t, code, "the first connection is still up")
+
+	// A client that sends no ID gets a random one (mochi's are
+	// predictable); a binding does not apply to an ID the broker chose.
+	_, ack, err := testbroker.Dial(t, addr, testbroker.ClientOptions{Username: "alice", Password: []byte("alice-pass")})
+	require.NoError(t, err)
+	require.Regexp(t, `^auto-[a-z2-7]{26}$`, ack.Properties.AssignedClientID)
 }
 
 // TestOpenLimits checks that the limits section reaches the Guard's quotas

@@ -8,6 +8,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 
 	"github.com/mqttsec/mqttsec/bridge"
+	"github.com/mqttsec/mqttsec/clientid"
 	"github.com/mqttsec/mqttsec/mochi"
 )
 
@@ -39,7 +40,11 @@ func (r *Runtime) Server() (*Server, error) {
 	caps.MaximumClients = int64(f.maxClients())
 	s := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: mochi.Logger(r.log)})
 	ct := f.connectTimeout()
-	hook, err := mochi.NewHook(r.g, s, mochi.WithLogger(r.log), mochi.WithConnectTimeout(ct), mochi.WithLimits(f.mochiLimits()))
+	// A client that sends no ID gets a random one: mochi's are predictable,
+	// and an ID someone predicts is one they can take first.
+	assign := func() string { return clientid.Generate("auto-") }
+	hook, err := mochi.NewHook(r.g, s, mochi.WithLogger(r.log), mochi.WithConnectTimeout(ct), mochi.WithLimits(f.mochiLimits()),
+		mochi.WithAssignClientID(assign))
 	if err != nil {
 		return nil, err
 	}
