@@ -21,7 +21,11 @@
 //	if err := s.AddListener(mochi.Harden(tcp, 10*time.Second)); err != nil {
 //		return err
 //	}
-//	return s.Serve()
+//	if err := s.Serve(); err != nil { // starts the listeners and returns
+//		return err
+//	}
+//	<-ctx.Done()
+//	return s.Close()
 //
 // Register exactly one hook that answers OnConnectAuthenticate or OnACLCheck:
 // do not add auth.AllowHook or auth.Hook next to this one (see below). The
