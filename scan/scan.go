@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mqttsec/mqttsec/internal/severity"
 )
 
 // Errors returned by [Run] before any check runs.
@@ -23,58 +25,30 @@ var (
 	ErrUnreachable = errors.New("scan: target unreachable")
 )
 
-// Severity ranks a finding. The zero value is [Info].
-type Severity uint8
+// Severity ranks a finding: info, low, medium, high. It is the same type
+// in packages scan and lint, so reports of both compare alike.
+type Severity = severity.Severity
 
 // The severities, lowest first.
 const (
 	// Info is a fact worth knowing that is not a weakness by itself.
-	Info Severity = iota
+	Info = severity.Info
 	// Low is a weakness that needs other conditions to be exploited.
-	Low
+	Low = severity.Low
 	// Medium is a weakness that exposes data or availability in some
 	// deployments.
-	Medium
+	Medium = severity.Medium
 	// High is a weakness that lets an outsider read, write or disrupt.
-	High
+	High = severity.High
 )
-
-var severityNames = [...]string{"info", "low", "medium", "high"}
-
-// String returns "info", "low", "medium" or "high".
-func (s Severity) String() string {
-	if int(s) < len(severityNames) {
-		return severityNames[s]
-	}
-	return "severity(" + strconv.Itoa(int(s)) + ")"
-}
 
 // ParseSeverity parses a severity name as [Severity.String] writes it.
 func ParseSeverity(name string) (Severity, error) {
-	for i, n := range severityNames {
-		if n == name {
-			return Severity(i), nil
-		}
-	}
-	return 0, fmt.Errorf("scan: unknown severity %q (want info, low, medium or high)", name)
-}
-
-// MarshalText implements [encoding.TextMarshaler].
-func (s Severity) MarshalText() ([]byte, error) {
-	if int(s) >= len(severityNames) {
-		return nil, fmt.Errorf("scan: invalid severity %d", s)
-	}
-	return []byte(s.String()), nil
-}
-
-// UnmarshalText implements [encoding.TextUnmarshaler].
-func (s *Severity) UnmarshalText(b []byte) error {
-	v, err := ParseSeverity(string(b))
+	s, err := severity.Parse(name)
 	if err != nil {
-		return err
+		return 0, fmt.Errorf("%s: %w", "scan", err)
 	}
-	*s = v
-	return nil
+	return s, nil
 }
 
 // Status is the outcome of one check.

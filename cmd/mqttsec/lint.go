@@ -97,7 +97,7 @@ func runLint(out io.Writer, files []string, o *lintOptions) error {
 	}
 	failed := 0
 	for _, f := range rep.Findings {
-		if severityRank(f.Severity.String()) >= failOn {
+		if int(f.Severity) >= failOn {
 			failed++
 		}
 	}

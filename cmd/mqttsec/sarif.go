@@ -6,35 +6,25 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+
+	"github.com/mqttsec/mqttsec/scan"
 )
 
 // Output formats and exit codes shared by scan and lint.
 
 // severityLevels are the severity names, lowest first, as scan and lint
 // write them.
-var severityLevels = []string{"info", "low", "medium", "high"}
-
-// parseFailOn returns the rank of the lowest severity that fails the
-// command, or len(severityLevels) for "none".
+// parseFailOn returns the lowest severity that fails the command, or one
+// above the highest for "none".
 func parseFailOn(s string) (int, error) {
-	for i, n := range severityLevels {
-		if n == s {
-			return i, nil
-		}
-	}
 	if s == "none" {
-		return len(severityLevels), nil
+		return int(scan.High) + 1, nil
 	}
-	return 0, fmt.Errorf("--fail-on %q: want info, low, medium, high or none", s)
-}
-
-func severityRank(s string) int {
-	for i, n := range severityLevels {
-		if n == s {
-			return i
-		}
+	sev, err := scan.ParseSeverity(s)
+	if err != nil {
+		return 0, fmt.Errorf("--fail-on %q: want info, low, medium, high or none", s)
 	}
-	return 0
+	return int(sev), nil
 }
 
 func checkFormat(f string) error {

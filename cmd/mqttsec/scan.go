@@ -239,7 +239,7 @@ func runScan(ctx context.Context, target string, o *scanOptions, out io.Writer) 
 	}
 	failed := 0
 	for _, f := range rep.Findings {
-		if f.Status == scan.Fail && severityRank(f.Severity.String()) >= failOn {
+		if f.Status == scan.Fail && int(f.Severity) >= failOn {
 			failed++
 		}
 	}
