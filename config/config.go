@@ -429,6 +429,10 @@ type Limits struct {
 	// longest any write to a client may block.
 	WriteStall   time.Duration `yaml:"write_stall,omitempty"`
 	WriteTimeout time.Duration `yaml:"write_timeout,omitempty"`
+	// MaxKeepAlive bounds the keep-alive clients may ask for: MQTT 5
+	// clients are told the maximum, MQTT 3.1.1 clients asking for more (or
+	// 0) are refused, as Mosquitto's max_keepalive (mochi.Limits).
+	MaxKeepAlive time.Duration `yaml:"max_keepalive,omitempty"`
 }
 
 // Redis is the Redis server that shares security state between the

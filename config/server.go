@@ -154,5 +154,6 @@ func (f *File) mochiLimits() mochi.Limits {
 		WritesPending:       l.WritesPending,
 		TopicAliases:        l.TopicAliases,
 		WriteStall:          l.WriteStall,
+		MaxKeepAlive:        l.MaxKeepAlive,
 	}
 }

@@ -109,3 +109,40 @@ func TestUserPropertiesDelivered(t *testing.T) {
 	require.NotNil(t, m.Properties)
 	require.Equal(t, "abc", m.Properties.User.Get("sig"))
 }
+
+// TestMaxKeepAlive: a keep-alive above the maximum (or none) is lowered
+// for an MQTT 5 client, which is told in the CONNACK, and refused for an
+// MQTT 3.1.1 client, which cannot be told (0x02, as Mosquitto).
+func TestMaxKeepAlive(t *testing.T) {
+	f := start(t, testbroker.Options{HookOptions: []mochi.Option{mochi.WithLimits(mochi.Limits{MaxKeepAlive: 20 * time.Second})}})
+	for _, tc := range []struct {
+		keepAlive uint16
+		v3code    byte
+	}{{0, 0x02}, {60, 0x02}, {20, 0}, {10, 0}} {
+		c, err := net.Dial("tcp", f.b.Addr)
+		require.NoError(t, err)
+		body := []byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2, byte(tc.keepAlive >> 8), byte(tc.keepAlive)}
+		for _, s := range []string{"ka3", "alice", "pw"} {
+			body = binary.BigEndian.AppendUint16(body, uint16(len(s)))
+			body = append(body, s...)
+		}
+		_, err = c.Write(frameRaw(0x10, body))
+		require.NoError(t, err)
+		ack := make([]byte, 4)
+		_ = c.SetReadDeadline(time.Now().Add(testbroker.Timeout))
+		_, err = io.ReadFull(c, ack)
+		require.NoError(t, err)
+		require.Equal(t, tc.v3code, ack[3], "MQTT 3.1.1, keep alive %d", tc.keepAlive)
+		_ = c.Close()
+
+		pc, ca, err := testbroker.Dial(t, f.b.Addr, testbroker.ClientOptions{ClientID: "ka5", Username: "alice", Password: []byte("pw"), KeepAlive: tc.keepAlive})
+		require.NoError(t, err)
+		if tc.keepAlive == 0 || tc.keepAlive > 20 {
+			require.NotNil(t, ca.Properties.ServerKeepAlive, "MQTT 5, keep alive %d", tc.keepAlive)
+			require.Equal(t, uint16(20), *ca.Properties.ServerKeepAlive)
+		} else {
+			require.Nil(t, ca.Properties.ServerKeepAlive, "a keep-alive within the bound is the client's")
+		}
+		require.NoError(t, pc.Disconnect(&paho.Disconnect{}))
+	}
+}

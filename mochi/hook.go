@@ -358,6 +358,14 @@ func (h *Hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 // checkConnect applies the hook's [Limits] to a CONNECT: the will topic's
 // length, and the size of the properties of the CONNECT and its will.
 func (h *Hook) checkConnect(cl *mqtt.Client) error {
+	if ka := h.lim.keepAlive; ka >= 0 && (cl.State.Keepalive == 0 || int(cl.State.Keepalive) > ka) {
+		if cl.Properties.ProtocolVersion < 5 {
+			return fmt.Errorf("%w: keep alive %d s: more than the broker's maximum of %d s (0 is none), which MQTT 3.1.1 cannot announce",
+				errKeepAlive, cl.State.Keepalive, ka)
+		}
+		cl.State.Keepalive = uint16(ka) // announced in the CONNACK (Server Keep Alive)
+		cl.State.ServerKeepalive = true
+	}
 	w := &cl.Properties.Will
 	if h.lim.topicLen >= 0 && len(w.TopicName) > h.lim.topicLen {
 		return fmt.Errorf("will message: %w: %w", mqttsec.ErrTopicNameInvalid, errTooLong)
@@ -1087,6 +1095,11 @@ func (h *Hook) checkPublish(cl *mqtt.Client, pk *packets.Packet) error {
 	}
 	return nil
 }
+
+// errKeepAlive refuses an MQTT 3.1.1 keep-alive above the maximum: 0x85,
+// which such a client reads as 0x02 (identifier rejected), Mosquitto's
+// answer in the same case.
+var errKeepAlive = mqttsec.NewReasonError(mqttsec.CodeClientIDNotValid, "mochi: keep alive refused")
 
 var errAliasTooLong = mqttsec.NewReasonError(mqttsec.CodeTopicAliasInvalid, "mochi: topic alias for a topic that is too long")
 

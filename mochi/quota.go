@@ -142,6 +142,14 @@ type Limits struct {
 	// wrapped with [Harden] (whose [HardenConfig.WriteTimeout] bounds every
 	// write). Zero means [DefaultWriteStall].
 	WriteStall time.Duration
+	// MaxKeepAlive bounds the keep-alive a client may ask for: a client
+	// that is silent for 1.5 times it is disconnected, and a packet that
+	// trickles in holds its buffer at most that long. An MQTT 5 client
+	// asking for more (or for 0, no keep-alive) is told the maximum in the
+	// CONNACK (Server Keep Alive); an MQTT 3.1.1 client, which cannot be
+	// told, is refused (return code 0x02, as Mosquitto's max_keepalive
+	// does). Zero means [DefaultMaxKeepAlive]; whole seconds.
+	MaxKeepAlive time.Duration
 }
 
 // The defaults of [Limits].
@@ -161,6 +169,7 @@ const (
 	DefaultWritesPending       = 1024
 	DefaultTopicAliases        = 10
 	DefaultWriteStall          = 2 * time.Second
+	DefaultMaxKeepAlive        = time.Hour
 )
 
 // WithLimits sets the bounds the hook enforces (see [Limits]); fields left
@@ -175,6 +184,7 @@ type limits struct {
 	queued, subs, filters, topicLen, propBytes                        int
 	inflight, writes, aliases                                         int
 	stall                                                             time.Duration
+	keepAlive                                                         int // seconds; -1: no limit
 	// counting is false when no outbound bound applies: the hook then
 	// keeps no per-message books.
 	counting bool
@@ -207,10 +217,23 @@ func (l Limits) resolve() limits {
 		writes:      lim(l.WritesPending, DefaultWritesPending),
 		aliases:     lim(l.TopicAliases, DefaultTopicAliases),
 		stall:       time.Duration(lim(int64(l.WriteStall), int64(DefaultWriteStall))),
+		keepAlive:   keepAliveSeconds(l.MaxKeepAlive),
 	}
 	r.counting = r.dropBacklog >= 0 || r.maxBacklog >= 0 || r.subject >= 0 || r.outbound >= 0 || r.queuedBytes >= 0 ||
 		r.stall >= 0
 	return r
+}
+
+// keepAliveSeconds resolves Limits.MaxKeepAlive to whole seconds within
+// MQTT's 16 bits; -1 means no limit.
+func keepAliveSeconds(d time.Duration) int {
+	switch {
+	case d == 0:
+		d = DefaultMaxKeepAlive
+	case d < 0:
+		return -1
+	}
+	return int(min(max(d/time.Second, 1), math.MaxUint16))
 }
 
 // applyTo lowers mochi's capabilities to the limits.
