@@ -255,5 +255,8 @@ func TestRegistryMaxKeep(t *testing.T) {
 	require.Greater(t, d, time.Duration(0))
 	require.LessOrEqual(t, d, time.Second, "the binding expires at MaxKeep, not after an hour")
 	a.waitKicked(t, s, mqttsec.CodeSessionTakenOver)
-	require.Zero(t, rdb.Exists(context.Background(), p+"cid:dev1").Val())
+	// Redis set the binding's TTL a round trip after the node computed
+	// its deadline: the key may outlive the kick by that much.
+	require.Eventually(t, func() bool { return rdb.Exists(context.Background(), p+"cid:dev1").Val() == 0 },
+		2*time.Second, 5*time.Millisecond, "the binding expired")
 }
