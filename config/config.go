@@ -520,8 +520,14 @@ type Log struct {
 
 // Metrics configures the Prometheus endpoint.
 type Metrics struct {
-	// Address is "host:port" of the HTTP server serving /metrics.
+	// Address is "host:port" of the HTTP server serving /metrics, without
+	// TLS or authentication: a loopback address (for a local scraper or a
+	// proxy) unless InsecurePublic is set.
 	Address string `yaml:"address"`
+	// InsecurePublic accepts a non-loopback Address: anyone who reaches it
+	// reads the counts of the broker's security decisions and its
+	// runtime statistics.
+	InsecurePublic bool `yaml:"insecure_public,omitempty"`
 }
 
 // The defaults of the bounds a File puts on the broker.

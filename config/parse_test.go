@@ -42,6 +42,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{`m.yaml:2: listeners[0].address: plaintext listener on the non-loopback address ":1883"`}, config.ErrInsecure},
 		{"anonymous on the network", "listeners:\n  - address: 10.0.0.1:1883\n    insecure_plaintext: true\nauth:\n  anonymous: true\nacl: {acl_file: a}\n",
 			[]string{`m.yaml:5: auth.anonymous: anonymous access with the plaintext listener listeners[0] on the non-loopback address "10.0.0.1:1883"`, "insecure_anonymous_plaintext: true"}, config.ErrInsecure},
+		{"public metrics", "listeners: [{address: \"127.0.0.1:1\"}]\n" + minimal + "metrics: {address: \"0.0.0.0:9100\"}\n",
+			[]string{`metrics.address: metrics on the non-loopback address "0.0.0.0:9100"`, "insecure_public: true"}, config.ErrInsecure},
 		{"anonymous on websocket", "listeners:\n  - address: 127.0.0.1:8083\n    websocket: true\nauth: {anonymous: true}\nacl: {acl_file: a}\n",
 			[]string{`m.yaml:4: auth.anonymous: anonymous access with the websocket listener listeners[0]`, "insecure_any_origin: true"}, config.ErrInsecure},
 		{"client certificates on websocket", "listeners:\n  - address: :8084\n    websocket: true\n    tls: {cert_file: c, key_file: k, client_ca_file: ca}\n" + minimal,

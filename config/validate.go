@@ -271,6 +271,8 @@ func (f *File) validate() error {
 	if m := f.Metrics; m != nil {
 		if err := validAddress(m.Address); err != nil {
 			add(err, "metrics", "address")
+		} else if !isLoopback(m.Address) && !m.InsecurePublic {
+			add(wrapf(ErrInsecure, "metrics on the non-loopback address %q: the endpoint has no TLS nor authentication; use a loopback address (and a proxy), or set insecure_public: true", m.Address), "metrics", "address")
 		}
 	}
 	return errors.Join(errs...)
@@ -379,6 +381,9 @@ func (f *File) Insecure() []string {
 		if l.InsecureAnyOrigin {
 			add(fmt.Sprintf("listeners[%d].insecure_any_origin", i), "web pages of any origin may connect through a browser")
 		}
+	}
+	if m := f.Metrics; m != nil && m.InsecurePublic {
+		add("metrics.insecure_public", "metrics served without TLS or authentication on "+strconv.Quote(m.Address))
 	}
 	if f.Auth.InsecureAnonymousPlaintext {
 		add("auth.insecure_anonymous_plaintext", "anonymous clients on a plaintext network listener")
