@@ -80,8 +80,8 @@ type BanStore struct {
 	failOpen bool
 	wake     chan struct{}
 
-	saveMu  sync.Mutex // serializes flushes
-	mu      sync.Mutex // guards last, want and pending
+	saveMu  sync.Mutex        // serializes flushes
+	mu      sync.Mutex        // guards last, want and pending
 	last    map[string]string // the list as this node last read or wrote it
 	want    map[string]string // the newest list given to SaveBans
 	pending bool              // want is not written yet
