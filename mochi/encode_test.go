@@ -12,6 +12,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mqttsec/mqttsec"
 	"github.com/mqttsec/mqttsec/internal/testbroker"
 	"github.com/mqttsec/mqttsec/mochi"
 )
@@ -145,4 +146,22 @@ func TestMaxKeepAlive(t *testing.T) {
 		}
 		require.NoError(t, pc.Disconnect(&paho.Disconnect{}))
 	}
+}
+
+// TestSysPublishAnswered: mochi drops a client's PUBLISH to $SYS without an
+// acknowledgement, so a QoS 1 publisher would wait for ever; the hook
+// answers it (0x87 for MQTT 5).
+func TestSysPublishAnswered(t *testing.T) {
+	f := start(t, testbroker.Options{})
+	c := f.dial(t, "sys", "alice")
+	for _, topic := range []string{"$SYS/broker/uptime", "$sys/x"} {
+		code, err := c.Pub(t, topic, []byte("x"), 1)
+		require.Error(t, err, topic)
+		require.Equal(t, byte(0x87), code, topic)
+	}
+	code, v3, err := testbroker.DialV3(t, f.b.Addr, "sys3", "alice", "pw")
+	require.NoError(t, err)
+	require.Zero(t, code)
+	require.NoError(t, v3.Publish("$SYS/x", []byte("x"), 1), "the 3.1.1 publisher gets its PUBACK")
+	require.Positive(t, f.events.count(mqttsec.EventPublishDenied, "sys"), "reported like any denial")
 }

@@ -715,6 +715,19 @@ func (h *Hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 // receive maximum stops getting QoS 1 and 2 messages after that many were
 // held back. Quota never rises above the client's receive maximum.
 func (h *Hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Publish && pk.FixedHeader.Qos > 0 && !cl.Net.Inline && isSysTopic(pk.TopicName) {
+		// mochi drops a client's PUBLISH to $SYS without an answer, and a
+		// QoS 1 or 2 publisher waits for its acknowledgement forever:
+		// refuse it as the Guard would (0x87).
+		e := mqttsec.Event{Kind: mqttsec.EventPublishDenied, ClientID: cl.ID, RemoteAddr: cl.Net.Remote,
+			Listener: cl.Net.Listener, Topic: pk.TopicName, Code: mqttsec.CodeNotAuthorized, Err: errSysPublish}
+		if cn := h.lookup(cl); cn != nil {
+			e.Username = cn.session().Client().Username
+		}
+		h.g.Event(e)
+		h.rejectPublish(cl, pk, mqttsec.CodeNotAuthorized)
+		return pk, nil
+	}
 	if t := pk.FixedHeader.Type; t == packets.Puback || t == packets.Pubrec {
 		e, ok := cl.State.Inflight.Get(pk.PacketID)
 		if ok && e.FixedHeader.Type == packets.Publish {
@@ -726,6 +739,13 @@ func (h *Hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		}
 	}
 	return pk, nil
+}
+
+var errSysPublish = fmt.Errorf("%w: clients may not publish to $SYS", mqttsec.ErrNotAuthorized)
+
+// isSysTopic reports whether mochi takes topic for a $SYS topic (any case).
+func isSysTopic(topic string) bool {
+	return len(topic) >= len(mqtt.SysPrefix) && strings.EqualFold(topic[:len(mqtt.SysPrefix)], mqtt.SysPrefix)
 }
 
 // OnQosPublish charges a kept session for a message mochi stores for it
