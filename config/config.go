@@ -433,6 +433,11 @@ type Limits struct {
 	// clients are told the maximum, MQTT 3.1.1 clients asking for more (or
 	// 0) are refused, as Mosquitto's max_keepalive (mochi.Limits).
 	MaxKeepAlive time.Duration `yaml:"max_keepalive,omitempty"`
+	// InboundBudget bounds the bytes of large packets (16 KiB or more) the
+	// clients of one listener are sending at once; PacketTimeout the time
+	// a client may take to send one packet (mochi.HardenConfig).
+	InboundBudget int64         `yaml:"inbound_budget,omitempty"`
+	PacketTimeout time.Duration `yaml:"packet_timeout,omitempty"`
 }
 
 // Redis is the Redis server that shares security state between the

@@ -57,6 +57,8 @@ func (r *Runtime) Server() (*Server, error) {
 	}
 	if f.Limits != nil {
 		hc.WriteTimeout = f.Limits.WriteTimeout
+		hc.InboundBudget = f.Limits.InboundBudget
+		hc.PacketTimeout = f.Limits.PacketTimeout
 	}
 	for i, l := range f.Listeners {
 		cfg := listeners.Config{ID: f.ListenerName(i), Address: l.Address, TLSConfig: r.serverTLS[i]}

@@ -481,6 +481,8 @@ func (l *Limits) fields() []limitField {
 		{"property_bytes", l.PropertyBytes < 0}, {"inflight", l.Inflight < 0},
 		{"writes_pending", l.WritesPending < 0}, {"topic_aliases", l.TopicAliases < 0},
 		{"write_stall", l.WriteStall < 0}, {"write_timeout", l.WriteTimeout < 0},
+		{"max_keepalive", l.MaxKeepAlive < 0}, {"inbound_budget", l.InboundBudget < 0},
+		{"packet_timeout", l.PacketTimeout < 0},
 	}
 	return out
 }

@@ -216,13 +216,19 @@
 //     password). A CONNECT within MaxConnectSize but made of user
 //     properties, which mochi decodes to 16 times its size, is refused before
 //     authentication ([Limits.PropertyBytes]).
-//   - Per authenticated connection: the packet being read (mochi holds it
-//     twice: 2 × 384 KiB while it arrives) and the one being written (2 ×
-//     384 KiB, for at most WriteTimeout), its subscriptions
+//   - Per authenticated connection: the one packet being written (2 × 384
+//     KiB, for at most WriteTimeout), its subscriptions
 //     ([Limits.SubscriptionBytes], 1 MiB), inbound topic aliases
 //     ([Limits.TopicAliases] × [Limits.TopicLength], 10 KiB), its will (at
 //     most MaxConnectSize, 64 KiB) and 16 KiB of state (measured for an
-//     idle connection): about 2.6 MiB.
+//     idle connection): about 1.9 MiB.
+//   - Packets being read: mochi allocates a packet's whole claimed size
+//     when its header is in (and holds it twice while it arrives). Packets
+//     of 16 KiB or more take their size from the listener's
+//     [HardenConfig.InboundBudget] (64 MiB, so at most 128 MiB held) and
+//     wait, unread, while it is spent; a packet must arrive within
+//     [HardenConfig.PacketTimeout] (1 minute). Smaller packets: 2 × 16 KiB
+//     per connection at most.
 //   - Per kept session: its subscriptions, will and state, about 1.1 MiB
 //     (measured: 143 KB with 100 one-level subscriptions);
 //     at most [mqttsec.Quotas] SessionsPerSubject (100) per user and
@@ -233,12 +239,13 @@
 //   - Retained messages, with their topic tree: RetainedBytesPerSubject per
 //     user (8 MiB), RetainedBytes in all (128 MiB).
 //
-// So one user with n connections holds at most n × 2.6 MiB + 110 MiB (kept
-// sessions) + 32 MiB + 8 MiB; everyone together at most 10,000 × 2.6 MiB
-// (clients) + 10,000 × 1.1 MiB (kept sessions) + 256 MiB + 128 MiB. The
-// per-connection term dominates: lower the packet size and the number of
-// clients (or the connections per user, with a connection limit) to lower
-// it. A message in the books counts its payload, topic, correlation data
+// So one user with n connections holds at most n × 1.9 MiB + 110 MiB (kept
+// sessions) + 32 MiB + 8 MiB, plus its share of the listeners' inbound
+// budgets; everyone together at most 10,000 × 1.9 MiB (clients) + 10,000
+// × 1.1 MiB (kept sessions) + 256 MiB + 128 MiB + 128 MiB per listener.
+// The per-connection term dominates: lower the packet size and the number
+// of clients (or the connections per user, with a connection limit) to
+// lower it. A message in the books counts its payload, topic, correlation data
 // and user properties plus 1.6 KiB for mochi's copies; concurrent
 // publishers may overshoot a budget by one message each.
 //

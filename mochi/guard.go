@@ -58,6 +58,10 @@ const (
 	// DefaultWriteTimeout is the default time a write to a client may
 	// block.
 	DefaultWriteTimeout = 10 * time.Second
+	// DefaultInboundBudget is the default of [HardenConfig.InboundBudget].
+	DefaultInboundBudget = 64 << 20
+	// DefaultPacketTimeout is the default of [HardenConfig.PacketTimeout].
+	DefaultPacketTimeout = time.Minute
 )
 
 // HardenConfig bounds what a connection may cost before it is
@@ -99,6 +103,21 @@ type HardenConfig struct {
 	// [Limits.WriteStall] acts earlier. Zero means [DefaultWriteTimeout];
 	// negative means no limit.
 	WriteTimeout time.Duration
+	// InboundBudget bounds the bytes of the large packets (16 KiB or more)
+	// the listener's clients are sending at once: mochi v2.7.9 allocates
+	// a packet's whole claimed size as soon as its header is in, so a
+	// client that trickles the rest holds that memory — with many
+	// connections, a multiple of the packet size limit. A packet that
+	// does not fit waits (its header is not passed on to mochi) until
+	// others are in, and its connection is closed if it waits longer than
+	// PacketTimeout. Zero means [DefaultInboundBudget]; negative means no
+	// limit.
+	InboundBudget int64
+	// PacketTimeout bounds the time an authenticated client may take to
+	// send one packet, from its first byte to its last: the connection is
+	// closed after it. Zero means [DefaultPacketTimeout]; negative means
+	// no limit (the keep-alive still applies).
+	PacketTimeout time.Duration
 }
 
 func (c HardenConfig) withDefaults() HardenConfig {
@@ -117,19 +136,25 @@ func (c HardenConfig) withDefaults() HardenConfig {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
+	if c.InboundBudget == 0 {
+		c.InboundBudget = DefaultInboundBudget
+	}
+	if c.PacketTimeout == 0 {
+		c.PacketTimeout = DefaultPacketTimeout
+	}
 	return c
 }
 
 // HardenWith is [Harden] with explicit bounds.
 func HardenWith(l listeners.Listener, c HardenConfig) listeners.Listener {
 	c = c.withDefaults()
-	return &idleListener{Listener: l, d: c.ConnectTimeout, guard: true, cfg: c, pend: newPending(c)}
+	return &idleListener{Listener: l, d: c.ConnectTimeout, guard: true, cfg: c, pend: newPending(c), in: newInbound(c)}
 }
 
 // HardenNetWith is [HardenNet] with explicit bounds.
 func HardenNetWith(l net.Listener, c HardenConfig) net.Listener {
 	c = c.withDefaults()
-	return &idleNetListener{Listener: l, d: c.ConnectTimeout, guard: true, cfg: c, pend: newPending(c)}
+	return &idleNetListener{Listener: l, d: c.ConnectTimeout, guard: true, cfg: c, pend: newPending(c), in: newInbound(c)}
 }
 
 // pending counts the connections of a listener that have not been
@@ -192,17 +217,60 @@ var ErrConnectTooLarge = errors.New("mochi: CONNECT larger than the pre-authenti
 
 // wrap makes c a guarded connection, or returns nil when the listener's
 // pending bounds are reached (c is then closed).
-func wrap(c net.Conn, cfg HardenConfig, pend *pending) net.Conn {
+func wrap(c net.Conn, cfg HardenConfig, pend *pending, in *inbound) net.Conn {
 	ip := remoteIP(c)
 	if !pend.acquire(ip) {
 		_ = c.Close()
 		return nil
 	}
-	g := &guardConn{Conn: c, timeout: cfg.ConnectTimeout, writeTimeout: max(cfg.WriteTimeout, 0)}
+	g := &guardConn{Conn: c, timeout: cfg.ConnectTimeout, writeTimeout: max(cfg.WriteTimeout, 0),
+		packetTimeout: max(cfg.PacketTimeout, 0)}
 	g.sc.maxConnect = cfg.MaxConnectSize
+	g.sc.in = in
 	g.done = func() { pend.release(ip) }
 	return g
 }
+
+// inbound is a listener's budget of bytes of large packets being received.
+type inbound struct {
+	max  int64 // -1: no limit
+	used atomic.Int64
+}
+
+// reserveMin is the packet size from which a packet takes its bytes from
+// the inbound budget: smaller ones cost less than the buffers every
+// connection has anyway.
+const reserveMin = 16 << 10
+
+func newInbound(c HardenConfig) *inbound { return &inbound{max: c.InboundBudget} }
+
+// take reserves n bytes, if they fit.
+func (in *inbound) take(n int64) bool {
+	if in == nil || in.max < 0 {
+		return true
+	}
+	for {
+		u := in.used.Load()
+		if u+n > in.max {
+			return false
+		}
+		if in.used.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+}
+
+func (in *inbound) give(n int64) {
+	if in != nil && in.max >= 0 && n > 0 {
+		in.used.Add(-n)
+	}
+}
+
+// ErrInboundBudget is the read error of a connection closed by [Harden]
+// because a packet it started waited longer than
+// [HardenConfig.PacketTimeout] for room in the listener's inbound budget,
+// or took longer than that to arrive.
+var ErrInboundBudget = errors.New("mochi: packet not received in time")
 
 func remoteIP(c net.Conn) string {
 	a := c.RemoteAddr()
@@ -234,6 +302,11 @@ type guardConn struct {
 	once         sync.Once
 	answer       atomic.Bool
 	closing      atomic.Bool // Close was called: the connection only drains
+
+	packetTimeout time.Duration
+	rmu           sync.Mutex // guards the read deadlines below
+	want          time.Time  // the read deadline mochi asked for
+	pktDeadline   time.Time  // when the packet being received must be in; zero when none
 }
 
 // NetConn returns the wrapped connection.
@@ -252,7 +325,11 @@ func (c *guardConn) Read(b []byte) (int, error) {
 	}
 	if n > 0 {
 		connect := c.sc.version != 0
-		if serr := c.sc.feed(b[:n]); serr != nil {
+		serr := c.sc.feed(b[:n])
+		if errors.Is(serr, errNoBudget) {
+			serr = c.waitBudget(b[:n])
+		}
+		if serr != nil {
 			c.err = serr
 			_ = c.Close()
 			return 0, serr
@@ -261,8 +338,62 @@ func (c *guardConn) Read(b []byte) (int, error) {
 			// CONNECT is in: leave time to authenticate and answer it.
 			_ = c.Conn.SetDeadline(time.Now().Add(2 * c.timeout))
 		}
+		if c.answer.Load() && c.packetTimeout > 0 {
+			c.packetDeadline(c.sc.state != 0)
+		}
 	}
 	return n, err
+}
+
+// waitBudget waits, before the bytes b are passed on to mochi, for room in
+// the inbound budget for the packet whose header they hold, then feeds the
+// rest of them. It gives up after the packet timeout.
+func (c *guardConn) waitBudget(b []byte) error {
+	limit := c.packetTimeout
+	if limit <= 0 {
+		limit = DefaultPacketTimeout
+	}
+	deadline := time.Now().Add(limit)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		if c.closing.Load() {
+			return net.ErrClosed
+		}
+		if time.Now().After(deadline) {
+			return ErrInboundBudget
+		}
+		time.Sleep(wait)
+		err := c.sc.resume()
+		if !errors.Is(err, errNoBudget) {
+			return err
+		}
+	}
+}
+
+// packetDeadline keeps the read deadline at the earlier of mochi's and
+// the end of the packet being received (inPacket: a packet has begun and
+// is not complete).
+func (c *guardConn) packetDeadline(inPacket bool) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	switch {
+	case inPacket && c.pktDeadline.IsZero():
+		c.pktDeadline = time.Now().Add(c.packetTimeout)
+	case !inPacket && !c.pktDeadline.IsZero():
+		c.pktDeadline = time.Time{}
+	default:
+		return
+	}
+	c.applyRead()
+}
+
+// applyRead sets the read deadline to the earlier of mochi's and the
+// packet's. The caller holds c.rmu.
+func (c *guardConn) applyRead() {
+	d := c.want
+	if !c.pktDeadline.IsZero() && (d.IsZero() || c.pktDeadline.Before(d)) {
+		d = c.pktDeadline
+	}
+	_ = c.Conn.SetReadDeadline(d)
 }
 
 func (c *guardConn) Write(b []byte) (int, error) {
@@ -302,19 +433,24 @@ func (c *guardConn) SetDeadline(t time.Time) error {
 	if c.closing.Load() {
 		return nil // the drain's deadline stands (mochi refreshes it after each packet)
 	}
-	if c.writeTimeout > 0 {
-		return c.Conn.SetReadDeadline(t)
+	if c.writeTimeout <= 0 {
+		_ = c.Conn.SetWriteDeadline(t)
 	}
-	return c.Conn.SetDeadline(t)
+	return c.SetReadDeadline(t)
 }
 
-// SetReadDeadline sets the read deadline, except while the connection
-// drains after Close.
+// SetReadDeadline sets the read deadline, no later than the end of a packet
+// being received (see [HardenConfig.PacketTimeout]), and not while the
+// connection drains after Close.
 func (c *guardConn) SetReadDeadline(t time.Time) error {
 	if c.closing.Load() {
 		return nil
 	}
-	return c.Conn.SetReadDeadline(t)
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.want = t
+	c.applyRead()
+	return nil
 }
 
 // writing returns how long the write in progress has been blocked, or -1.
@@ -348,6 +484,7 @@ const lingerTime = 500 * time.Millisecond
 // the background. Reads and writes fail from now on.
 func (c *guardConn) Close() error {
 	c.release()
+	c.sc.giveBack()
 	if !c.closing.CompareAndSwap(false, true) {
 		return nil
 	}
@@ -397,16 +534,21 @@ func (c *guardConn) release() {
 
 // scanner frames an inbound MQTT byte stream.
 type scanner struct {
-	maxConnect int   // largest first CONNECT, 0 for no limit
-	state      uint8 // 0 fixed header, 1 remaining length, 2 body
-	typ        byte
-	lenVal     int
-	lenMul     int
-	lenN       int
-	remain     int
-	collect    bool
-	buf        []byte
-	version    byte // protocol level from CONNECT, 0 before
+	maxConnect int // largest first CONNECT, 0 for no limit
+	in         *inbound
+	reserved   atomic.Int64 // bytes of the packet being received, taken from in
+	// rest holds the bytes of a Read not fed yet because the packet whose
+	// header they hold waits for room in the inbound budget.
+	rest    []byte
+	state   uint8 // 0 fixed header, 1 remaining length, 2 body
+	typ     byte
+	lenVal  int
+	lenMul  int
+	lenN    int
+	remain  int
+	collect bool
+	buf     []byte
+	version byte // protocol level from CONNECT, 0 before
 }
 
 const (
@@ -437,6 +579,14 @@ func (s *scanner) feed(b []byte) error {
 			s.remain = s.lenVal
 			if s.typ == pktConnect && s.version == 0 && s.maxConnect > 0 && s.remain > s.maxConnect {
 				return ErrConnectTooLarge
+			}
+			if s.remain >= reserveMin && s.in != nil {
+				if !s.in.take(int64(s.remain)) {
+					s.state = 3 // waits for the budget, see resume
+					s.rest = b
+					return errNoBudget
+				}
+				s.reserved.Store(int64(s.remain))
 			}
 			s.collect = (s.typ == pktConnect && s.version == 0) || (s.typ == pktSubscribe && s.version == 5)
 			if s.collect && s.typ == pktSubscribe && s.remain > maxSubscribeBody {
@@ -471,9 +621,37 @@ func (s *scanner) feed(b []byte) error {
 	return nil
 }
 
+// errNoBudget says that the packet whose header was just read waits for
+// room in the inbound budget: feed stopped, resume goes on.
+var errNoBudget = errors.New("mochi: inbound budget full")
+
+// resume tries again to take the budget for the packet feed stopped at,
+// then feeds the rest of the bytes.
+func (s *scanner) resume() error {
+	if !s.in.take(int64(s.remain)) {
+		return errNoBudget
+	}
+	s.reserved.Store(int64(s.remain))
+	rest := s.rest
+	s.rest = nil
+	s.state = 2
+	if s.remain == 0 {
+		if err := s.done(); err != nil {
+			return err
+		}
+	}
+	return s.feed(rest)
+}
+
+// giveBack returns the budget of a packet that will not complete.
+func (s *scanner) giveBack() {
+	s.in.give(s.reserved.Swap(0))
+}
+
 // done ends a packet whose body has been read.
 func (s *scanner) done() error {
 	s.state = 0
+	s.giveBack()
 	if !s.collect {
 		return nil
 	}

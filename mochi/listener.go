@@ -35,6 +35,7 @@ type idleListener struct {
 	guard bool
 	cfg   HardenConfig
 	pend  *pending
+	in    *inbound
 }
 
 // Serve passes each connection to establish with a deadline set. A CONNECT
@@ -44,7 +45,7 @@ func (l *idleListener) Serve(establish listeners.EstablishFn) {
 	l.Listener.Serve(func(id string, c net.Conn) error {
 		_ = c.SetDeadline(time.Now().Add(l.d))
 		if l.guard {
-			if c = wrap(c, l.cfg, l.pend); c == nil {
+			if c = wrap(c, l.cfg, l.pend, l.in); c == nil {
 				return nil // over the pending bounds: closed
 			}
 		}
@@ -71,6 +72,7 @@ type idleNetListener struct {
 	guard bool
 	cfg   HardenConfig
 	pend  *pending
+	in    *inbound
 }
 
 // Accept returns the next connection with a deadline set; connections over
@@ -85,7 +87,7 @@ func (l *idleNetListener) Accept() (net.Conn, error) {
 		if !l.guard {
 			return c, nil
 		}
-		if g := wrap(c, l.cfg, l.pend); g != nil {
+		if g := wrap(c, l.cfg, l.pend, l.in); g != nil {
 			return g, nil
 		}
 	}

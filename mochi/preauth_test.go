@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -200,4 +201,95 @@ func TestPreAuthMemoryBounded(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	growth := int64(after.HeapInuse) - int64(before.HeapInuse)
 	require.Less(t, growth, int64(16<<20), "heap grew by %d bytes for %d claims of 383 kB (%d MB claimed)", growth, len(conns), len(conns)*383/1000)
+}
+
+// connected dials addr and completes an MQTT 3.1.1 CONNECT as id.
+func connected(t *testing.T, addr, id string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	_, err = c.Write(connectPacket(id, 8))
+	require.NoError(t, err)
+	ack := make([]byte, 4)
+	_ = c.SetReadDeadline(time.Now().Add(testbroker.Timeout))
+	_, err = io.ReadFull(c, ack)
+	require.NoError(t, err)
+	require.Equal(t, byte(0), ack[3])
+	_ = c.SetReadDeadline(time.Time{})
+	return c
+}
+
+// publishHeader is the start of an MQTT 3.1.1 QoS 0 PUBLISH to topic "t"
+// whose payload is n bytes long: its fixed header, the topic, and nothing
+// of the payload.
+func publishHeader(n int) []byte {
+	body := append([]byte{0, 1, 't'}, make([]byte, n)...)
+	full := frameRaw(0x30, body)
+	return full[:len(full)-n]
+}
+
+// TestTrickledPackets: authenticated clients that send the headers of
+// large packets and trickle (or never send) the rest do not make the
+// broker allocate what the headers claim beyond the inbound budget, and
+// are closed after the packet timeout; a client sending small packets is
+// not held up.
+func TestTrickledPackets(t *testing.T) {
+	addr, _ := serveHardened(t, anyone, mochi.HardenConfig{InboundBudget: 1 << 20, PacketTimeout: time.Second})
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const n, size = 40, 200_000 // 8 MB claimed, 1 MiB allowed
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		conns[i] = connected(t, addr, fmt.Sprintf("trickle-%d", i))
+		_, err := conns[i].Write(publishHeader(size))
+		require.NoError(t, err)
+	}
+	time.Sleep(300 * time.Millisecond) // every header is in
+	runtime.GC()
+	var during runtime.MemStats
+	runtime.ReadMemStats(&during)
+	growth := int64(during.HeapInuse) - int64(before.HeapInuse)
+	require.Less(t, growth, int64(4<<20), "heap grew by %d bytes while %d packets of %d bytes were announced", growth, n, size)
+
+	// A client with small packets is not held up.
+	small := connected(t, addr, "small")
+	_, err := small.Write(frameRaw(0xC0, nil)) // PINGREQ
+	require.NoError(t, err)
+	resp := make([]byte, 2)
+	_ = small.SetReadDeadline(time.Now().Add(testbroker.Timeout))
+	_, err = io.ReadFull(small, resp)
+	require.NoError(t, err)
+	require.Equal(t, []byte{0xD0, 0}, resp)
+
+	// The trickling clients are closed after the packet timeout.
+	for i, c := range conns {
+		require.True(t, closedSoon(t, c, testbroker.Timeout), "trickle-%d", i)
+	}
+}
+
+// TestLargePacketWaitsForBudget: a well-behaved large packet that does not
+// fit the inbound budget at once waits, and goes through once the packets
+// ahead of it are in.
+func TestLargePacketWaitsForBudget(t *testing.T) {
+	addr, _ := serveHardened(t, anyone, mochi.HardenConfig{InboundBudget: 300_000, PacketTimeout: 5 * time.Second})
+	slow := connected(t, addr, "slow")
+	_, err := slow.Write(publishHeader(200_000)) // holds 200 kB of the budget
+	require.NoError(t, err)
+	time.Sleep(100 * time.Millisecond)
+	fast := connected(t, addr, "fast")
+	pkt := append(publishHeader(200_000), make([]byte, 200_000)...)
+	go func() { _, _ = fast.Write(pkt) }()
+	time.Sleep(300 * time.Millisecond)
+	_, err = slow.Write(make([]byte, 200_000)) // the slow packet completes
+	require.NoError(t, err)
+	// Then the fast one is read: a PINGREQ after it is answered.
+	_, err = fast.Write(frameRaw(0xC0, nil))
+	require.NoError(t, err)
+	resp := make([]byte, 2)
+	_ = fast.SetReadDeadline(time.Now().Add(testbroker.Timeout))
+	_, err = io.ReadFull(fast, resp)
+	require.NoError(t, err, "the waiting packet went through")
+	require.Equal(t, []byte{0xD0, 0}, resp)
 }
