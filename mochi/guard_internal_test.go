@@ -2,6 +2,7 @@ package mochi
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -109,4 +110,40 @@ func BenchmarkScannerPublish(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzScannerBudget feeds arbitrary bytes, split at arbitrary points, to
+// a scanner with a small inbound budget: it never panics, never holds more
+// than the budget, and gives everything back.
+func FuzzScannerBudget(f *testing.F) {
+	f.Add([]byte{0x30, 0x80, 0x80, 0x01, 0, 1, 't'}, uint8(3))                   // a 16 KiB PUBLISH header
+	f.Add(append([]byte{0x30, 0xFF, 0xFF, 0x03}, make([]byte, 64)...), uint8(2)) // larger than the budget
+	f.Add([]byte{0x10, 0, 0x30, 0x02, 0, 0, 0xC0, 0}, uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, split uint8) {
+		in := &inbound{max: 40 << 10}
+		sc := scanner{in: in}
+		step := int(split%16) + 1
+		for len(data) > 0 {
+			n := min(step, len(data))
+			err := sc.feed(data[:n])
+			data = data[n:]
+			if errors.Is(err, errNoBudget) {
+				// Nothing else holds the budget: the packet does not fit.
+				if sc.resume() == nil {
+					t.Fatal("resume took a budget that feed could not")
+				}
+				break
+			}
+			if err != nil {
+				break
+			}
+			if u := in.used.Load(); u < 0 || u > in.max {
+				t.Fatalf("budget used %d of %d", u, in.max)
+			}
+		}
+		sc.giveBack()
+		if u := in.used.Load(); u != 0 {
+			t.Fatalf("budget not given back: %d", u)
+		}
+	})
 }
