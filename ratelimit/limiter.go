@@ -609,12 +609,6 @@ func (c *counter) release(key string) {
 	}
 }
 
-func (c *counter) count(key string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.m[key]
-}
-
 var (
 	_ mqttsec.ConnectionLimiter = (*Limiter)(nil)
 	_ mqttsec.ConnLimiter       = (*conn)(nil)

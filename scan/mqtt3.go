@@ -360,29 +360,6 @@ func (c *conn3) publish(ctx context.Context, topic string, payload []byte, qos b
 	return err
 }
 
-// subscribe subscribes to one filter and returns the SUBACK return code:
-// the granted QoS, or 0x80 for a refusal.
-func (c *conn3) subscribe(ctx context.Context, filter string, qos byte) (byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opWait)
-	defer cancel()
-	id, ch := c.id()
-	defer c.release(id)
-	body := binary.BigEndian.AppendUint16(nil, id)
-	body = appendString(body, filter)
-	body = append(body, qos)
-	if err := c.write(0x82, body); err != nil {
-		return 0, err
-	}
-	b, err := c.await(ctx, ch, 9)
-	if err != nil {
-		return 0, err
-	}
-	if len(b) != 3 {
-		return 0, fmt.Errorf("SUBACK with %d return codes", len(b)-2)
-	}
-	return b[2], nil
-}
-
 // ping sends PINGREQ and waits for PINGRESP: it tells whether the broker
 // still serves this connection.
 func (c *conn3) ping(ctx context.Context) error {
