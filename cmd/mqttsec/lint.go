@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -81,19 +80,9 @@ func runLint(out io.Writer, files []string, o *lintOptions) error {
 	if err != nil {
 		return &exitError{2, err}
 	}
-	switch o.format {
-	case "text":
-		writeLintText(out, rep)
-	case "json":
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return err
-		}
-	case "sarif":
-		if err := writeLintSARIF(out, rep); err != nil {
-			return err
-		}
+	if err := writeReport(out, o.format, rep, func() { writeLintText(out, rep) },
+		func() error { return writeLintSARIF(out, rep) }); err != nil {
+		return err
 	}
 	failed := 0
 	for _, f := range rep.Findings {

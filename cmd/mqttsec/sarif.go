@@ -190,3 +190,19 @@ func sarifURI(p string) string {
 	}
 	return filepath.ToSlash(p)
 }
+
+// writeReport writes rep in format: with text or sarif for those formats,
+// as indented JSON for "json".
+func writeReport(out io.Writer, format string, rep any, text func(), sarif func() error) error {
+	switch format {
+	case "text":
+		text()
+	case "json":
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	case "sarif":
+		return sarif()
+	}
+	return nil
+}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -220,19 +219,9 @@ func runScan(ctx context.Context, target string, o *scanOptions, out io.Writer) 
 	if err != nil && (errors.Is(err, scan.ErrTarget) || errors.Is(err, scan.ErrUnreachable)) {
 		return &exitError{2, err}
 	}
-	switch o.format {
-	case "text":
-		writeScanSummary(out, rep)
-	case "json":
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return err
-		}
-	case "sarif":
-		if err := writeScanSARIF(out, rep); err != nil {
-			return err
-		}
+	if werr := writeReport(out, o.format, rep, func() { writeScanSummary(out, rep) },
+		func() error { return writeScanSARIF(out, rep) }); werr != nil {
+		return werr
 	}
 	if err != nil { // cancelled: the report is partial
 		return &exitError{2, err}
