@@ -307,6 +307,7 @@ type guardConn struct {
 	rmu           sync.Mutex // guards the read deadlines below
 	want          time.Time  // the read deadline mochi asked for
 	pktDeadline   time.Time  // when the packet being received must be in; zero when none
+	inPacket      bool       // a packet is being received; read and written by Read only
 }
 
 // NetConn returns the wrapped connection.
@@ -373,15 +374,16 @@ func (c *guardConn) waitBudget(b []byte) error {
 // the end of the packet being received (inPacket: a packet has begun and
 // is not complete).
 func (c *guardConn) packetDeadline(inPacket bool) {
+	if inPacket == c.inPacket {
+		return // the common case: no lock, no deadline change
+	}
+	c.inPacket = inPacket
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	switch {
-	case inPacket && c.pktDeadline.IsZero():
+	if inPacket {
 		c.pktDeadline = time.Now().Add(c.packetTimeout)
-	case !inPacket && !c.pktDeadline.IsZero():
+	} else {
 		c.pktDeadline = time.Time{}
-	default:
-		return
 	}
 	c.applyRead()
 }
