@@ -136,7 +136,8 @@ func TestMaxKeepAlive(t *testing.T) {
 		require.Equal(t, tc.v3code, ack[3], "MQTT 3.1.1, keep alive %d", tc.keepAlive)
 		_ = c.Close()
 
-		pc, ca, err := testbroker.Dial(t, f.b.Addr, testbroker.ClientOptions{ClientID: "ka5", Username: "alice", Password: []byte("pw"), KeepAlive: tc.keepAlive})
+		pc, ca, err := testbroker.Dial(t, f.b.Addr, testbroker.ClientOptions{ClientID: "ka5", Username: "alice", Password: []byte("pw"),
+			KeepAlive: tc.keepAlive, NoKeepAlive: tc.keepAlive == 0})
 		require.NoError(t, err)
 		if tc.keepAlive == 0 || tc.keepAlive > 20 {
 			require.NotNil(t, ca.Properties.ServerKeepAlive, "MQTT 5, keep alive %d", tc.keepAlive)

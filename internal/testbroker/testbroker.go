@@ -148,8 +148,10 @@ type ClientOptions struct {
 	// TLS, when set, makes Dial use TLS.
 	TLS  *tls.Config
 	Will *paho.WillMessage
-	// KeepAlive in seconds; zero means 30.
+	// KeepAlive in seconds; zero means 30 (NoKeepAlive sends 0).
 	KeepAlive uint16
+	// NoKeepAlive sends a keep-alive of 0: none.
+	NoKeepAlive bool
 	// SessionExpiry is the v5 session expiry interval; zero means the
 	// session ends with the connection.
 	SessionExpiry uint32
@@ -228,7 +230,7 @@ func Dial(t testing.TB, addr string, o ClientOptions) (*Conn, *paho.Connack, err
 	}
 	c.Client = paho.NewClient(cfg)
 	ka := o.KeepAlive
-	if ka == 0 {
+	if ka == 0 && !o.NoKeepAlive {
 		ka = 30
 	}
 	cp := &paho.Connect{
