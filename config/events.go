@@ -21,8 +21,9 @@ import (
 const (
 	// KeyEvent is the event kind: connect_denied, connected,
 	// publish_denied, subscribe_denied, receive_denied, will_denied,
-	// expired, revoked, disconnected, reload, reload_failed, warning,
-	// error (mqttsec.EventKind's String).
+	// expired, revoked, dropped, banned, disconnected, reload,
+	// reload_failed, warning, error (mqttsec.EventKind's String), and
+	// suppressed for the count of denials left out of the log (KeyCount).
 	KeyEvent = "event"
 	// KeyClientID is the MQTT client ID.
 	KeyClientID = "client_id"
@@ -150,7 +151,7 @@ func (f fanout) Event(e mqttsec.Event) {
 	}
 }
 
-// maxKinds bounds the event kinds counted; mqttsec has 13.
+// maxKinds bounds the event kinds counted; mqttsec has 15.
 const maxKinds = 32
 
 // metrics counts security events by kind and reason code for Prometheus.
